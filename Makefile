@@ -1,0 +1,43 @@
+# The two set-up commands: `make demo` and `make test`. Each builds .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HUBPUB := $(VENV)/bin/hubpub
+INSTALLED := $(VENV)/.installed
+DEMO_MODEL := .cache/demo-models/SmolLM2-135M-Instruct.Q4_1.gguf
+DEMO_SPEC := model_specs/demo/smollm2-135m.yaml
+
+.PHONY: demo test test-fast lint bench schema clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build. A bare `torch` would resolve to a CUDA build of several GB.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+$(DEMO_MODEL):
+	$(PYTHON) scripts/fetch_demo_model.py
+
+demo: $(INSTALLED) $(DEMO_MODEL)
+	$(HUBPUB) validate model_specs/*.yaml model_specs/demo/*.yaml
+	$(HUBPUB) plan $(DEMO_SPEC)
+
+test: $(INSTALLED) $(DEMO_MODEL)
+	$(PY) -m ruff check hubpub tests bench scripts
+	$(PY) -m ruff format --check hubpub tests bench scripts
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -m "not model"
+
+bench: $(INSTALLED) $(DEMO_MODEL)
+	$(PY) bench/cli_startup.py
+
+schema: $(INSTALLED)
+	$(HUBPUB) schema > docs/release-spec.schema.json
+
+clean:
+	rm -rf $(VENV) .cache .hubpub

@@ -1,0 +1,141 @@
+"""The public library: every CLI command is one of these functions plus a thin click wrapper."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hubpub.spec import ReleaseSpec, SpecFile, load_spec
+from hubpub.stages import STAGE_ORDER
+
+__all__ = ["ReleasePlan", "load_spec", "load_specs", "plan"]
+
+_TASK_LINE = re.compile(r"^(?:task|group|tag):\s*['\"]?([\w.-]+)['\"]?\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What `hubpub release` would do for one variant, with every default made explicit."""
+
+    spec_file: str
+    variant: str
+    family: str | None
+    repo_id: str
+    base_model: str
+    base_revision: str
+    source: dict[str, str] | None
+    scheme: str
+    scheme_summary: str
+    algorithm: str
+    group_size: int | None
+    targets: list[str]
+    ignore: list[str]
+    recipe: dict[str, Any]
+    calibration: dict[str, Any] | None
+    stages: list[str]
+    downloads: list[str]
+    hub_tag: str | None
+    private: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_specs(paths: list[Path]) -> list[SpecFile]:
+    """Load several spec files, collecting every file's problems into one SpecError."""
+    from hubpub.errors import SpecError
+
+    loaded: list[SpecFile] = []
+    problems = []
+    for path in paths:
+        try:
+            loaded.append(load_spec(path))
+        except SpecError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise SpecError(problems)
+    return loaded
+
+
+def plan(paths: list[Path], variant: str | None = None) -> list[ReleasePlan]:
+    """The effective release of each variant of each spec: repo, recipe, stages and downloads."""
+    return [
+        _plan_release(spec_file.path, release)
+        for spec_file in load_specs(paths)
+        for release in spec_file.select(variant)
+    ]
+
+
+def _plan_release(spec_path: Path, release: ReleaseSpec) -> ReleasePlan:
+    scheme = release.scheme_info
+    uses_calibration = scheme.needs_calibration(release.algorithm)
+    calibration = release.calibration
+    return ReleasePlan(
+        spec_file=str(spec_path),
+        variant=release.variant,
+        family=release.family,
+        repo_id=release.repo_id,
+        base_model=release.base_model,
+        base_revision=release.base_revision or "main",
+        source=(
+            {
+                "path": str(release.source.path),
+                **({"gguf_file": release.source.gguf_file} if release.source.gguf_file else {}),
+            }
+            if release.source
+            else None
+        ),
+        scheme=scheme.name,
+        scheme_summary=scheme.summary,
+        algorithm=release.algorithm,
+        group_size=release.effective_group_size,
+        targets=list(release.targets),
+        ignore=list(release.ignore),
+        recipe=release.recipe(),
+        calibration=(
+            {**calibration.model_dump(mode="json"), "used": uses_calibration} if calibration is not None else None
+        ),
+        stages=_stages(release),
+        downloads=_downloads(release, uses_calibration),
+        hub_tag=release.hub_tag,
+        private=release.push.private,
+    )
+
+
+def _stages(release: ReleaseSpec) -> list[str]:
+    skipped = set()
+    if release.verify.vllm == "off":
+        skipped.add("vllm")
+    if release.evaluation is None:
+        skipped.add("evaluate")
+    return [stage for stage in STAGE_ORDER if stage not in skipped]
+
+
+def _downloads(release: ReleaseSpec, uses_calibration: bool) -> list[str]:
+    downloads = []
+    if release.source is None:
+        downloads.append(
+            f"model {release.base_model} at {release.base_revision or 'main'} (weights, config, tokenizer)"
+        )
+    calibration = release.calibration
+    if uses_calibration and calibration is not None and not calibration.is_local:
+        downloads.append(f"dataset {calibration.dataset} split {calibration.split} (calibration)")
+    if release.evaluation is not None:
+        local = local_task_names(release.evaluation.include_path)
+        downloads.extend(
+            f"lm-eval task {task} (its dataset, for evaluation)"
+            for task in release.evaluation.tasks
+            if task not in local
+        )
+    return downloads
+
+
+def local_task_names(folders: tuple[Path, ...]) -> set[str]:
+    """Task, group and tag names declared by the lm-eval YAML files under `folders`."""
+    names: set[str] = set()
+    for folder in folders:
+        for task_file in sorted(folder.rglob("*.yaml")):
+            names.update(_TASK_LINE.findall(task_file.read_text(encoding="utf-8", errors="replace")))
+    return names

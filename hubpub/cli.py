@@ -1,0 +1,136 @@
+"""The hubpub command line: parse, call the library, show the result, exit.
+
+Heavy libraries (torch, transformers, llmcompressor, lm_eval) are never imported here, so
+`hubpub --help`, `validate`, `plan` and `schema` start instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from hubpub import api
+from hubpub.errors import EXIT_CODES, HubpubError, SpecError
+from hubpub.output import configure_logging, console, error_console, report_spec_problems
+from hubpub.version import __version__
+
+SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+_EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for meaning, code in EXIT_CODES.items())
+
+
+@click.group(epilog=_EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hubpub")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv includes other libraries).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Publish verified, measured, reproducible quantized LLMs to the Hugging Face Hub."""
+    configure_logging(-1 if quiet else verbose)
+
+
+@cli.command()
+@SPEC_PATHS
+def validate(specs: tuple[Path, ...]) -> None:
+    """Check release specs; print every problem at its file and line."""
+    loaded = api.load_specs(list(specs))
+    out = console()
+    for spec_file in loaded:
+        variants = ", ".join(release.variant for release in spec_file.releases)
+        kind = (
+            f"family {spec_file.family or ''} with {len(spec_file.releases)} variants"
+            if spec_file.is_family
+            else "release"
+        )
+        out.print(f"[green]ok[/green] {escape(str(spec_file.path))}: {escape(kind)} ({escape(variants)})")
+
+
+@cli.command()
+@SPEC_PATHS
+@click.option("--variant", help="Only this variant of a family.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan(specs: tuple[Path, ...], variant: str | None, as_json: bool) -> None:
+    """Show the effective release of each variant, its stages and what it would download."""
+    plans = api.plan(list(specs), variant=variant)
+    if as_json:
+        click.echo(json.dumps([item.as_dict() for item in plans], indent=2))
+        return
+    out = console()
+    for item in plans:
+        _print_plan(out, item)
+
+
+def _print_plan(out: Any, item: api.ReleasePlan) -> None:
+    (modifier,) = item.recipe["quant_stage"]["quant_modifiers"]
+    group = f", group size {item.group_size}" if item.group_size else ""
+    source = (
+        f" from {item.source['path']}" + (f"/{item.source['gguf_file']}" if "gguf_file" in item.source else "")
+        if item.source
+        else ""
+    )
+    calibration = item.calibration
+    if calibration is None:
+        calibration_text = "none (not needed)"
+    else:
+        used = "" if calibration["used"] else " (declared, not needed by this scheme and algorithm)"
+        calibration_text = (
+            f"{calibration['dataset']} [{calibration['split']}], {calibration['num_samples']} samples"
+            f" × {calibration['max_seq_length']} tokens, seed {calibration['seed']}{used}"
+        )
+    rows = [
+        ("base", f"{item.base_model} @ {item.base_revision}{source}"),
+        ("scheme", f"{item.scheme} ({item.algorithm}{group}): {item.scheme_summary}"),
+        ("recipe", f"{modifier} targets={item.targets} ignore={item.ignore}"),
+        ("calibration", calibration_text),
+        ("stages", " → ".join(item.stages)),
+        ("downloads", "; ".join(item.downloads) if item.downloads else "nothing"),
+        ("hub tag", item.hub_tag or "none"),
+        ("visibility", "private" if item.private else "public"),
+    ]
+    out.print(f"[bold]{escape(item.repo_id)}[/bold]  (variant {escape(item.variant)}, {escape(item.spec_file)})")
+    for label, value in rows:
+        out.print(f"  {label:<12} {escape(value)}")
+    out.print()
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON schema of release specs (for editors)."""
+    from hubpub.spec import spec_json_schema
+
+    click.echo(json.dumps(spec_json_schema(), indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI and turns hubpub errors into their exit codes."""
+    try:
+        cli.main(args=argv, prog_name="hubpub", standalone_mode=False)
+    except SpecError as error:
+        report_spec_problems(error.problems)
+        sys.exit(error.exit_code)
+    except HubpubError as error:
+        error_console().print(f"[red]error[/red]: {escape(str(error))}")
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        error_console().print("interrupted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        error_console().print("interrupted")
+        sys.exit(130)
+    except Exception as error:
+        logging.getLogger("hubpub").debug("internal error", exc_info=True)
+        error_console().print(
+            f"[red]internal error[/red]: {escape(type(error).__name__)}: {escape(str(error))}\n"
+            "This is a bug in hubpub; run with -v for the traceback and please report it."
+        )
+        sys.exit(1)

@@ -1,0 +1,82 @@
+"""One error hierarchy for hubpub. Each class carries the exit code the CLI uses for it.
+
+The message shown to the user is built here, in the exception, so every caller says the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class HubpubError(Exception):
+    """Base of every error hubpub raises on purpose. Anything else is a bug (exit 1)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One mistake in a spec file, located at the user's line."""
+
+    file: Path
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SpecError(HubpubError):
+    """The release spec is invalid: bad YAML, an unknown key, a wrong value, a missing file."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+class UsageError(HubpubError):
+    """The command was asked for something it cannot do with the given arguments."""
+
+    exit_code = 2
+
+
+class StageError(HubpubError):
+    """A pipeline stage could not complete (a broken checkpoint, a failed load)."""
+
+    exit_code = 3
+
+
+class GateError(HubpubError):
+    """A quality gate failed (perplexity ratio, accuracy recovery): nothing is published."""
+
+    exit_code = 4
+
+
+class PublishError(HubpubError):
+    """Publishing to the Hub failed; the remote was left as it was."""
+
+    exit_code = 5
+
+
+class NotAvailableError(HubpubError):
+    """The capability asked for does not exist in this version of hubpub yet."""
+
+    exit_code = 6
+
+
+EXIT_CODES: dict[str, int] = {
+    "success": 0,
+    "unexpected internal error (a bug: please report it)": HubpubError.exit_code,
+    "invalid spec or command-line usage": SpecError.exit_code,
+    "a stage failed": StageError.exit_code,
+    "a quality gate failed": GateError.exit_code,
+    "publishing failed": PublishError.exit_code,
+    "not available in this version": NotAvailableError.exit_code,
+    "interrupted (Ctrl-C)": 130,
+}

@@ -1,0 +1,580 @@
+"""Release specs: the pydantic models, and loading a spec file into validated releases.
+
+A file declares one release, or a family: shared keys plus `variants:`, where each variant
+overrides any shared key (nested mappings merge; lists and values replace). Every error is
+reported at the user's line as `FILE:LINE:COL: field.path: message`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from hubpub.errors import SpecError, SpecProblem
+from hubpub.schemes import SCHEMES, Algorithm, Scheme, unknown_scheme_message
+from hubpub.yamlsource import Located, PathKey, load_yaml
+
+_HUB_NAME = r"(?!.*--)(?!.*\.\.)[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"^{_HUB_NAME}/{_HUB_NAME}$")
+_HUB_ID = re.compile(rf"^(?:{_HUB_NAME}/)?{_HUB_NAME}$")
+_TAG_SAFE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,98}[A-Za-z0-9])?$")
+_LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".txt")
+
+
+def _check_repo_id(value: str) -> str:
+    if not _REPO_ID.match(value) or value.endswith(".git"):
+        raise ValueError(
+            f"'{value}' is not a valid Hub repo id: use 'namespace/name' with letters, digits, '-', '_' and '.'"
+            " (no '--' or '..', at most 96 characters each)"
+        )
+    return value
+
+
+def _check_hub_id(value: str) -> str:
+    if not _HUB_ID.match(value):
+        raise ValueError(f"'{value}' is not a valid Hub model id (expected 'namespace/name' or 'name')")
+    return value
+
+
+def _check_tag_safe(value: str) -> str:
+    if not _TAG_SAFE.match(value) or ".." in value or value.endswith(".lock"):
+        raise ValueError(
+            f"'{value}' cannot be used in a git tag: use letters, digits, '.', '_', '+' and '-',"
+            " starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _check_scheme(value: str) -> str:
+    if value not in SCHEMES:
+        raise ValueError(unknown_scheme_message(value))
+    return value
+
+
+def _check_license(value: str) -> str:
+    if not _LICENSE_ID.match(value):
+        raise ValueError(f"'{value}' is not a license id like 'apache-2.0', 'mit' or 'other'")
+    return value
+
+
+def _vllm_mode(value: Any) -> Any:
+    # YAML 1.1 reads a bare `off` as false.
+    return "off" if value is False else value
+
+
+RepoId = Annotated[str, AfterValidator(_check_repo_id)]
+HubId = Annotated[str, AfterValidator(_check_hub_id)]
+TagSafe = Annotated[str, AfterValidator(_check_tag_safe)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _spec_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("spec_dir", "."))
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    return (_spec_dir(info) / path.expanduser()).resolve()
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(SpecModel):
+    """Where the base weights are read from instead of the Hub."""
+
+    path: Path = Field(
+        description="A local checkpoint folder, or a folder holding a GGUF file. Relative to the spec file."
+    )
+    gguf_file: NonEmptyStr | None = Field(default=None, description="The GGUF file inside `path` to convert.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, value: Path, info: ValidationInfo) -> Path:
+        resolved = _resolve(value, info)
+        if not resolved.is_dir():
+            raise ValueError(f"folder not found: {resolved}")
+        return resolved
+
+    @field_validator("gguf_file")
+    @classmethod
+    def _gguf_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        folder = info.data.get("path")
+        if value is not None and folder is not None and not (folder / value).is_file():
+            raise ValueError(f"file not found: {folder / value}")
+        return value
+
+
+class Calibration(SpecModel):
+    """The data that calibrates the quantization (GPTQ, static activation scales)."""
+
+    dataset: NonEmptyStr = Field(
+        description="A Hub dataset id, or a local .jsonl/.json/.txt file relative to the spec."
+    )
+    split: NonEmptyStr = "train"
+    num_samples: int = Field(default=512, gt=0)
+    max_seq_length: int = Field(default=2048, gt=0)
+    seed: int = 42
+    text_column: NonEmptyStr | None = Field(default=None, description="Column of plain text (default 'text').")
+    messages_column: NonEmptyStr | None = Field(
+        default=None, description="Column of chat messages, rendered with the tokenizer's chat template."
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _local_dataset_exists(cls, value: str, info: ValidationInfo) -> str:
+        if not is_local_dataset(value):
+            return value
+        resolved = _resolve(Path(value), info)
+        if not resolved.is_file():
+            raise ValueError(f"file not found: {resolved}")
+        return str(resolved)
+
+    @field_validator("messages_column")
+    @classmethod
+    def _one_column(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("text_column") is not None:
+            raise ValueError("set either text_column or messages_column, not both")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return is_local_dataset(self.dataset)
+
+    @property
+    def column(self) -> str:
+        return self.messages_column or self.text_column or "text"
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages_column is not None
+
+
+def is_local_dataset(value: str) -> bool:
+    return value.endswith(LOCAL_DATA_SUFFIXES) or value.startswith(("./", "../", "/", "~"))
+
+
+class RelatedModel(SpecModel):
+    repo_id: HubId
+    scheme: NonEmptyStr | None = None
+    description: NonEmptyStr | None = None
+
+
+class Verify(SpecModel):
+    """Checks that the quantized checkpoint loads and generates."""
+
+    prompts: tuple[NonEmptyStr, ...] = Field(default=("What is the capital of France?",), min_length=1)
+    max_new_tokens: int = Field(default=32, gt=0, le=4096)
+    max_perplexity_ratio: float = Field(
+        default=1.5, ge=1.0, description="Quantized / base perplexity must stay at or below this."
+    )
+    vllm: Annotated[Literal["off", "optional", "required"], BeforeValidator(_vllm_mode)] = "optional"
+
+
+class Evaluation(SpecModel):
+    """lm-evaluation-harness runs on the base and the quantized model."""
+
+    tasks: tuple[NonEmptyStr, ...] = Field(min_length=1)
+    num_fewshot: int = Field(default=0, ge=0)
+    limit: int | float | None = Field(default=None, gt=0, description="Examples per task (an int) or a fraction (0-1].")
+    batch_size: int | Literal["auto"] = 1
+    seed: int = 1234
+    include_path: tuple[Path, ...] = Field(default=(), description="Folders of local lm-eval task YAML files.")
+    min_recovery: float | dict[str, float] | None = Field(
+        default=None, description="Quantized / base score must reach this, globally or per task (e.g. 0.95)."
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("batch_size must be a positive integer or 'auto'")
+        return value
+
+    @field_validator("include_path")
+    @classmethod
+    def _folders_exist(cls, value: tuple[Path, ...], info: ValidationInfo) -> tuple[Path, ...]:
+        resolved = tuple(_resolve(path, info) for path in value)
+        for folder in resolved:
+            if not folder.is_dir():
+                raise ValueError(f"folder not found: {folder}")
+        return resolved
+
+    @field_validator("min_recovery")
+    @classmethod
+    def _recovery_range(cls, value: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values = value.values() if isinstance(value, dict) else [] if value is None else [value]
+        for number in values:
+            if not 0 < number <= 1.5:
+                raise ValueError(f"min_recovery {number} is outside (0, 1.5]; 0.95 means 95% of the base score")
+        return value
+
+
+class ExtraSection(SpecModel):
+    title: NonEmptyStr
+    body: NonEmptyStr
+
+
+class Card(SpecModel):
+    """How the model card is rendered."""
+
+    template: Path | None = Field(default=None, description="A Jinja2 template extending the default card.")
+    extra_sections: tuple[ExtraSection, ...] = ()
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        resolved = _resolve(value, info)
+        if not resolved.is_file():
+            raise ValueError(f"file not found: {resolved}")
+        return resolved
+
+
+class Push(SpecModel):
+    private: bool = False
+    tag: TagSafe | None = Field(default=None, description="The Hub tag of the release commit (default v{version}).")
+
+
+class ReleaseSpec(SpecModel):
+    """One release: a base model, a quantization scheme, and what to check and publish."""
+
+    name: TagSafe | None = Field(default=None, description="The variant's name; defaults to its scheme.")
+    family: TagSafe | None = Field(default=None, description="The family this release belongs to.")
+    base_model: HubId
+    base_revision: NonEmptyStr | None = Field(
+        default=None, description="Branch, tag or commit; pinned to a sha at release."
+    )
+    source: Source | None = None
+    repo_id: RepoId
+    scheme: Annotated[str, AfterValidator(_check_scheme)]
+    algorithm: Algorithm = "rtn"
+    group_size: int | None = Field(default=None, gt=0)
+    ignore: tuple[NonEmptyStr, ...] = ("lm_head",)
+    targets: tuple[NonEmptyStr, ...] = Field(default=("Linear",), min_length=1)
+    calibration: Calibration | None = Field(default=None, validate_default=True)
+    related_models: tuple[RelatedModel, ...] = ()
+    license: Annotated[str, AfterValidator(_check_license)] | None = None
+    tags: tuple[NonEmptyStr, ...] = ()
+    version: TagSafe | None = Field(default=None, description="The release version; the Hub tag is v{version}.")
+    verify: Verify = Verify()
+    evaluation: Evaluation | None = None
+    card: Card = Card()
+    push: Push = Push()
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm_fits_scheme(cls, value: Algorithm, info: ValidationInfo) -> Algorithm:
+        scheme = SCHEMES.get(info.data.get("scheme", ""))
+        if scheme is not None and value not in scheme.algorithms:
+            raise ValueError(f"{scheme.name} supports algorithm {' or '.join(scheme.algorithms)}, not '{value}'")
+        return value
+
+    @field_validator("group_size")
+    @classmethod
+    def _group_size_fits_scheme(cls, value: int | None, info: ValidationInfo) -> int | None:
+        scheme = SCHEMES.get(info.data.get("scheme", ""))
+        if value is not None and scheme is not None and not scheme.uses_groups:
+            raise ValueError(
+                f"{scheme.name} quantizes weights per {scheme.weights.strategy},"
+                " so group_size does not apply; remove it"
+            )
+        return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _calibration_when_needed(cls, value: Calibration | None, info: ValidationInfo) -> Calibration | None:
+        scheme = SCHEMES.get(info.data.get("scheme", ""))
+        algorithm = info.data.get("algorithm")
+        if value is None and scheme is not None and algorithm and scheme.needs_calibration(algorithm):
+            raise ValueError(
+                f"a calibration dataset is required: {scheme.name} with {algorithm} reads calibration data"
+            )
+        return value
+
+    @property
+    def variant(self) -> str:
+        return self.name or self.scheme
+
+    @property
+    def scheme_info(self) -> Scheme:
+        return SCHEMES[self.scheme]
+
+    @property
+    def effective_group_size(self) -> int | None:
+        return self.group_size or self.scheme_info.default_group_size
+
+    @property
+    def hub_tag(self) -> str | None:
+        if self.push.tag:
+            return self.push.tag
+        return f"v{self.version}" if self.version else None
+
+    def recipe(self) -> dict[str, Any]:
+        """The llm-compressor recipe this release runs."""
+        return self.scheme_info.recipe(
+            algorithm=self.algorithm,
+            targets=list(self.targets),
+            ignore=list(self.ignore),
+            group_size=self.group_size,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecFile:
+    """A loaded spec file: one release, or the variants of a family."""
+
+    path: Path
+    releases: tuple[ReleaseSpec, ...]
+    is_family: bool
+
+    @property
+    def family(self) -> str | None:
+        return self.releases[0].family if self.releases else None
+
+    def select(self, variant: str | None) -> tuple[ReleaseSpec, ...]:
+        if variant is None:
+            return self.releases
+        chosen = tuple(release for release in self.releases if release.variant == variant)
+        if not chosen:
+            names = ", ".join(release.variant for release in self.releases)
+            raise SpecError([SpecProblem(self.path, 1, 1, "variants", f"no variant named '{variant}' (have: {names})")])
+        return chosen
+
+
+def load_spec(path: str | Path) -> SpecFile:
+    """Load and validate a spec file; raises SpecError listing every problem at its line."""
+    file = Path(path)
+    located = load_yaml(file)
+    shared = dict(located.data)
+    variants = shared.pop("variants", None)
+    if variants is None:
+        try:
+            release = _validate(located, shared, _Origin())
+        except _Invalid as invalid:
+            raise SpecError([problem for problem, _ in invalid.problems]) from None
+        return SpecFile(path=file, releases=(release,), is_family=False)
+    if not isinstance(variants, list) or not variants:
+        raise SpecError([located.problem(("variants",), "variants", "must be a non-empty list of variant mappings")])
+    problems: list[SpecProblem] = []
+    shared_problems: dict[SpecProblem, list[str]] = {}
+    releases: list[ReleaseSpec] = []
+    for index, variant in enumerate(variants):
+        if not isinstance(variant, dict):
+            problems.append(
+                located.problem(("variants", index), f"variants[{index}]", "each variant must be a mapping")
+            )
+            continue
+        if "variants" in variant:
+            problems.append(
+                located.problem(
+                    ("variants", index, "variants"), f"variants[{index}].variants", "variants cannot nest", key=True
+                )
+            )
+            continue
+        origin = _Origin(variant, ("variants", index))
+        try:
+            releases.append(_validate(located, _deep_merge(shared, variant), origin))
+        except _Invalid as invalid:
+            label = str(variant.get("name") or variant.get("scheme") or f"#{index + 1}")
+            for problem, in_shared_keys in invalid.problems:
+                if in_shared_keys:
+                    shared_problems.setdefault(problem, []).append(label)
+                else:
+                    problems.append(problem)
+    for problem, labels in shared_problems.items():
+        which = (
+            "all variants"
+            if len(labels) == len(variants)
+            else f"variant{'s' if len(labels) > 1 else ''} {', '.join(labels)}"
+        )
+        problems.append(dataclasses.replace(problem, message=f"{problem.message} ({which})"))
+    problems.extend(_family_problems(located, variants, releases))
+    if problems:
+        raise SpecError(sorted(problems, key=lambda problem: (problem.line, problem.column)))
+    return SpecFile(path=file, releases=tuple(releases), is_family=True)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """Maps a location in a merged release back to where the user wrote it."""
+
+    variant: dict[str, Any] | None = None
+    root: PathKey = ()
+
+    def of(self, loc: PathKey) -> PathKey:
+        if self.variant is None:
+            return loc
+        node: Any = self.variant
+        for depth, key in enumerate(loc):
+            if not isinstance(node, dict):
+                return (*self.root, *loc[:depth])
+            if key not in node:
+                return loc
+            node = node[key]
+        return (*self.root, *loc)
+
+
+def _field_label(path: PathKey) -> str:
+    label = ""
+    for key in path:
+        label += f"[{key}]" if isinstance(key, int) else (f".{key}" if label else key)
+    return label
+
+
+class _Invalid(Exception):
+    """Problems of one merged release, each flagged when it stands in the family's shared keys."""
+
+    def __init__(self, problems: list[tuple[SpecProblem, bool]]) -> None:
+        self.problems = problems
+
+
+def _validate(located: Located, data: dict[str, Any], origin: _Origin) -> ReleaseSpec:
+    try:
+        return ReleaseSpec.model_validate(data, context={"spec_dir": located.file.parent})
+    except ValidationError as exc:
+        raise _Invalid([_problem(located, error, origin) for error in exc.errors()]) from None
+
+
+def _problem(located: Located, error: Any, origin: _Origin) -> tuple[SpecProblem, bool]:
+    loc: PathKey = tuple(part for part in error["loc"] if not (isinstance(part, str) and _is_union_tag(part)))
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = origin.of(loc)
+    if kind == "missing":
+        parent = origin.of(loc[:-1]) if len(loc) > 1 else origin.root
+        return located.problem(parent, _field_label(loc), "required key is missing"), _in_shared(parent, origin)
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        known = _known_keys(ReleaseSpec, loc[:-1])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
+        message = f"unknown key '{key}'{hint}"
+        return located.problem(where, _field_label(where), message, key=True), _in_shared(where, origin)
+    if (
+        "input" in error
+        and kind not in {"value_error", "assertion_error"}
+        and not isinstance(error["input"], dict | list)
+    ):
+        message = f"{message} (got {error['input']!r})"
+    return located.problem(where, _field_label(where), message), _in_shared(where, origin)
+
+
+def _in_shared(where: PathKey, origin: _Origin) -> bool:
+    return bool(origin.root) and where[: len(origin.root)] != origin.root
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in {"int", "float", "str", "bool", "literal['auto']", "dict[str,float]"} or part.startswith(
+        ("function-after[", "function-before[", "literal[", "constrained-", "lax-or-strict[")
+    )
+
+
+def _known_keys(model: type[BaseModel], loc: PathKey) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType, tuple, list, Annotated):
+        for argument in typing.get_args(annotation):
+            found = _model_in(argument)
+            if found is not None:
+                return found
+    return None
+
+
+def _family_problems(located: Located, variants: list[Any], releases: list[ReleaseSpec]) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    if len(releases) != len(variants):
+        return problems
+    seen_repos: dict[str, int] = {}
+    seen_names: dict[str, int] = {}
+    for index, release in enumerate(releases):
+        if release.repo_id in seen_repos:
+            path = ("variants", index, "repo_id") if "repo_id" in variants[index] else ("variants", index)
+            problems.append(
+                located.problem(
+                    path,
+                    f"variants[{index}].repo_id",
+                    f"duplicate repo_id '{release.repo_id}':"
+                    f" variant {seen_repos[release.repo_id] + 1} publishes there too",
+                )
+            )
+        seen_repos.setdefault(release.repo_id, index)
+        if release.variant in seen_names:
+            problems.append(
+                located.problem(
+                    ("variants", index),
+                    f"variants[{index}].name",
+                    f"duplicate variant name '{release.variant}'; give each variant a distinct `name`",
+                )
+            )
+        seen_names.setdefault(release.variant, index)
+    return problems
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON schema of a spec file: a release's keys, plus `variants` of partial releases."""
+    release = ReleaseSpec.model_json_schema()
+    properties = dict(release["properties"])
+    variant = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": dict(properties),
+        "description": "One variant of the family: any release key, overriding the shared value.",
+    }
+    properties["variants"] = {"type": "array", "minItems": 1, "items": variant}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "hubpub release spec",
+        "description": "One release, or a family: shared keys plus `variants`. "
+        f"A release (after merging a variant) requires: {', '.join(release.get('required', []))}.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+        "$defs": release.get("$defs", {}),
+    }
