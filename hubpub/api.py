@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubpub.spec import ReleaseSpec, SpecFile, load_spec
 from hubpub.stages import STAGE_ORDER
 
-__all__ = ["ReleasePlan", "load_spec", "load_specs", "plan"]
+if TYPE_CHECKING:
+    from hubpub.pipeline import Progress, ReleaseOutcome
+
+__all__ = ["DEFAULT_WORKDIR", "ReleasePlan", "load_spec", "load_specs", "plan", "release"]
+
+DEFAULT_WORKDIR = Path(".hubpub") / "work"
 
 _TASK_LINE = re.compile(r"^(?:task|group|tag):\s*['\"]?([\w.-]+)['\"]?\s*$", re.MULTILINE)
 
@@ -139,3 +144,35 @@ def local_task_names(folders: tuple[Path, ...]) -> set[str]:
         for task_file in sorted(folder.rglob("*.yaml")):
             names.update(_TASK_LINE.findall(task_file.read_text(encoding="utf-8", errors="replace")))
     return names
+
+
+def release(
+    paths: list[Path],
+    *,
+    variant: str | None = None,
+    workdir: Path = DEFAULT_WORKDIR,
+    force: tuple[str, ...] = (),
+    push: bool = True,
+    progress: Progress | None = None,
+) -> list[ReleaseOutcome]:
+    """Run the pipeline for every selected variant and stage each repo folder.
+
+    Finished stages are reused from `workdir`; `force` names stages to redo. Publishing is not
+    part of this version: with `push=True` it refuses before doing any work.
+    """
+    from hubpub.errors import NotAvailableError, UsageError
+
+    unknown = [stage for stage in force if stage not in STAGE_ORDER]
+    if unknown:
+        raise UsageError(f"--force {unknown[0]}: no such stage (stages: {', '.join(STAGE_ORDER)})")
+    releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
+    if push:
+        raise NotAvailableError(
+            "publishing is not available in this version of hubpub yet; run with --no-push to stage the release"
+        )
+    from hubpub.pipeline import run_release
+
+    return [
+        run_release(spec_path, item, workdir=workdir, force=frozenset(force), push=push, progress=progress)
+        for spec_path, item in releases
+    ]

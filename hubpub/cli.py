@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from hubpub import api
 from hubpub.errors import EXIT_CODES, HubpubError, SpecError
-from hubpub.output import configure_logging, console, error_console, report_spec_problems
+from hubpub.output import StageProgress, configure_logging, console, error_console, report_spec_problems
 from hubpub.version import __version__
 
 SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -96,6 +96,38 @@ def _print_plan(out: Any, item: api.ReleasePlan) -> None:
     for label, value in rows:
         out.print(f"  {label:<12} {escape(value)}")
     out.print()
+
+
+@cli.command()
+@SPEC_PATHS
+@click.option("--variant", help="Only this variant of a family.")
+@click.option("--no-push", is_flag=True, help="Stop after staging the repo folder; publish nothing.")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=api.DEFAULT_WORKDIR,
+    show_default=True,
+    help="Where stage outputs are cached and repo folders staged.",
+)
+@click.option("--force", "force", multiple=True, metavar="STAGE", help="Redo this stage even when cached (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+def release(
+    specs: tuple[Path, ...], variant: str | None, no_push: bool, workdir: Path, force: tuple[str, ...], as_json: bool
+) -> None:
+    """Quantize, verify and stage each release; resumes from cached stages."""
+    with StageProgress(enabled=not as_json) as progress:
+        outcomes = api.release(
+            list(specs), variant=variant, workdir=workdir, force=force, push=not no_push, progress=progress.update
+        )
+    if as_json:
+        click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
+        return
+    out = console()
+    for outcome in outcomes:
+        statuses = ", ".join(f"{name} {result.status}" for name, result in outcome.stages.items())
+        out.print(f"[bold]{escape(outcome.repo_id)}[/bold] ({escape(outcome.variant)}): {escape(statuses)}")
+        out.print(f"  staged   {escape(str(outcome.staged_dir))}")
+        out.print(f"  manifest {escape(str(outcome.manifest_path))}")
 
 
 @cli.command()

@@ -46,6 +46,12 @@ class UsageError(HubpubError):
     exit_code = 2
 
 
+class PreflightError(HubpubError):
+    """The spec asks for something the base model's shapes cannot take: a choice in the spec to fix."""
+
+    exit_code = 2
+
+
 class StageError(HubpubError):
     """A pipeline stage could not complete (a broken checkpoint, a failed load)."""
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
+import time
+from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 from hubpub.errors import SpecProblem
 
@@ -66,3 +68,39 @@ def _escape_data(text: str) -> str:
 
 def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+class StageProgress:
+    """Shows which stage of which variant is running: a rich spinner locally, plain lines in CI."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.interactive = enabled and not under_github_actions() and sys.stderr.isatty()
+        self._status: Any = None
+        self._started: dict[tuple[str, str], float] = {}
+
+    def __enter__(self) -> StageProgress:
+        if self.interactive:
+            self._status = error_console().status("starting")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc_info)
+
+    def update(self, variant: str, stage: str, event: str) -> None:
+        if not self.enabled:
+            return
+        key = (variant, stage)
+        if event == "started":
+            self._started[key] = time.perf_counter()
+            if self._status is not None:
+                self._status.update(f"{variant}: {stage}…")
+            return
+        elapsed = time.perf_counter() - self._started.pop(key, time.perf_counter())
+        line = f"{variant}: {stage} {event}" + (f" ({elapsed:.1f} s)" if event == "done" else "")
+        if under_github_actions() or not self.interactive:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            error_console().print(escape(line))

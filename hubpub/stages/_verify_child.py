@@ -1,0 +1,87 @@
+"""Runs in a fresh interpreter, as a user would: load the saved checkpoint, generate, measure perplexity.
+
+Usage: python -m hubpub.stages._verify_child REQUEST.json RESULT.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+
+def perplexity(model: Any, token_ids: list[int], window: int) -> float:
+    import torch
+
+    total_nll = 0.0
+    counted = 0
+    with torch.no_grad():
+        for start in range(0, len(token_ids) - 1, window):
+            chunk = token_ids[start : start + window]
+            if len(chunk) < 2:
+                break
+            ids = torch.tensor([chunk], device=model.device)
+            loss = model(input_ids=ids, labels=ids).loss.float().item()
+            total_nll += loss * (len(chunk) - 1)
+            counted += len(chunk) - 1
+    return math.exp(total_nll / counted)
+
+
+def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> dict[str, Any]:
+    import torch
+
+    if tokenizer.chat_template:
+        inputs = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+    else:
+        inputs = tokenizer(prompt, return_tensors="pt")
+    inputs = {key: value.to(model.device) for key, value in inputs.items()}
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new_tokens = output[0][inputs["input_ids"].shape[1] :]
+    return {
+        "prompt": prompt,
+        "output": tokenizer.decode(new_tokens, skip_special_tokens=True),
+        "new_tokens": int(new_tokens.shape[0]),
+    }
+
+
+def main(request_path: str, result_path: str) -> None:
+    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    text = Path(request["heldout"]).read_text(encoding="utf-8")
+    result: dict[str, Any] = {"device": device}
+    if request.get("base_dir"):
+        base_tokenizer = AutoTokenizer.from_pretrained(request["base_dir"])
+        base = AutoModelForCausalLM.from_pretrained(request["base_dir"], dtype="auto").to(device)
+        result["base_perplexity"] = perplexity(base, base_tokenizer(text)["input_ids"], request["window"])
+        del base
+    load_started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"])
+    model = AutoModelForCausalLM.from_pretrained(request["checkpoint"], dtype="auto").to(device)
+    result["load_seconds"] = time.perf_counter() - load_started
+    token_ids = tokenizer(text)["input_ids"]
+    result["perplexity"] = perplexity(model, token_ids, request["window"])
+    result["perplexity_tokens"] = len(token_ids)
+    result["generations"] = [
+        generate(model, tokenizer, prompt, request["max_new_tokens"]) for prompt in request["prompts"]
+    ]
+    result["seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["versions"] = {name: version(name) for name in ("torch", "transformers", "compressed-tensors")}
+    Path(result_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -1,0 +1,128 @@
+"""Verify stage: the saved checkpoint loads and generates in transformers, in a fresh process.
+
+It fails on empty or degenerate generations and when quantized ÷ base perplexity on a fixed
+held-out text exceeds `verify.max_perplexity_ratio`. It reports any tokenizer, chat-template or
+generation file that differs from the base.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from importlib.metadata import version
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from hubpub.checkpoint import BASE_ARTIFACTS
+from hubpub.errors import GateError, StageError
+from hubpub.hashing import fingerprint, sha256_file
+from hubpub.quality import degeneracy
+from hubpub.stages.context import StageContext, StageOutput
+
+logger = logging.getLogger(__name__)
+
+PERPLEXITY_WINDOW = 512
+CHILD_TIMEOUT_SECONDS = 3600
+
+
+def _heldout_text() -> Path:
+    return Path(str(files("hubpub") / "data" / "heldout.txt"))
+
+
+def run(ctx: StageContext) -> StageOutput:
+    """Load, generate and measure perplexity in a child interpreter; apply the spec's checks."""
+    release = ctx.release
+    checkpoint = ctx.output_of("quantize", "checkpoint")
+    base_dir = ctx.output_of("resolve", "base_dir")
+    text = _heldout_text()
+    base_key = fingerprint(
+        {
+            "source": ctx.previous["resolve"].metrics["source_sha256"],
+            "text": sha256_file(text),
+            "window": PERPLEXITY_WINDOW,
+            "versions": {name: version(name) for name in ("torch", "transformers")},
+        }
+    )
+    base_cache = ctx.cache_dir / "base-perplexity" / f"{base_key}.json"
+    cached_base = json.loads(base_cache.read_text(encoding="utf-8"))["perplexity"] if base_cache.is_file() else None
+    request = {
+        "checkpoint": str(checkpoint),
+        "base_dir": None if cached_base is not None else str(base_dir),
+        "prompts": list(release.verify.prompts),
+        "max_new_tokens": release.verify.max_new_tokens,
+        "heldout": str(text),
+        "window": PERPLEXITY_WINDOW,
+    }
+    child = _run_child(ctx.output_dir, request)
+    base_perplexity = cached_base if cached_base is not None else child["base_perplexity"]
+    if cached_base is None:
+        base_cache.parent.mkdir(parents=True, exist_ok=True)
+        base_cache.write_text(json.dumps({"perplexity": base_perplexity}), encoding="utf-8")
+    ratio = child["perplexity"] / base_perplexity
+    metrics: dict[str, Any] = {
+        "loader": "transformers",
+        "device": child["device"],
+        "versions": child["versions"],
+        "load_seconds": child["load_seconds"],
+        "child_peak_rss_mb": child["peak_rss_mb"],
+        "generations": child["generations"],
+        "perplexity": {
+            "text_sha256": sha256_file(text),
+            "tokens": child["perplexity_tokens"],
+            "base": base_perplexity,
+            "quantized": child["perplexity"],
+            "ratio": ratio,
+            "max_ratio": release.verify.max_perplexity_ratio,
+        },
+        "artifacts": _compare_artifacts(base_dir, checkpoint),
+    }
+    (ctx.output_dir / "verification.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    for generation in child["generations"]:
+        problem = degeneracy(generation["output"])
+        if problem:
+            raise GateError(
+                f"{release.variant}: the quantized model's answer to {generation['prompt']!r} is degenerate"
+                f" ({problem}): {generation['output']!r}"
+            )
+    if ratio > release.verify.max_perplexity_ratio:
+        raise GateError(
+            f"{release.variant}: perplexity rose from {base_perplexity:.3f} (base) to {child['perplexity']:.3f}"
+            f" (quantized), a ratio of {ratio:.3f} above verify.max_perplexity_ratio"
+            f" {release.verify.max_perplexity_ratio}"
+        )
+    return StageOutput(metrics=metrics)
+
+
+def _run_child(folder: Path, request: dict[str, Any]) -> dict[str, Any]:
+    request_path, result_path = folder / "verify-request.json", folder / "verify-result.json"
+    request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
+    command = [sys.executable, "-m", "hubpub.stages._verify_child", str(request_path), str(result_path)]
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        raise StageError(f"loading and generating took longer than {CHILD_TIMEOUT_SECONDS} s") from None
+    if completed.returncode != 0 or not result_path.is_file():
+        tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
+        raise StageError(f"the checkpoint failed to load or generate in transformers:\n{tail}")
+    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    return result
+
+
+def _compare_artifacts(base_dir: Path, checkpoint: Path) -> dict[str, list[str]]:
+    """Which of the base's tokenizer, chat-template and generation files are identical, missing or changed."""
+    report: dict[str, list[str]] = {"identical": [], "missing": [], "different": []}
+    for name in BASE_ARTIFACTS:
+        base_file = base_dir / name
+        if not base_file.is_file():
+            continue
+        staged = checkpoint / name
+        if not staged.is_file():
+            report["missing"].append(name)
+        elif sha256_file(staged) != sha256_file(base_file):
+            report["different"].append(name)
+        else:
+            report["identical"].append(name)
+    return report
