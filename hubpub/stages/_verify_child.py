@@ -60,16 +60,18 @@ def main(request_path: str, result_path: str) -> None:
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # On a CPU, float32 kernels are several times faster than bfloat16 ones, and more precise.
+    dtype = "auto" if device == "cuda" else torch.float32
     text = Path(request["heldout"]).read_text(encoding="utf-8")
-    result: dict[str, Any] = {"device": device}
+    result: dict[str, Any] = {"device": device, "dtype": str(dtype).removeprefix("torch.")}
     if request.get("base_dir"):
         base_tokenizer = AutoTokenizer.from_pretrained(request["base_dir"])
-        base = AutoModelForCausalLM.from_pretrained(request["base_dir"], dtype="auto").to(device)
+        base = AutoModelForCausalLM.from_pretrained(request["base_dir"], dtype=dtype).to(device)
         result["base_perplexity"] = perplexity(base, base_tokenizer(text)["input_ids"], request["window"])
         del base
     load_started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"])
-    model = AutoModelForCausalLM.from_pretrained(request["checkpoint"], dtype="auto").to(device)
+    model = AutoModelForCausalLM.from_pretrained(request["checkpoint"], dtype=dtype).to(device)
     result["load_seconds"] = time.perf_counter() - load_started
     token_ids = tokenizer(text)["input_ids"]
     result["perplexity"] = perplexity(model, token_ids, request["window"])

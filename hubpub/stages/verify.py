@@ -43,6 +43,7 @@ def run(ctx: StageContext) -> StageOutput:
             "source": ctx.previous["resolve"].metrics["source_sha256"],
             "text": sha256_file(text),
             "window": PERPLEXITY_WINDOW,
+            "dtype": "float32 on cpu, auto on cuda",
             "versions": {name: version(name) for name in ("torch", "transformers")},
         }
     )
@@ -65,6 +66,7 @@ def run(ctx: StageContext) -> StageOutput:
     metrics: dict[str, Any] = {
         "loader": "transformers",
         "device": child["device"],
+        "dtype": child["dtype"],
         "versions": child["versions"],
         "load_seconds": child["load_seconds"],
         "child_peak_rss_mb": child["peak_rss_mb"],
