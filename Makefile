@@ -23,6 +23,7 @@ $(DEMO_MODEL):
 demo: $(INSTALLED) $(DEMO_MODEL)
 	$(HUBPUB) validate model_specs/*.yaml model_specs/demo/*.yaml
 	$(HUBPUB) plan $(DEMO_SPEC)
+	$(HUBPUB) release $(DEMO_SPEC) --no-push
 
 test: $(INSTALLED) $(DEMO_MODEL)
 	$(PY) -m ruff check hubpub tests bench scripts
@@ -35,6 +36,7 @@ test-fast: $(INSTALLED)
 
 bench: $(INSTALLED) $(DEMO_MODEL)
 	$(PY) bench/cli_startup.py
+	$(PY) bench/release_overhead.py
 
 schema: $(INSTALLED)
 	$(HUBPUB) schema > docs/release-spec.schema.json

@@ -6,6 +6,7 @@ Heavy libraries (torch, transformers, llmcompressor, lm_eval) are never imported
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -115,7 +116,11 @@ def release(
     specs: tuple[Path, ...], variant: str | None, no_push: bool, workdir: Path, force: tuple[str, ...], as_json: bool
 ) -> None:
     """Quantize, verify and stage each release; resumes from cached stages."""
-    with StageProgress(enabled=not as_json) as progress:
+    # Third-party libraries print to stdout; with --json it must hold the result alone.
+    with (
+        StageProgress(enabled=not as_json) as progress,
+        contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout),
+    ):
         outcomes = api.release(
             list(specs), variant=variant, workdir=workdir, force=force, push=not no_push, progress=progress.update
         )

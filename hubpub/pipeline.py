@@ -26,6 +26,7 @@ from hubpub.spec import ReleaseSpec
 from hubpub.stages import STAGE_ORDER, preflight, quantize, resolve, verify
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.version import __version__
+from hubpub.warm import WarmInterpreter
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +92,21 @@ def run_release(
     hashes = HashCache(cache_dir / "sha256.json")
     versions = tool_versions()
     results: dict[str, StageResult] = {}
+    warm: list[WarmInterpreter] = []
+
+    def warm_interpreter() -> WarmInterpreter:
+        # Started at the first stage that does real work, so its imports overlap that work.
+        if not warm:
+            warm.append(WarmInterpreter())
+        return warm[0]
+
     try:
         for stage in STAGE_ORDER:
             notify(release.variant, stage, "started")
             if stage in _RUNNERS:
-                result = _run_cached(stage, spec_path, release, root, cache_dir, hashes, versions, results, force)
+                result = _run_cached(
+                    stage, spec_path, release, root, cache_dir, hashes, versions, results, force, warm_interpreter
+                )
             else:
                 result = _unavailable(stage, release, push)
             results[stage] = result
@@ -106,6 +117,9 @@ def run_release(
         notify(release.variant, failed, "failed")
         _manifest(spec_path, release, versions, results).write(root)
         raise
+    finally:
+        for interpreter in warm:
+            interpreter.close()
     staged = _stage_folder(root, Path(results["quantize"].outputs["checkpoint"]))
     manifest_path = _manifest(spec_path, release, versions, results).write(staged)
     return ReleaseOutcome(release.variant, release.repo_id, staged, manifest_path, results)
@@ -149,7 +163,7 @@ def _inputs(
         }, False
     if stage == "verify":
         return {
-            "checkpoint": done["quantize"].fingerprint,
+            "checkpoint": hashes.tree(Path(done["quantize"].outputs["checkpoint"])),
             "verify": release.verify.model_dump(mode="json", exclude={"vllm"}),
             **versions,
         }, False
@@ -166,6 +180,7 @@ def _run_cached(
     versions: dict[str, str | None],
     done: dict[str, StageResult],
     force: frozenset[str],
+    warm_interpreter: Callable[[], WarmInterpreter],
 ) -> StageResult:
     inputs, volatile = _inputs(stage, release, hashes, versions, done)
     key = fingerprint({"stage": stage, **inputs})
@@ -177,6 +192,7 @@ def _run_cached(
         return cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    interpreter = warm_interpreter()
     ctx = StageContext(
         release=release,
         spec_path=spec_path,
@@ -185,6 +201,7 @@ def _run_cached(
         previous=dict(done),
         hashes=hashes,
         log=logger.info,
+        warm_interpreter=interpreter,
     )
     logger.debug("%s: %s started", release.variant, stage)
     with measured() as measurement:
@@ -224,8 +241,9 @@ def _unavailable(stage: str, release: ReleaseSpec, push: bool) -> StageResult:
 def _stage_folder(root: Path, checkpoint: Path) -> Path:
     """The repo folder to publish: the checkpoint's files (hard-linked when possible) and the manifest."""
     staged = root / "staged"
+    for leftover in [*root.glob("staged.*.partial"), *root.glob("staged.*.old")]:
+        shutil.rmtree(leftover, ignore_errors=True)
     partial = root / f"staged.{os.getpid()}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for path in sorted(checkpoint.rglob("*")):
         target = partial / path.relative_to(checkpoint)

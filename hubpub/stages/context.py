@@ -10,6 +10,7 @@ from typing import Any
 from hubpub.hashing import HashCache
 from hubpub.manifest import StageResult
 from hubpub.spec import ReleaseSpec
+from hubpub.warm import WarmInterpreter
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class StageContext:
     previous: Mapping[str, StageResult]
     hashes: HashCache
     log: Callable[[str], None] = print
+    warm_interpreter: WarmInterpreter | None = None
+    """A fresh interpreter with torch imported, started early, for work that must run in a new process."""
 
     def output_of(self, stage: str, key: str) -> Path:
         return Path(self.previous[stage].outputs[key])

@@ -16,15 +16,16 @@ logger = logging.getLogger(__name__)
 
 def run(ctx: StageContext) -> StageOutput:
     """Quantize the base and save the compressed checkpoint with the base's tokenizer and templates."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        # llm-compressor logs through loguru, to stdout, from import time on.
+        from loguru import logger as compressor_log
+
+        compressor_log.disable("llmcompressor")
     import torch
     import yaml
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not logger.isEnabledFor(logging.DEBUG):
-        from loguru import logger as compressor_log
-
-        compressor_log.disable("llmcompressor")
     release = ctx.release
     base_dir = ctx.output_of("resolve", "base_dir")
     checkpoint = ctx.output_dir / "checkpoint"

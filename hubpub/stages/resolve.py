@@ -64,8 +64,9 @@ def _converted_gguf(gguf: Path, digest: str, target: Path) -> tuple[Path, bool]:
     marker = target / "hubpub-converted.json"
     if marker.is_file():
         return target, False
+    for stale in target.parent.glob(f"{target.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
     logger.info("converting %s to a safetensors checkpoint (once per file)", gguf.name)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import sys
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
@@ -21,11 +20,13 @@ from hubpub.errors import GateError, StageError
 from hubpub.hashing import fingerprint, sha256_file
 from hubpub.quality import degeneracy
 from hubpub.stages.context import StageContext, StageOutput
+from hubpub.warm import WarmInterpreter
 
 logger = logging.getLogger(__name__)
 
 PERPLEXITY_WINDOW = 512
 CHILD_TIMEOUT_SECONDS = 3600
+_CHILD = "hubpub.stages._verify_child"
 
 
 def _heldout_text() -> Path:
@@ -57,7 +58,7 @@ def run(ctx: StageContext) -> StageOutput:
         "heldout": str(text),
         "window": PERPLEXITY_WINDOW,
     }
-    child = _run_child(ctx.output_dir, request)
+    child = _run_child(ctx.output_dir, request, ctx.warm_interpreter)
     base_perplexity = cached_base if cached_base is not None else child["base_perplexity"]
     if cached_base is None:
         base_cache.parent.mkdir(parents=True, exist_ok=True)
@@ -98,16 +99,20 @@ def run(ctx: StageContext) -> StageOutput:
     return StageOutput(metrics=metrics)
 
 
-def _run_child(folder: Path, request: dict[str, Any]) -> dict[str, Any]:
+def _run_child(folder: Path, request: dict[str, Any], warm: WarmInterpreter | None) -> dict[str, Any]:
     request_path, result_path = folder / "verify-request.json", folder / "verify-result.json"
     request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
-    command = [sys.executable, "-m", "hubpub.stages._verify_child", str(request_path), str(result_path)]
+    interpreter = warm if warm is not None and not warm.used else WarmInterpreter()
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False)
+        code = interpreter.run(_CHILD, [str(request_path), str(result_path)], timeout=CHILD_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         raise StageError(f"loading and generating took longer than {CHILD_TIMEOUT_SECONDS} s") from None
-    if completed.returncode != 0 or not result_path.is_file():
-        tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
+    finally:
+        output = interpreter.output()
+        interpreter.close()
+    (folder / "verify-child.log").write_text(output, encoding="utf-8")
+    if code != 0 or not result_path.is_file():
+        tail = "\n".join(output.strip().splitlines()[-15:])
         raise StageError(f"the checkpoint failed to load or generate in transformers:\n{tail}")
     result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
     return result

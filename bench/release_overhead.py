@@ -1,0 +1,93 @@
+"""`hubpub release --no-push` of one demo variant against a plain script doing the same work.
+
+Also measures a re-run of the finished release, which should redo no stage.
+Targets (issue 3): hubpub ≤ 1.15× the plain script in wall time and in peak RSS; re-run < 5%.
+Peak RSS is the largest resident set of the command or any process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+HUBPUB = str(Path(sys.executable).with_name("hubpub"))
+SPEC = ROOT / "model_specs" / "demo" / "smollm2-135m.yaml"
+RUNS = 2
+
+_MEASURE = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+completed = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+seconds = time.perf_counter() - started
+if completed.returncode:
+    sys.exit(completed.stderr[-3000:])
+print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def measure(command: list[str]) -> dict[str, float]:
+    completed = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True)
+    result: dict[str, float] = json.loads(completed.stdout)
+    return result
+
+
+def hubpub_release(workdir: Path) -> list[str]:
+    return [HUBPUB, "-q", "release", str(SPEC), "--variant", "W4A16", "--no-push", "--workdir", str(workdir)]
+
+
+def _row(label: str, baseline: str, measured: str, ratio: float, target: str, met: bool) -> str:
+    return f"| {label} | {baseline} | {measured} | {ratio:.3f} | {target} | {'yes' if met else 'no'} |"
+
+
+def main() -> None:
+    plain, cold, warm = [], [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for index in range(RUNS):
+            plain.append(measure([sys.executable, str(ROOT / "bench" / "plain_release.py")]))
+            workdir = Path(scratch) / f"work{index}"
+            cold.append(measure(hubpub_release(workdir)))
+            warm.append(measure(hubpub_release(workdir)))
+            shutil.rmtree(workdir)
+            print(f"run {index + 1}: plain {plain[-1]}, hubpub {cold[-1]}, re-run {warm[-1]}", flush=True)
+
+    def median(samples: list[dict[str, float]], key: str) -> float:
+        return statistics.median(sample[key] for sample in samples)
+
+    plain_s, cold_s, warm_s = (median(samples, "seconds") for samples in (plain, cold, warm))
+    plain_mb, cold_mb = median(plain, "peak_rss_mb"), median(cold, "peak_rss_mb")
+    time_ratio, rss_ratio, rerun_ratio = cold_s / plain_s, cold_mb / plain_mb, warm_s / cold_s
+    lines = [
+        "## Release overhead (bench/release_overhead.py)",
+        "",
+        "One demo variant (SmolLM2-135M-Instruct from GGUF, W4A16, group size 64, RTN) from a cold work folder:"
+        " convert, quantize, save, reload, generate, perplexity of base and quantized. Baseline:"
+        f" `bench/plain_release.py`, the same work as a plain script. Median of {RUNS} runs each.",
+        "",
+        "| measurement | plain script | hubpub | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+        _row("wall time", f"{plain_s:.1f} s", f"{cold_s:.1f} s", time_ratio, "≤ 1.15", time_ratio <= 1.15),
+        _row("peak RSS", f"{plain_mb:.0f} MiB", f"{cold_mb:.0f} MiB", rss_ratio, "≤ 1.15", rss_ratio <= 1.15),
+        _row(
+            "re-run of the finished release",
+            "–",
+            f"{warm_s:.2f} s",
+            rerun_ratio,
+            "< 0.05 of the first run",
+            rerun_ratio < 0.05,
+        ),
+    ]
+    write_section("release_overhead", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
