@@ -52,3 +52,15 @@ def write_spec(folder: Path, model: Path, extra: str = "", *, scheme: str = "W4A
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the hubpub CLI in-process as its console script does; returns (exit code, stdout, stderr)."""
+    from hubpub.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), captured.out, captured.err

@@ -6,24 +6,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hubpub.cli import cli, main
+from hubpub.cli import cli
 from hubpub.spec import spec_json_schema
-from tests.conftest import DEMO_SPEC, PRODUCTION_SPEC, REPO_ROOT
+from tests.conftest import DEMO_SPEC, PRODUCTION_SPEC, REPO_ROOT, run_cli
 
 COMMITTED_SCHEMA = REPO_ROOT / "docs" / "release-spec.schema.json"
 
 
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
-
-
 def test_validate_accepts_both_model_specs(demo_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_main(["validate", str(PRODUCTION_SPEC), str(DEMO_SPEC)], capsys)
+    code, out, err = run_cli(["validate", str(PRODUCTION_SPEC), str(DEMO_SPEC)], capsys)
     assert (code, err) == (0, "")
     assert f"ok {PRODUCTION_SPEC}: family smollm2-1.7b-instruct with 2 variants (W4A16, W8A8)" in out
     assert f"ok {DEMO_SPEC}: family smollm2-135m-demo with 2 variants (W4A16, W8A8)" in out
@@ -32,7 +23,7 @@ def test_validate_accepts_both_model_specs(demo_model: Path, capsys: pytest.Capt
 def test_validate_exits_2_when_any_file_is_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("base_model: org/base\nrepo_id: org/x\nscheme: W4A16\ngroup_size: -1\n")
-    code, _, err = run_main(["validate", str(PRODUCTION_SPEC), str(bad)], capsys)
+    code, _, err = run_cli(["validate", str(PRODUCTION_SPEC), str(bad)], capsys)
     assert code == 2
     assert err.strip() == f"error: {bad}:4:13: group_size: Input should be greater than 0 (got -1)"
 
@@ -43,7 +34,7 @@ def test_spec_errors_become_github_annotations(
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     bad = tmp_path / "bad.yaml"
     bad.write_text("base_model: org/base\nrepo_id: org/x\nschema: W4A16\n")
-    code, out, _ = run_main(["validate", str(bad)], capsys)
+    code, out, _ = run_cli(["validate", str(bad)], capsys)
     assert code == 2
     assert (
         f"::error file={bad},line=3,col=1,title=hubpub spec::schema: unknown key 'schema'; did you mean 'scheme'?"
@@ -52,7 +43,7 @@ def test_spec_errors_become_github_annotations(
 
 
 def test_plan_json_shows_the_effective_demo_release(demo_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(["plan", "--json", str(DEMO_SPEC)], capsys)
+    code, out, _ = run_cli(["plan", "--json", str(DEMO_SPEC)], capsys)
     assert code == 0
     w4, w8 = json.loads(out)
     assert (w4["repo_id"], w4["scheme"], w4["algorithm"], w4["group_size"]) == (
@@ -74,7 +65,7 @@ def test_plan_json_shows_the_effective_demo_release(demo_model: Path, capsys: py
 
 
 def test_plan_lists_what_the_production_family_downloads(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(["plan", "--json", "--variant", "W8A8", str(PRODUCTION_SPEC)], capsys)
+    code, out, _ = run_cli(["plan", "--json", "--variant", "W8A8", str(PRODUCTION_SPEC)], capsys)
     assert code == 0
     (w8,) = json.loads(out)
     assert w8["downloads"][:2] == [
@@ -86,7 +77,7 @@ def test_plan_lists_what_the_production_family_downloads(capsys: pytest.CaptureF
 
 
 def test_plan_text_output(demo_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(["plan", str(DEMO_SPEC), "--variant", "W4A16"], capsys)
+    code, out, _ = run_cli(["plan", str(DEMO_SPEC), "--variant", "W4A16"], capsys)
     assert code == 0
     assert "demo/SmolLM2-135M-Instruct-W4A16" in out
     assert "W4A16 (rtn, group size 64)" in out
@@ -95,7 +86,7 @@ def test_plan_text_output(demo_model: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_plan_unknown_variant_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(["plan", str(PRODUCTION_SPEC), "--variant", "W3A3"], capsys)
+    code, _, err = run_cli(["plan", str(PRODUCTION_SPEC), "--variant", "W3A3"], capsys)
     assert code == 2
     assert "no variant named 'W3A3' (have: W4A16, W8A8)" in err
 
@@ -122,6 +113,6 @@ def test_help_documents_the_exit_codes() -> None:
 
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(["validate"], capsys)
+    code, _, err = run_cli(["validate"], capsys)
     assert code == 2
     assert "Missing argument" in err

@@ -5,24 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from hubpub.cli import main
-from tests.conftest import write_spec
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
+from tests.conftest import run_cli, write_spec
 
 
 def test_release_json_reports_each_variant(
     tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = write_spec(tmp_path, tiny_llama, scheme="W8A8")
-    code, out, err = run_main(["release", str(spec), "--no-push", "--workdir", str(tmp_path / "w"), "--json"], capsys)
+    code, out, err = run_cli(["release", str(spec), "--no-push", "--workdir", str(tmp_path / "w"), "--json"], capsys)
     assert code == 0, err
     (variant,) = json.loads(out)
     assert variant["repo_id"] == "test/tiny-w8a8"
@@ -35,7 +25,7 @@ def test_release_without_no_push_stops_with_a_clear_message(
     tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = write_spec(tmp_path, tiny_llama)
-    code, _, err = run_main(["release", str(spec), "--workdir", str(tmp_path / "w")], capsys)
+    code, _, err = run_cli(["release", str(spec), "--workdir", str(tmp_path / "w")], capsys)
     assert code == 6
     assert "publishing is not available" in err and "--no-push" in err
     assert "Traceback" not in err
@@ -45,7 +35,7 @@ def test_release_without_no_push_stops_with_a_clear_message(
 def test_release_of_an_invalid_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("base_model: org/base\nrepo_id: org/x\nscheme: W4A16\nalgorithm: gptq\n")
-    code, _, err = run_main(["release", str(spec), "--no-push", "--workdir", str(tmp_path / "w")], capsys)
+    code, _, err = run_cli(["release", str(spec), "--no-push", "--workdir", str(tmp_path / "w")], capsys)
     assert code == 2
     assert f"{spec}:1:1: calibration: a calibration dataset is required" in err
     assert not (tmp_path / "w").exists()
@@ -55,7 +45,7 @@ def test_preflight_failure_exits_2_without_traceback(
     tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = write_spec(tmp_path, tiny_llama, "group_size: 48\n", scheme="W8A16")
-    code, _, err = run_main(["release", str(spec), "--no-push", "--workdir", str(tmp_path / "w")], capsys)
+    code, _, err = run_cli(["release", str(spec), "--no-push", "--workdir", str(tmp_path / "w")], capsys)
     assert code == 2
     assert "preflight failed" in err and "use group_size 64" in err
     assert "Traceback" not in err
