@@ -135,6 +135,43 @@ def release(
         out.print(f"  manifest {escape(str(outcome.manifest_path))}")
 
 
+@cli.group()
+def hub() -> None:
+    """The embedded Hub: a Hub-compatible server that stores repos on this machine."""
+
+
+@hub.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".hubpub") / "hub",
+    show_default=True,
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--token", envvar="HUBPUB_HUB_TOKEN", help="The token clients must send (default: a new random one).")
+@click.option("--user", default="hubpub", show_default=True, help="The account name the token belongs to.")
+def serve(folder: Path, host: str, port: int, token: str | None, user: str) -> None:
+    """Serve the embedded Hub until interrupted; point HF_ENDPOINT at the printed URL."""
+    import secrets
+
+    from hubpub.hub import HubServer, Identity
+
+    generated = token is None
+    token = token or f"hf_{secrets.token_urlsafe(24)}"
+    server = HubServer(folder, tokens={token: Identity(name=user)}, host=host, port=port)
+    click.echo(f"hubpub hub serving {folder} at {server.url}", err=False)
+    click.echo(f"  export HF_ENDPOINT={server.url} HF_TOKEN=<the token> HF_HUB_DISABLE_XET=1", err=False)
+    if generated:
+        click.echo(f"  token: {token}")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.httpd.server_close()
+
+
 @cli.command()
 def schema() -> None:
     """Print the JSON schema of release specs (for editors)."""

@@ -1,8 +1,21 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
+
+# huggingface_hub reads these once, at import: no Xet uploads (the embedded Hub speaks LFS),
+# no telemetry calls, no progress bars, and a cache that is not the user's.
+os.environ.update(
+    HF_HUB_DISABLE_XET="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HUB_DISABLE_PROGRESS_BARS="1",
+    HF_HOME=tempfile.mkdtemp(prefix="hubpub-tests-hf-home-"),
+)
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.pop("HF_TOKEN", None)
 
 import pytest
 
