@@ -23,7 +23,7 @@ $(DEMO_MODEL):
 demo: $(INSTALLED) $(DEMO_MODEL)
 	$(HUBPUB) validate model_specs/*.yaml model_specs/demo/*.yaml
 	$(HUBPUB) plan $(DEMO_SPEC)
-	$(HUBPUB) release $(DEMO_SPEC) --no-push
+	$(HUBPUB) release $(DEMO_SPEC)
 
 test: $(INSTALLED) $(DEMO_MODEL)
 	$(PY) -m ruff check hubpub tests bench scripts

@@ -12,10 +12,12 @@ from hubpub.stages import STAGE_ORDER
 
 if TYPE_CHECKING:
     from hubpub.pipeline import Progress, ReleaseOutcome
+    from hubpub.stages.publish import PublishResult
 
-__all__ = ["DEFAULT_WORKDIR", "ReleasePlan", "load_spec", "load_specs", "plan", "release"]
+__all__ = ["DEFAULT_HUB_DIR", "DEFAULT_WORKDIR", "ReleasePlan", "load_spec", "load_specs", "plan", "push", "release"]
 
 DEFAULT_WORKDIR = Path(".hubpub") / "work"
+DEFAULT_HUB_DIR = Path(".hubpub") / "hub"
 
 _TASK_LINE = re.compile(r"^(?:task|group|tag):\s*['\"]?([\w.-]+)['\"]?\s*$", re.MULTILINE)
 
@@ -153,26 +155,81 @@ def release(
     workdir: Path = DEFAULT_WORKDIR,
     force: tuple[str, ...] = (),
     push: bool = True,
+    hub: str = "local",
+    hub_dir: Path = DEFAULT_HUB_DIR,
+    dry_run: bool = False,
+    roundtrip: bool = True,
     progress: Progress | None = None,
 ) -> list[ReleaseOutcome]:
-    """Run the pipeline for every selected variant and stage each repo folder.
+    """Run the pipeline for every selected variant, stage each repo folder, and publish it.
 
-    Finished stages are reused from `workdir`; `force` names stages to redo. Publishing is not
-    part of this version: with `push=True` it refuses before doing any work.
+    Finished stages are reused from `workdir`; `force` names stages to redo (`publish` also
+    overrides the guard against pushing over another release). `hub` is `local` (the embedded Hub
+    in `hub_dir`), `hf`, or a URL. With `dry_run` nothing remote is written.
     """
-    from hubpub.errors import NotAvailableError, UsageError
+    from hubpub.errors import UsageError
 
     unknown = [stage for stage in force if stage not in STAGE_ORDER]
     if unknown:
         raise UsageError(f"--force {unknown[0]}: no such stage (stages: {', '.join(STAGE_ORDER)})")
     releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
-    if push:
-        raise NotAvailableError(
-            "publishing is not available in this version of hubpub yet; run with --no-push to stage the release"
-        )
-    from hubpub.pipeline import run_release
+    from hubpub.pipeline import PublishOptions, run_release
 
-    return [
-        run_release(spec_path, item, workdir=workdir, force=frozenset(force), push=push, progress=progress)
-        for spec_path, item in releases
-    ]
+    if not push:
+        return [
+            run_release(spec_path, item, workdir=workdir, force=frozenset(force), progress=progress)
+            for spec_path, item in releases
+        ]
+    from hubpub.hubclient import open_target
+
+    with open_target(hub, local_dir=hub_dir) as target:
+        options = PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip)
+        return [
+            run_release(spec_path, item, workdir=workdir, force=frozenset(force), publishing=options, progress=progress)
+            for spec_path, item in releases
+        ]
+
+
+def push(
+    paths: list[Path],
+    *,
+    variant: str | None = None,
+    workdir: Path = DEFAULT_WORKDIR,
+    hub: str = "local",
+    hub_dir: Path = DEFAULT_HUB_DIR,
+    dry_run: bool = False,
+    force: bool = False,
+    roundtrip: bool = True,
+) -> list[PublishResult]:
+    """Publish releases that `release --no-push` already staged, without running any earlier stage."""
+    from hubpub.errors import PublishError
+    from hubpub.hashing import sha256_file
+    from hubpub.hubclient import open_target
+    from hubpub.manifest import MANIFEST_NAME, Manifest
+    from hubpub.pipeline import release_dir
+    from hubpub.stages import publish as publish_stage
+
+    staged_releases = []
+    for spec_file in load_specs(paths):
+        for item in spec_file.select(variant):
+            staged = release_dir(workdir, item) / "staged"
+            if not (staged / MANIFEST_NAME).is_file():
+                raise PublishError(f"{item.repo_id} is not staged in {workdir}: run `hubpub release --no-push` first")
+            if Manifest.read(staged).spec_sha256 != sha256_file(spec_file.path):
+                raise PublishError(
+                    f"{item.repo_id} was staged from another version of {spec_file.path}: run `hubpub release` again"
+                )
+            staged_releases.append((item, staged))
+    with open_target(hub, local_dir=hub_dir) as target:
+        return [
+            publish_stage.run(
+                staged,
+                target,
+                private=item.push.private,
+                tag=item.hub_tag,
+                dry_run=dry_run,
+                force=force,
+                roundtrip=roundtrip,
+            )
+            for item, staged in staged_releases
+        ]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -22,6 +24,25 @@ from hubpub.output import StageProgress, configure_logging, console, error_conso
 from hubpub.version import __version__
 
 SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+Command = TypeVar("Command", bound=Callable[..., Any])
+VARIANT = click.option("--variant", help="Only this variant of a family.")
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def workdir_option(help_text: str) -> Callable[[Command], Command]:
+    return click.option(
+        "--workdir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=api.DEFAULT_WORKDIR,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def json_stdout(as_json: bool) -> contextlib.AbstractContextManager[Any]:
+    """Third-party libraries print to stdout; with --json it must hold the result alone."""
+    return contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout)
+
 
 _EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for meaning, code in EXIT_CODES.items())
 
@@ -33,6 +54,9 @@ _EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for 
 def cli(verbose: int, quiet: bool) -> None:
     """Publish verified, measured, reproducible quantized LLMs to the Hugging Face Hub."""
     configure_logging(-1 if quiet else verbose)
+    if not sys.stderr.isatty():
+        # Download and upload bars only clutter logs; set before huggingface_hub is imported.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @cli.command()
@@ -53,8 +77,8 @@ def validate(specs: tuple[Path, ...]) -> None:
 
 @cli.command()
 @SPEC_PATHS
-@click.option("--variant", help="Only this variant of a family.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@VARIANT
+@AS_JSON
 def plan(specs: tuple[Path, ...], variant: str | None, as_json: bool) -> None:
     """Show the effective release of each variant, its stages and what it would download."""
     plans = api.plan(list(specs), variant=variant)
@@ -99,30 +123,70 @@ def _print_plan(out: Any, item: api.ReleasePlan) -> None:
     out.print()
 
 
+HUB_OPTIONS = [
+    click.option(
+        "--hub",
+        default="local",
+        show_default=True,
+        help="Where to publish: local (the embedded Hub in --hub-dir), hf (huggingface.co or HF_ENDPOINT), or a URL.",
+    ),
+    click.option(
+        "--hub-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=api.DEFAULT_HUB_DIR,
+        show_default=True,
+        help="The embedded Hub's folder (with --hub local).",
+    ),
+    click.option("--dry-run", is_flag=True, help="Show what would be pushed; write nothing remote."),
+    click.option("--no-roundtrip", is_flag=True, help="Skip downloading and loading the release after the push."),
+]
+
+
+def hub_options(command: Command) -> Command:
+    for option in reversed(HUB_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @SPEC_PATHS
-@click.option("--variant", help="Only this variant of a family.")
+@VARIANT
 @click.option("--no-push", is_flag=True, help="Stop after staging the repo folder; publish nothing.")
+@workdir_option("Where stage outputs are cached and repo folders staged.")
 @click.option(
-    "--workdir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=api.DEFAULT_WORKDIR,
-    show_default=True,
-    help="Where stage outputs are cached and repo folders staged.",
+    "--force",
+    "force",
+    multiple=True,
+    metavar="STAGE",
+    help="Redo this stage even when cached (repeatable); `--force publish` also pushes over another release.",
 )
-@click.option("--force", "force", multiple=True, metavar="STAGE", help="Redo this stage even when cached (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@hub_options
+@AS_JSON
 def release(
-    specs: tuple[Path, ...], variant: str | None, no_push: bool, workdir: Path, force: tuple[str, ...], as_json: bool
+    specs: tuple[Path, ...],
+    variant: str | None,
+    no_push: bool,
+    workdir: Path,
+    force: tuple[str, ...],
+    hub: str,
+    hub_dir: Path,
+    dry_run: bool,
+    no_roundtrip: bool,
+    as_json: bool,
 ) -> None:
-    """Quantize, verify and stage each release; resumes from cached stages."""
-    # Third-party libraries print to stdout; with --json it must hold the result alone.
-    with (
-        StageProgress(enabled=not as_json) as progress,
-        contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout),
-    ):
+    """Quantize, verify, stage and publish each release; resumes from cached stages."""
+    with StageProgress(enabled=not as_json) as progress, json_stdout(as_json):
         outcomes = api.release(
-            list(specs), variant=variant, workdir=workdir, force=force, push=not no_push, progress=progress.update
+            list(specs),
+            variant=variant,
+            workdir=workdir,
+            force=force,
+            push=not no_push,
+            hub=hub,
+            hub_dir=hub_dir,
+            dry_run=dry_run,
+            roundtrip=not no_roundtrip,
+            progress=progress.update,
         )
     if as_json:
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
@@ -133,6 +197,74 @@ def release(
         out.print(f"[bold]{escape(outcome.repo_id)}[/bold] ({escape(outcome.variant)}): {escape(statuses)}")
         out.print(f"  staged   {escape(str(outcome.staged_dir))}")
         out.print(f"  manifest {escape(str(outcome.manifest_path))}")
+        if outcome.published is not None:
+            _print_published(out, outcome.published.as_dict(), hub_dir)
+
+
+@cli.command()
+@SPEC_PATHS
+@VARIANT
+@workdir_option("Where `release --no-push` staged the repo folders.")
+@click.option("--force", is_flag=True, help="Push even over a repo that holds another spec's or family's release.")
+@hub_options
+@AS_JSON
+def push(
+    specs: tuple[Path, ...],
+    variant: str | None,
+    workdir: Path,
+    force: bool,
+    hub: str,
+    hub_dir: Path,
+    dry_run: bool,
+    no_roundtrip: bool,
+    as_json: bool,
+) -> None:
+    """Publish already staged releases without running any earlier stage."""
+    with json_stdout(as_json):
+        results = api.push(
+            list(specs),
+            variant=variant,
+            workdir=workdir,
+            hub=hub,
+            hub_dir=hub_dir,
+            dry_run=dry_run,
+            force=force,
+            roundtrip=not no_roundtrip,
+        )
+    if as_json:
+        click.echo(json.dumps([result.as_dict() for result in results], indent=2))
+        return
+    out = console()
+    for result in results:
+        out.print(f"[bold]{escape(result.repo_id)}[/bold]")
+        _print_published(out, result.as_dict(), hub_dir)
+
+
+def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None:
+    plan = published["plan"]
+    changes = f"{len(plan['added'])} added, {len(plan['changed'])} changed, {len(plan['deleted'])} deleted"
+    sent = f"{plan['bytes_to_send']:,} bytes to send"
+    out.print(f"  {published['status']:<8} {escape(published['url'])} ({changes}; {sent})")
+    if published["status"] == "dry-run":
+        for kind in ("added", "changed", "deleted"):
+            for path in plan[kind]:
+                out.print(f"    {kind:<8} {escape(path)}")
+        return
+    tag = f", tag {published['tag']} ({published['tag_status']})" if published["tag"] else ""
+    out.print(f"  commit   {published['commit']}{escape(tag)}")
+    if published["roundtrip"]:
+        roundtrip = published["roundtrip"]
+        out.print(
+            f"  verified downloaded, byte-identical, loads in transformers (perplexity {roundtrip['perplexity']:.3f})"
+        )
+    repo_id = published["repo_id"]
+    if published["target"] == "local":
+        out.print(
+            f"  download hubpub hub serve --dir {escape(str(hub_dir))}, then with HF_ENDPOINT set to its URL:"
+            f" hf download {escape(repo_id)} --revision {published['commit']}"
+        )
+    else:
+        out.print(f"  download hf download {escape(repo_id)} --revision {published['commit']}")
 
 
 @cli.group()

@@ -70,19 +70,12 @@ class PublishError(HubpubError):
     exit_code = 5
 
 
-class NotAvailableError(HubpubError):
-    """The capability asked for does not exist in this version of hubpub yet."""
-
-    exit_code = 6
-
-
 EXIT_CODES: dict[str, int] = {
     "success": 0,
     "unexpected internal error (a bug: please report it)": HubpubError.exit_code,
     "invalid spec or command-line usage": SpecError.exit_code,
     "a stage failed": StageError.exit_code,
     "a quality gate failed": GateError.exit_code,
-    "publishing failed": PublishError.exit_code,
-    "not available in this version": NotAvailableError.exit_code,
+    "publishing failed (the remote is left as it was)": PublishError.exit_code,
     "interrupted (Ctrl-C)": 130,
 }

@@ -31,6 +31,7 @@ class StageResult(Record):
     reason: str | None = Field(default=None, description="Why the stage was skipped or failed.")
     metrics: dict[str, Any] = {}
     outputs: dict[str, str] = {}
+    ci_run_url: str | None = None
 
 
 class Manifest(Record):
@@ -51,7 +52,6 @@ class Manifest(Record):
     device: str | None
     ci_run_url: str | None
     stages: dict[str, StageResult]
-    created: str
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_NAME

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -20,11 +19,13 @@ from typing import Any, Protocol
 
 from hubpub.errors import HubpubError, StageError
 from hubpub.hashing import HashCache, fingerprint, sha256_file
-from hubpub.manifest import Manifest, StageResult, ci_run_url
+from hubpub.hubclient import HubTarget
+from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.spec import ReleaseSpec
-from hubpub.stages import STAGE_ORDER, preflight, quantize, resolve, verify
+from hubpub.stages import STAGE_ORDER, preflight, publish, quantize, resolve, verify
 from hubpub.stages.context import StageContext, StageOutput
+from hubpub.stages.publish import PublishResult
 from hubpub.version import __version__
 from hubpub.warm import WarmInterpreter
 
@@ -45,12 +46,20 @@ _RUNNERS: dict[str, _Stage] = {"resolve": resolve, "preflight": preflight, "quan
 
 
 @dataclass(frozen=True)
+class PublishOptions:
+    target: HubTarget
+    dry_run: bool = False
+    roundtrip: bool = True
+
+
+@dataclass(frozen=True)
 class ReleaseOutcome:
     variant: str
     repo_id: str
     staged_dir: Path
     manifest_path: Path
     stages: dict[str, StageResult]
+    published: PublishResult | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +68,7 @@ class ReleaseOutcome:
             "staged_dir": str(self.staged_dir),
             "manifest": str(self.manifest_path),
             "stages": {name: result.status for name, result in self.stages.items()},
+            "published": self.published.as_dict() if self.published else None,
         }
 
 
@@ -82,7 +92,7 @@ def run_release(
     *,
     workdir: Path,
     force: frozenset[str] = frozenset(),
-    push: bool = False,
+    publishing: PublishOptions | None = None,
     progress: Progress | None = None,
 ) -> ReleaseOutcome:
     """Run every stage of one variant, reusing cached outputs, and stage the repo folder."""
@@ -100,6 +110,8 @@ def run_release(
             warm.append(WarmInterpreter())
         return warm[0]
 
+    staged: Path | None = None
+    published: PublishResult | None = None
     try:
         for stage in STAGE_ORDER:
             notify(release.variant, stage, "started")
@@ -107,8 +119,12 @@ def run_release(
                 result = _run_cached(
                     stage, spec_path, release, root, cache_dir, hashes, versions, results, force, warm_interpreter
                 )
+            elif stage == "publish":
+                staged = _stage_folder(root, Path(results["quantize"].outputs["checkpoint"]))
+                _manifest(spec_path, release, versions, results).write(staged)
+                result, published = _publish(staged, release, publishing, force)
             else:
-                result = _unavailable(stage, release, push)
+                result = _unavailable(stage, release)
             results[stage] = result
             notify(release.variant, stage, result.status)
     except HubpubError as error:
@@ -120,9 +136,34 @@ def run_release(
     finally:
         for interpreter in warm:
             interpreter.close()
-    staged = _stage_folder(root, Path(results["quantize"].outputs["checkpoint"]))
-    manifest_path = _manifest(spec_path, release, versions, results).write(staged)
-    return ReleaseOutcome(release.variant, release.repo_id, staged, manifest_path, results)
+    assert staged is not None
+    return ReleaseOutcome(release.variant, release.repo_id, staged, staged / MANIFEST_NAME, results, published)
+
+
+def _publish(
+    staged: Path, release: ReleaseSpec, publishing: PublishOptions | None, force: frozenset[str]
+) -> tuple[StageResult, PublishResult | None]:
+    if publishing is None:
+        return StageResult(stage="publish", status="skipped", fingerprint="", reason="--no-push"), None
+    with measured() as measurement:
+        outcome = publish.run(
+            staged,
+            publishing.target,
+            private=release.push.private,
+            tag=release.hub_tag,
+            dry_run=publishing.dry_run,
+            force="publish" in force,
+            roundtrip=publishing.roundtrip,
+        )
+    result = StageResult(
+        stage="publish",
+        status="done",
+        fingerprint="",
+        seconds=round(measurement.seconds, 3),
+        peak_rss_mb=round(measurement.peak_rss_mb, 1),
+        metrics=outcome.as_dict(),
+    )
+    return result, outcome
 
 
 def _inputs(
@@ -210,6 +251,7 @@ def _run_cached(
         stage=stage,
         status="done",
         fingerprint=key,
+        ci_run_url=ci_run_url(),
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
         peak_gpu_mb=None if measurement.peak_gpu_mb is None else round(measurement.peak_gpu_mb, 1),
@@ -223,7 +265,7 @@ def _run_cached(
     return result
 
 
-def _unavailable(stage: str, release: ReleaseSpec, push: bool) -> StageResult:
+def _unavailable(stage: str, release: ReleaseSpec) -> StageResult:
     """Stages this version of hubpub does not run yet: recorded as skipped, with the reason."""
     reason = {
         "vllm": "verify.vllm is off" if release.verify.vllm == "off" else f"no vLLM check in hubpub {__version__}",
@@ -231,7 +273,6 @@ def _unavailable(stage: str, release: ReleaseSpec, push: bool) -> StageResult:
         if release.evaluation is None
         else f"evaluation is not available in hubpub {__version__}",
         "card": f"model cards are not available in hubpub {__version__}",
-        "publish": "--no-push" if not push else f"publishing is not available in hubpub {__version__}",
     }[stage]
     if stage == "vllm" and release.verify.vllm == "required":
         raise StageError(f"{release.variant}: verify.vllm is 'required', but {reason}")
@@ -265,8 +306,17 @@ def _stage_folder(root: Path, checkpoint: Path) -> Path:
 def _manifest(
     spec_path: Path, release: ReleaseSpec, versions: dict[str, str | None], results: dict[str, StageResult]
 ) -> Manifest:
-    resolved = results.get("resolve")
-    quantized = results.get("quantize")
+    # The manifest describes how the staged files were made, so a re-run that reuses every stage
+    # writes the same manifest and publishing it again changes nothing.
+    recorded = {
+        name: result.model_copy(
+            update={"status": "done" if result.status == "cached" else result.status, "outputs": {}}
+        )
+        for name, result in results.items()
+        if name != "publish"
+    }
+    resolved = recorded.get("resolve")
+    quantized = recorded.get("quantize")
     return Manifest(
         hubpub_version=__version__,
         spec_file=spec_path.name,
@@ -282,9 +332,8 @@ def _manifest(
         calibration=quantized.metrics.get("calibration") if quantized and quantized.status != "failed" else None,
         versions=versions,
         device=quantized.metrics.get("device") if quantized and quantized.status != "failed" else None,
-        ci_run_url=ci_run_url(),
-        stages=results,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        ci_run_url=quantized.ci_run_url if quantized else ci_run_url(),
+        stages=recorded,
     )
 
 

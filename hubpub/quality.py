@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from importlib.resources import files
+from pathlib import Path
 
 _REPEAT_SHARE = 0.6
 _MIN_WORDS_FOR_REPEAT_CHECK = 8
@@ -21,3 +23,8 @@ def degeneracy(text: str) -> str | None:
         if count >= 3 and count * size >= _REPEAT_SHARE * len(words):
             return f"'{' '.join(phrase)}' repeats {count} times in {len(words)} words"
     return None
+
+
+def heldout_text() -> Path:
+    """The fixed held-out text on which base and quantized perplexity are compared."""
+    return Path(str(files("hubpub") / "data" / "heldout.txt"))

@@ -119,6 +119,8 @@ class HubServer:
         self.faults = Faults()
         self.admin_token = admin_token
         self.requests: list[tuple[str, str, int]] = []
+        self.received_bytes: dict[str, int] = {}
+        """Request body bytes received, by route (what clients sent)."""
         self._signing_key = secrets.token_bytes(32)
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -183,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.query = parse_qs(split.query)
         segments = split.path.strip("/").split("/")
         route, handler = self._route(method, segments)
+        received = int(self.headers.get("Content-Length") or 0)
+        self.hub.received_bytes[route] = self.hub.received_bytes.get(route, 0) + received
         status = 200
         try:
             fault = self.hub.faults.take(route)

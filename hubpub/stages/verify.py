@@ -11,14 +11,13 @@ import json
 import logging
 import subprocess
 from importlib.metadata import version
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from hubpub.checkpoint import BASE_ARTIFACTS
 from hubpub.errors import GateError, StageError
 from hubpub.hashing import fingerprint, sha256_file
-from hubpub.quality import degeneracy
+from hubpub.quality import degeneracy, heldout_text
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.warm import WarmInterpreter
 
@@ -29,16 +28,12 @@ CHILD_TIMEOUT_SECONDS = 3600
 _CHILD = "hubpub.stages._verify_child"
 
 
-def _heldout_text() -> Path:
-    return Path(str(files("hubpub") / "data" / "heldout.txt"))
-
-
 def run(ctx: StageContext) -> StageOutput:
     """Load, generate and measure perplexity in a child interpreter; apply the spec's checks."""
     release = ctx.release
     checkpoint = ctx.output_of("quantize", "checkpoint")
     base_dir = ctx.output_of("resolve", "base_dir")
-    text = _heldout_text()
+    text = heldout_text()
     base_key = fingerprint(
         {
             "source": ctx.previous["resolve"].metrics["source_sha256"],

@@ -21,15 +21,17 @@ def test_release_json_reports_each_variant(
     assert Path(variant["manifest"]).name == "hubpub-manifest.json"
 
 
-def test_release_without_no_push_stops_with_a_clear_message(
+def test_release_publishes_to_the_embedded_hub_by_default(
     tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = write_spec(tmp_path, tiny_llama)
-    code, _, err = run_cli(["release", str(spec), "--workdir", str(tmp_path / "w")], capsys)
-    assert code == 6
-    assert "publishing is not available" in err and "--no-push" in err
-    assert "Traceback" not in err
-    assert not (tmp_path / "w").exists()
+    hub_dir = tmp_path / "hub"
+    args = ["release", str(spec), "--workdir", str(tmp_path / "w"), "--hub-dir", str(hub_dir), "--no-roundtrip"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "committed" in out and "test/tiny-w4a16" in out and "tag v0.0.1 (created)" in out
+    assert f"hubpub hub serve --dir {hub_dir}" in out
+    assert (hub_dir / "repos" / "models" / "test" / "tiny-w4a16" / "meta.json").is_file()
 
 
 def test_release_of_an_invalid_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

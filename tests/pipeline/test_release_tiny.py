@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hubpub import api
-from hubpub.errors import NotAvailableError, PreflightError, UsageError
+from hubpub.errors import PreflightError, PublishError, UsageError
 from hubpub.hashing import sha256_file
 from hubpub.manifest import MANIFEST_NAME, Manifest
 from tests.conftest import write_spec
@@ -116,10 +116,10 @@ def test_a_changed_recipe_reuses_resolution_but_quantizes_again(
     assert "model.layers.1.mlp.down_proj" in outcome.stages["preflight"].metrics["unquantized_layers"]
 
 
-def test_push_is_refused_before_any_work(tiny_llama: Path, tmp_path: Path) -> None:
+def test_a_bad_hub_target_is_refused_after_validation_before_any_stage(tiny_llama: Path, tmp_path: Path) -> None:
     spec = write_spec(tmp_path, tiny_llama)
-    with pytest.raises(NotAvailableError, match="--no-push"):
-        api.release([spec], workdir=tmp_path / "work")
+    with pytest.raises(PublishError, match="--hub ftp://x"):
+        api.release([spec], workdir=tmp_path / "work", hub="ftp://x")
     assert not (tmp_path / "work").exists()
 
 

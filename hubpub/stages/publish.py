@@ -1,0 +1,174 @@
+"""Publish stage: push the staged repo folder as one tagged commit, then prove it from the Hub.
+
+Only what differs from the remote head is sent. Nothing is committed when nothing changed. A repo
+that holds another spec's or family's release is refused unless forced. After the push the
+release is downloaded into a fresh folder, compared byte for byte, and loaded in transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubpub.errors import PublishError
+from hubpub.hashing import sha256_file
+from hubpub.hubclient import HubTarget, UploadPlan, client, commit_plan, ensure_tag, plan_upload
+from hubpub.manifest import MANIFEST_NAME, Manifest, ci_run_url
+from hubpub.quality import heldout_text
+from hubpub.version import __version__
+
+logger = logging.getLogger(__name__)
+
+ROUNDTRIP_TIMEOUT_SECONDS = 1800
+PERPLEXITY_TOLERANCE = 1e-3
+
+
+@dataclass
+class PublishResult:
+    repo_id: str
+    url: str
+    target: str
+    status: str  # committed, unchanged, dry-run
+    commit: str | None
+    plan: UploadPlan
+    tag: str | None = None
+    tag_status: str | None = None
+    roundtrip: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repo_id": self.repo_id,
+            "url": self.url,
+            "target": self.target,
+            "status": self.status,
+            "commit": self.commit,
+            "plan": self.plan.as_dict(),
+            "tag": self.tag,
+            "tag_status": self.tag_status,
+            "roundtrip": self.roundtrip,
+        }
+
+
+def run(
+    staged: Path,
+    target: HubTarget,
+    *,
+    private: bool,
+    tag: str | None,
+    dry_run: bool = False,
+    force: bool = False,
+    roundtrip: bool = True,
+) -> PublishResult:
+    """Publish one staged release folder to `target`."""
+    manifest = Manifest.read(staged)
+    repo_id = manifest.repo_id
+    api = client(target)
+    try:
+        plan = plan_upload(api, repo_id, staged)
+        if plan.repo_exists and not force:
+            _guard(api, target, repo_id, manifest)
+        result = PublishResult(repo_id, target.repo_url(repo_id), target.label, "dry-run", plan.head, plan, tag)
+        if dry_run:
+            return result
+        if not plan.repo_exists:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            plan = plan_upload(api, repo_id, staged)
+            result.plan = plan
+        if plan.empty:
+            result.status, result.commit = "unchanged", plan.head
+        else:
+            title = f"hubpub {__version__}: release {manifest.variant} of {manifest.spec_file}" + (
+                f" ({tag})" if tag else ""
+            )
+            description = f"Published by hubpub {__version__}." + (f" CI run: {ci_run_url()}" if ci_run_url() else "")
+            result.commit = commit_plan(api, target, repo_id, staged, plan, title=title, description=description)
+            result.status = "committed"
+        if tag and result.commit:
+            result.tag_status = ensure_tag(api, repo_id, tag, result.commit)
+    except PublishError:
+        raise
+    except Exception as exc:
+        raise PublishError(f"publishing {repo_id} to {target.label} failed: {target.scrub(str(exc))}") from None
+    if roundtrip and result.commit:
+        result.roundtrip = _roundtrip(api, target, repo_id, result.commit, staged, manifest)
+    return result
+
+
+def _guard(api: Any, target: HubTarget, repo_id: str, ours: Manifest) -> None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = api.hf_hub_download(repo_id, MANIFEST_NAME, cache_dir=tempfile.mkdtemp(prefix="hubpub-guard-"))
+    except EntryNotFoundError:
+        return
+    theirs = json.loads(Path(path).read_text(encoding="utf-8"))
+    same_family = ours.family is not None and theirs.get("family") == ours.family
+    same_spec = ours.family is None and theirs.get("spec_file") == ours.spec_file
+    same_variant = theirs.get("variant") == ours.variant
+    if not ((same_family or same_spec) and same_variant):
+        origin = f"family {theirs.get('family')!r}, spec {theirs.get('spec_file')!r}, variant {theirs.get('variant')!r}"
+        raise PublishError(
+            f"{repo_id} holds a hubpub release from {origin}, not this one; refusing to push over it"
+            " (use --force to overwrite)"
+        )
+
+
+def _roundtrip(
+    api: Any, target: HubTarget, repo_id: str, commit: str, staged: Path, manifest: Manifest
+) -> dict[str, Any]:
+    """Download the published commit into a fresh folder; it must match and load in transformers."""
+    with tempfile.TemporaryDirectory(prefix="hubpub-roundtrip-") as scratch:
+        downloaded = Path(api.snapshot_download(repo_id, revision=commit, local_dir=Path(scratch) / "repo"))
+        mismatched = [
+            path.relative_to(staged).as_posix()
+            for path in sorted(staged.rglob("*"))
+            if path.is_file()
+            and (
+                not (downloaded / path.relative_to(staged)).is_file()
+                or sha256_file(downloaded / path.relative_to(staged)) != sha256_file(path)
+            )
+        ]
+        if mismatched:
+            raise PublishError(f"the published {repo_id}@{commit[:12]} differs from the staged folder: {mismatched}")
+        verified = manifest.stages.get("verify")
+        prompts = [item["prompt"] for item in verified.metrics.get("generations", [])][:1] if verified else []
+        request = {
+            "checkpoint": str(downloaded),
+            "base_dir": None,
+            "prompts": prompts or ["Hello"],
+            "max_new_tokens": 8,
+            "heldout": str(heldout_text()),
+            "window": 512,
+        }
+        request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        completed = subprocess.run(
+            [sys.executable, "-m", "hubpub.stages._verify_child", str(request_path), str(result_path)],
+            capture_output=True,
+            text=True,
+            timeout=ROUNDTRIP_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if completed.returncode != 0 or not result_path.is_file():
+            tail = "\n".join(target.scrub(completed.stderr).strip().splitlines()[-10:])
+            raise PublishError(f"the published {repo_id} did not load in transformers:\n{tail}")
+        loaded = json.loads(result_path.read_text(encoding="utf-8"))
+    verified_perplexity = verified.metrics["perplexity"]["quantized"] if verified else None
+    if verified_perplexity is not None and abs(loaded["perplexity"] / verified_perplexity - 1) > PERPLEXITY_TOLERANCE:
+        raise PublishError(
+            f"the published {repo_id} measures perplexity {loaded['perplexity']:.4f}, not the verified"
+            f" {verified_perplexity:.4f}"
+        )
+    return {
+        "files_identical": True,
+        "loaded": True,
+        "perplexity": loaded["perplexity"],
+        "verified_perplexity": verified_perplexity,
+        "generation": loaded["generations"][0]["output"] if loaded["generations"] else None,
+    }
