@@ -249,6 +249,8 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
         for kind in ("added", "changed", "deleted"):
             for path in plan[kind]:
                 out.print(f"    {kind:<8} {escape(path)}")
+        if published["readme_diff"]:
+            out.print(escape(published["readme_diff"]))
         return
     tag = f", tag {published['tag']} ({published['tag_status']})" if published["tag"] else ""
     out.print(f"  commit   {published['commit']}{escape(tag)}")

@@ -7,6 +7,7 @@ release is downloaded into a fresh folder, compared byte for byte, and loaded in
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import subprocess
@@ -40,6 +41,7 @@ class PublishResult:
     tag: str | None = None
     tag_status: str | None = None
     roundtrip: dict[str, Any] = field(default_factory=dict)
+    readme_diff: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class PublishResult:
             "tag": self.tag,
             "tag_status": self.tag_status,
             "roundtrip": self.roundtrip,
+            "readme_diff": self.readme_diff,
         }
 
 
@@ -75,6 +78,7 @@ def run(
             _guard(api, target, repo_id, manifest)
         result = PublishResult(repo_id, target.repo_url(repo_id), target.label, "dry-run", plan.head, plan, tag)
         if dry_run:
+            result.readme_diff = _readme_diff(api, repo_id, staged, plan)
             return result
         if not plan.repo_exists:
             api.create_repo(repo_id, private=private, exist_ok=True)
@@ -98,6 +102,23 @@ def run(
     if roundtrip and result.commit:
         result.roundtrip = _roundtrip(api, target, repo_id, result.commit, staged, manifest)
     return result
+
+
+def _readme_diff(api: Any, repo_id: str, staged: Path, plan: UploadPlan) -> str | None:
+    """The unified diff of the model card the push would change, for --dry-run."""
+    touched = {change.path for change in plan.added + plan.changed + plan.deleted}
+    if "README.md" not in touched:
+        return None
+    before = ""
+    if plan.repo_exists and "README.md" not in {change.path for change in plan.added}:
+        remote = api.hf_hub_download(repo_id, "README.md", cache_dir=tempfile.mkdtemp(prefix="hubpub-readme-"))
+        before = Path(remote).read_text(encoding="utf-8")
+    local = staged / "README.md"
+    after = local.read_text(encoding="utf-8") if local.is_file() else ""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), "remote/README.md", "staged/README.md"
+    )
+    return "".join(lines)
 
 
 def _guard(api: Any, target: HubTarget, repo_id: str, ours: Manifest) -> None:

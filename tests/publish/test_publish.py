@@ -196,3 +196,19 @@ def test_token_appears_nowhere(
     written = [path.read_bytes() for path in workdir.rglob("*") if path.is_file()]
     assert all(TOKEN.encode() not in content for content in written)
     assert TOKEN not in out + err + out2 + err2 + caplog.text
+
+
+def test_dry_run_shows_the_readme_diff(staged: tuple[Path, Path], hub: HubServer, tmp_path: Path) -> None:
+    spec, workdir = staged
+    api.push([spec], workdir=workdir, hub=hub.url, roundtrip=False)
+    remote(hub).upload_file(path_or_fileobj=b"# old card\n", path_in_repo="README.md", repo_id="test/tiny-w4a16")
+    folder = next(workdir.glob("releases/*/staged"))
+    (folder / "README.md").write_text("# new card\n", encoding="utf-8")
+    try:
+        (result,) = api.push([spec], workdir=workdir, hub=hub.url, dry_run=True)
+    finally:
+        (folder / "README.md").unlink()
+    assert [change.path for change in result.plan.changed] == ["README.md"]
+    assert result.readme_diff is not None
+    assert "-# old card" in result.readme_diff and "+# new card" in result.readme_diff
+    assert remote(hub).list_repo_commits("test/tiny-w4a16")[0].title.startswith("Upload README.md")
