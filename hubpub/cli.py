@@ -244,7 +244,11 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
     plan = published["plan"]
     changes = f"{len(plan['added'])} added, {len(plan['changed'])} changed, {len(plan['deleted'])} deleted"
     sent = f"{plan['bytes_to_send']:,} bytes to send"
-    out.print(f"  {published['status']:<8} {escape(published['url'])} ({changes}; {sent})")
+    where = published["url"]
+    if published["target"] == "local":
+        # The in-process Hub is gone once this command ends; `hub serve` brings it back on a fixed port.
+        where = f"{published['repo_id']} in the embedded Hub at {hub_dir}"
+    out.print(f"  {published['status']:<8} {escape(where)} ({changes}; {sent})")
     if published["status"] == "dry-run":
         for kind in ("added", "changed", "deleted"):
             for path in plan[kind]:
@@ -262,7 +266,8 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
     repo_id = published["repo_id"]
     if published["target"] == "local":
         out.print(
-            f"  download hubpub hub serve --dir {escape(str(hub_dir))}, then with HF_ENDPOINT set to its URL:"
+            f"  download hubpub hub serve --dir {escape(str(hub_dir))} --token T, then"
+            f" HF_ENDPOINT=http://127.0.0.1:8765 HF_TOKEN=T HF_HUB_DISABLE_XET=1"
             f" hf download {escape(repo_id)} --revision {published['commit']}"
         )
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,20 @@ logger = logging.getLogger(__name__)
 
 def run(ctx: StageContext) -> StageOutput:
     """Quantize the base and save the compressed checkpoint with the base's tokenizer and templates."""
-    if not logger.isEnabledFor(logging.DEBUG):
-        # llm-compressor logs through loguru, to stdout, from import time on.
-        from loguru import logger as compressor_log
-
-        compressor_log.disable("llmcompressor")
+    quiet = not logger.isEnabledFor(logging.DEBUG)
+    if quiet:
+        # llm-compressor logs through loguru to stdout from import time on, and re-enables itself then.
+        os.environ.setdefault("LLM_COMPRESSOR_LOG_DISABLED", "true")
     import torch
     import yaml
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if quiet:
+        from loguru import logger as compressor_log
+
+        compressor_log.disable("llmcompressor")
+        compressor_log.disable("compressed_tensors")
 
     release = ctx.release
     base_dir = ctx.output_of("resolve", "base_dir")
