@@ -173,21 +173,15 @@ def release(
     if unknown:
         raise UsageError(f"--force {unknown[0]}: no such stage (stages: {', '.join(STAGE_ORDER)})")
     releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
-    from hubpub.pipeline import PublishOptions, run_release
+    from hubpub.pipeline import PublishOptions, run_releases
 
     if not push:
-        return [
-            run_release(spec_path, item, workdir=workdir, force=frozenset(force), progress=progress)
-            for spec_path, item in releases
-        ]
+        return run_releases(releases, workdir=workdir, force=frozenset(force), progress=progress)
     from hubpub.hubclient import open_target
 
     with open_target(hub, local_dir=hub_dir) as target:
         options = PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip)
-        return [
-            run_release(spec_path, item, workdir=workdir, force=frozenset(force), publishing=options, progress=progress)
-            for spec_path, item in releases
-        ]
+        return run_releases(releases, workdir=workdir, force=frozenset(force), publishing=options, progress=progress)
 
 
 def push(

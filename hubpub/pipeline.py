@@ -7,6 +7,7 @@ most one incomplete folder, which the next run clears and redoes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -17,13 +18,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 from hubpub.errors import HubpubError, StageError
 from hubpub.hashing import HashCache, fingerprint, sha256_file
 from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.spec import ReleaseSpec
-from hubpub.stages import STAGE_ORDER, preflight, publish, quantize, resolve, verify
+from hubpub.stages import STAGE_ORDER, card, preflight, publish, quantize, resolve, verify
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.stages.publish import PublishResult
 from hubpub.version import __version__
@@ -86,58 +89,174 @@ def release_dir(workdir: Path, release: ReleaseSpec) -> Path:
     return workdir / "releases" / release.repo_id.replace("/", "__")
 
 
-def run_release(
-    spec_path: Path,
-    release: ReleaseSpec,
+class ReleaseRun:
+    """One variant going through the stages: `prepare` runs them up to the card, `finish` the rest.
+
+    A family is prepared variant by variant before any card is rendered, so every card can state
+    its siblings' measured sizes.
+    """
+
+    def __init__(
+        self,
+        spec_path: Path,
+        release: ReleaseSpec,
+        *,
+        workdir: Path,
+        force: frozenset[str] = frozenset(),
+        progress: Progress | None = None,
+    ) -> None:
+        self.spec_path = spec_path
+        self.release = release
+        self.root = release_dir(workdir, release)
+        self.cache_dir = workdir / "cache"
+        self.hashes = HashCache(self.cache_dir / "sha256.json")
+        self.versions = tool_versions()
+        self.force = force
+        self.notify = progress or (lambda _variant, _stage, _event: None)
+        self.results: dict[str, StageResult] = {}
+
+    def manifest(self) -> Manifest:
+        return _manifest(self.spec_path, self.release, self.versions, self.results)
+
+    def prepare(self) -> None:
+        warm: list[WarmInterpreter] = []
+
+        def warm_interpreter() -> WarmInterpreter:
+            # Started at the first stage that does real work, so its imports overlap that work.
+            if not warm:
+                warm.append(WarmInterpreter())
+            return warm[0]
+
+        try:
+            for stage in STAGE_ORDER[: STAGE_ORDER.index("card")]:
+                self._step(stage, functools.partial(self._prepare_stage, stage, warm_interpreter))
+        finally:
+            for interpreter in warm:
+                interpreter.close()
+
+    def _prepare_stage(self, stage: str, warm_interpreter: Callable[[], WarmInterpreter]) -> StageResult:
+        if stage in _RUNNERS:
+            return _run_cached(
+                stage,
+                self.spec_path,
+                self.release,
+                self.root,
+                self.cache_dir,
+                self.hashes,
+                self.versions,
+                self.results,
+                self.force,
+                warm_interpreter,
+            )
+        return _unavailable(stage, self.release)
+
+    def finish(self, family: list[ReleaseRun], publishing: PublishOptions | None) -> ReleaseOutcome:
+        card_dir = self._step("card", lambda: self._card(family))
+        staged = _stage_folder(self.root, Path(self.results["quantize"].outputs["checkpoint"]), card_dir)
+        self.manifest().write(staged)
+        published: list[PublishResult] = []
+
+        def publish_step() -> StageResult:
+            result, outcome = _publish(staged, self.release, publishing, self.force)
+            if outcome is not None:
+                published.append(outcome)
+            return result
+
+        self._step("publish", publish_step)
+        release = self.release
+        return ReleaseOutcome(
+            release.variant,
+            release.repo_id,
+            staged,
+            staged / MANIFEST_NAME,
+            self.results,
+            published[0] if published else None,
+        )
+
+    def _step(self, stage: str, work: Callable[[], Any]) -> Any:
+        self.notify(self.release.variant, stage, "started")
+        try:
+            produced = work()
+        except HubpubError as error:
+            self.results[stage] = StageResult(stage=stage, status="failed", fingerprint="", reason=str(error))
+            self.notify(self.release.variant, stage, "failed")
+            self.manifest().write(self.root)
+            raise
+        if isinstance(produced, StageResult):
+            self.results[stage] = produced
+        self.notify(self.release.variant, stage, self.results[stage].status)
+        return produced
+
+    def _card(self, family: list[ReleaseRun]) -> Path:
+        """Render the card, and run its snippet unless this exact card already passed on these files."""
+        base_dir = Path(self.results["resolve"].outputs["base_dir"])
+        rendered = card.run(
+            self.release,
+            self.manifest(),
+            [member.manifest() for member in family],
+            base_bytes=self.results["preflight"].metrics["checkpoint_bytes"],
+            base_license=_base_license(base_dir),
+        )
+        checkpoint = Path(self.results["quantize"].outputs["checkpoint"])
+        key = fingerprint({"stage": "card", "text": rendered.text, "checkpoint": self.hashes.tree(checkpoint)})
+        folder = self.root / "stages" / f"card-{key[:16]}"
+        result_file = folder / "result.json"
+        if result_file.is_file() and "card" not in self.force:
+            self.results["card"] = StageResult.model_validate_json(result_file.read_text(encoding="utf-8")).model_copy(
+                update={"status": "cached"}
+            )
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (folder / "README.md").write_text(rendered.text, encoding="utf-8")
+        with measured() as measurement:
+            snippet = card.run_snippet(rendered.text, self.release.repo_id, checkpoint, folder)
+        result = StageResult(
+            stage="card",
+            status="done",
+            fingerprint=key,
+            seconds=round(measurement.seconds, 3),
+            peak_rss_mb=round(measurement.peak_rss_mb, 1),
+            metrics={
+                "readme_sha256": sha256_file(folder / "README.md"),
+                "metadata": rendered.metadata,
+                "snippet": snippet,
+            },
+            ci_run_url=ci_run_url(),
+        )
+        result_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        self.results["card"] = result
+        return folder
+
+
+def run_releases(
+    items: list[tuple[Path, ReleaseSpec]],
     *,
     workdir: Path,
     force: frozenset[str] = frozenset(),
     publishing: PublishOptions | None = None,
     progress: Progress | None = None,
-) -> ReleaseOutcome:
-    """Run every stage of one variant, reusing cached outputs, and stage the repo folder."""
-    notify = progress or (lambda _variant, _stage, _event: None)
-    root = release_dir(workdir, release)
-    cache_dir = workdir / "cache"
-    hashes = HashCache(cache_dir / "sha256.json")
-    versions = tool_versions()
-    results: dict[str, StageResult] = {}
-    warm: list[WarmInterpreter] = []
+) -> list[ReleaseOutcome]:
+    """Run the selected variants: every one up to its card first, then cards and publishing."""
+    runs = [ReleaseRun(path, item, workdir=workdir, force=force, progress=progress) for path, item in items]
+    for run in runs:
+        run.prepare()
+    return [run.finish([member for member in runs if member.spec_path == run.spec_path], publishing) for run in runs]
 
-    def warm_interpreter() -> WarmInterpreter:
-        # Started at the first stage that does real work, so its imports overlap that work.
-        if not warm:
-            warm.append(WarmInterpreter())
-        return warm[0]
 
-    staged: Path | None = None
-    published: PublishResult | None = None
+def _base_license(base_dir: Path) -> str | None:
+    readme = base_dir / "README.md"
+    if not readme.is_file():
+        return None
+    match = re.match(r"\A---\n(.*?)\n---\n", readme.read_text(encoding="utf-8", errors="replace"), re.DOTALL)
+    if not match:
+        return None
     try:
-        for stage in STAGE_ORDER:
-            notify(release.variant, stage, "started")
-            if stage in _RUNNERS:
-                result = _run_cached(
-                    stage, spec_path, release, root, cache_dir, hashes, versions, results, force, warm_interpreter
-                )
-            elif stage == "publish":
-                staged = _stage_folder(root, Path(results["quantize"].outputs["checkpoint"]))
-                _manifest(spec_path, release, versions, results).write(staged)
-                result, published = _publish(staged, release, publishing, force)
-            else:
-                result = _unavailable(stage, release)
-            results[stage] = result
-            notify(release.variant, stage, result.status)
-    except HubpubError as error:
-        failed = next(name for name in STAGE_ORDER if name not in results)
-        results[failed] = StageResult(stage=failed, status="failed", fingerprint="", reason=str(error))
-        notify(release.variant, failed, "failed")
-        _manifest(spec_path, release, versions, results).write(root)
-        raise
-    finally:
-        for interpreter in warm:
-            interpreter.close()
-    assert staged is not None
-    return ReleaseOutcome(release.variant, release.repo_id, staged, staged / MANIFEST_NAME, results, published)
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return None
+    value = data.get("license") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _publish(
@@ -187,6 +306,7 @@ def _inputs(
             "group_size": release.effective_group_size,
             "targets": release.targets,
             "ignore": release.ignore,
+            "facts": 2,
             **tools,
         }, False
     if stage == "quantize":
@@ -272,20 +392,20 @@ def _unavailable(stage: str, release: ReleaseSpec) -> StageResult:
         "evaluate": "the spec asks for no evaluation"
         if release.evaluation is None
         else f"evaluation is not available in hubpub {__version__}",
-        "card": f"model cards are not available in hubpub {__version__}",
     }[stage]
     if stage == "vllm" and release.verify.vllm == "required":
         raise StageError(f"{release.variant}: verify.vllm is 'required', but {reason}")
     return StageResult(stage=stage, status="skipped", fingerprint="", reason=reason)
 
 
-def _stage_folder(root: Path, checkpoint: Path) -> Path:
-    """The repo folder to publish: the checkpoint's files (hard-linked when possible) and the manifest."""
+def _stage_folder(root: Path, checkpoint: Path, card_dir: Path) -> Path:
+    """The repo folder to publish: the checkpoint's files (hard-linked when possible) and the card."""
     staged = root / "staged"
     for leftover in [*root.glob("staged.*.partial"), *root.glob("staged.*.old")]:
         shutil.rmtree(leftover, ignore_errors=True)
     partial = root / f"staged.{os.getpid()}.partial"
     partial.mkdir(parents=True)
+    shutil.copyfile(card_dir / "README.md", partial / "README.md")
     for path in sorted(checkpoint.rglob("*")):
         target = partial / path.relative_to(checkpoint)
         if path.is_dir():

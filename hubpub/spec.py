@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from hubpub.errors import SpecError, SpecProblem
+from hubpub.licenses import HUB_LICENSES
 from hubpub.schemes import SCHEMES, Algorithm, Scheme, unknown_scheme_message
 from hubpub.yamlsource import Located, PathKey, load_yaml
 
@@ -34,7 +35,6 @@ _HUB_NAME = r"(?!.*--)(?!.*\.\.)[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"^{_HUB_NAME}/{_HUB_NAME}$")
 _HUB_ID = re.compile(rf"^(?:{_HUB_NAME}/)?{_HUB_NAME}$")
 _TAG_SAFE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,98}[A-Za-z0-9])?$")
-_LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".txt")
 
 
@@ -69,8 +69,10 @@ def _check_scheme(value: str) -> str:
 
 
 def _check_license(value: str) -> str:
-    if not _LICENSE_ID.match(value):
-        raise ValueError(f"'{value}' is not a license id like 'apache-2.0', 'mit' or 'other'")
+    if value not in HUB_LICENSES:
+        close = difflib.get_close_matches(value.lower(), sorted(HUB_LICENSES), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else " (use a Hub license id such as 'apache-2.0', or 'other')"
+        raise ValueError(f"'{value}' is not a license id the Hub accepts{hint}")
     return value
 
 

@@ -58,7 +58,7 @@ def write_spec(folder: Path, model: Path, extra: str = "", *, scheme: str = "W4A
         f"source:\n  path: {model}\n"
         f"repo_id: test/tiny-{scheme.lower().replace('_', '-')}\n"
         f"scheme: {scheme}\n{group}"
-        "version: 0.0.1\n"
+        "version: 0.0.1\nlicense: apache-2.0\n"
         "verify:\n  prompts: ['What is the capital of France?']\n  max_new_tokens: 12\n  max_perplexity_ratio: 3.0\n"
         f"{extra}"
     )

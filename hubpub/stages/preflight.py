@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import re
 
-from hubpub.checkpoint import LinearLayer, linear_layers, read_config, read_tensors, text_config, ties_embeddings
+from hubpub.checkpoint import (
+    LinearLayer,
+    linear_layers,
+    read_config,
+    read_tensors,
+    safetensors_files,
+    text_config,
+    ties_embeddings,
+)
 from hubpub.errors import PreflightError
 from hubpub.stages.context import StageContext, StageOutput
 
@@ -40,6 +48,7 @@ def run(ctx: StageContext) -> StageOutput:
             "hidden_size": text_config(config).get("hidden_size"),
             "tie_word_embeddings": ties_embeddings(config),
             "parameters": sum(tensor.numel for tensor in tensors.values()),
+            "checkpoint_bytes": sum(path.stat().st_size for path in safetensors_files(base_dir)),
             "linear_layers": len(layers),
             "quantized_layers": len(quantized),
             "unquantized_layers": ignored,

@@ -13,7 +13,7 @@ from hubpub.stages.context import StageContext, StageOutput
 
 logger = logging.getLogger(__name__)
 
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*", "README.md"]
 
 
 def run(ctx: StageContext) -> StageOutput:

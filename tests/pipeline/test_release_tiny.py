@@ -33,7 +33,7 @@ def test_first_release_runs_every_available_stage(released: tuple[Path, Path, ap
         "verify": "done",
         "vllm": "skipped",
         "evaluate": "skipped",
-        "card": "skipped",
+        "card": "done",
         "publish": "skipped",
     }
     assert outcome.stages["publish"].reason == "--no-push"
@@ -91,6 +91,7 @@ def test_rerun_redoes_no_stage(released: tuple[Path, Path, api.Any]) -> None:
         "preflight": "cached",
         "quantize": "cached",
         "verify": "cached",
+        "card": "cached",
     }
     assert again.stages["quantize"].fingerprint == first.stages["quantize"].fingerprint
     assert sha256_file(again.staged_dir / "model.safetensors") == sha256_file(first.staged_dir / "model.safetensors")

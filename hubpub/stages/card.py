@@ -1,0 +1,462 @@
+"""Card stage: the model card, rendered from the manifest's measured facts, and its snippet run.
+
+The body comes from Jinja2 templates rendered with StrictUndefined, so a missing fact fails the
+render; the metadata is built with huggingface_hub's ModelCardData and linted before any push.
+The Transformers snippet is taken out of the rendered card and run against the staged files:
+a card whose snippet fails is not published.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hubpub.errors import StageError
+from hubpub.licenses import HUB_LICENSES
+from hubpub.manifest import Manifest
+from hubpub.schemes import SCHEMES
+from hubpub.spec import ReleaseSpec, is_local_dataset
+
+SNIPPET_MARKER = "<!-- hubpub:snippet transformers -->"
+SNIPPET_TIMEOUT_SECONDS = 900
+_FENCE = re.compile(re.escape(SNIPPET_MARKER) + r"\s*```python\n(.*?)```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class RenderedCard:
+    text: str
+    metadata: dict[str, Any]
+
+
+def run(
+    release: ReleaseSpec, manifest: Manifest, family: list[Manifest], *, base_bytes: int, base_license: str | None
+) -> RenderedCard:
+    """Render the card of `manifest`'s release; `family` holds every variant's manifest (this one too)."""
+    facts = card_facts(release, manifest, family, base_bytes=base_bytes, base_license=base_license)
+    metadata = _metadata(release, manifest, facts)
+    problems = lint_metadata(metadata)
+    if problems:
+        raise StageError(f"{manifest.repo_id}: the card's metadata would be rejected by the Hub: {'; '.join(problems)}")
+    body = render_body(release, facts)
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card = ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n\n{body}")
+    return RenderedCard(text=str(card), metadata=metadata)
+
+
+def render_body(release: ReleaseSpec, facts: dict[str, Any]) -> str:
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+    loaders = [FileSystemLoader(str(_templates()))]
+    entry = "model_card.md.j2"
+    if release.card.template is not None:
+        loaders.insert(0, FileSystemLoader(str(release.card.template.parent)))
+        entry = release.card.template.name
+    environment = Environment(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        autoescape=False,
+    )
+    from jinja2 import UndefinedError
+
+    try:
+        text = environment.get_template(entry).render(card=facts)
+    except UndefinedError as exc:
+        raise StageError(f"{release.repo_id}: the card template needs a fact that was not measured: {exc}") from None
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _templates() -> Path:
+    return Path(str(files("hubpub") / "templates"))
+
+
+def extract_snippet(card_text: str) -> str:
+    match = _FENCE.search(card_text)
+    if match is None:
+        raise StageError("the rendered card has no Transformers snippet to run")
+    return match.group(1)
+
+
+def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -> dict[str, Any]:
+    """Run the card's Transformers snippet with the repo id pointing at the staged files."""
+    snippet = extract_snippet(card_text)
+    if f'"{repo_id}"' not in snippet:
+        raise StageError(f"the card's Transformers snippet does not name {repo_id}")
+    script = workdir / "card_snippet.py"
+    script.write_text(snippet.replace(f'"{repo_id}"', json.dumps(str(checkpoint))), encoding="utf-8")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    try:
+        completed = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=SNIPPET_TIMEOUT_SECONDS,
+            env=environment,
+            cwd=workdir,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise StageError(f"the card's Transformers snippet ran longer than {SNIPPET_TIMEOUT_SECONDS} s") from None
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-12:])
+        raise StageError(f"the card's Transformers snippet failed, so the card is not published:\n{tail}")
+    output = completed.stdout.strip()
+    if not output:
+        raise StageError("the card's Transformers snippet printed nothing")
+    return {"ran": True, "output": output}
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+def human_bytes(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{count} B"
+
+
+def human_count(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e9 else f"{count / 1e6:.1f} M"
+
+
+def card_facts(
+    release: ReleaseSpec, manifest: Manifest, family: list[Manifest], *, base_bytes: int, base_license: str | None
+) -> dict[str, Any]:
+    """Everything the templates may print, each taken from a manifest or the scheme registry."""
+    scheme = SCHEMES[release.scheme]
+    stages = manifest.stages
+    preflight, quantize, verify = stages["preflight"].metrics, stages["quantize"].metrics, stages["verify"].metrics
+    size = quantize["checkpoint_bytes"]
+    perplexity = verify["perplexity"]
+    calibration = manifest.calibration
+    family_rows = [_variant_row(member, manifest.repo_id) for member in family]
+    return {
+        "title": f"{release.repo_id.split('/')[-1]} ({scheme.name} of {release.base_model.split('/')[-1]})",
+        "repo_id": release.repo_id,
+        "variant": release.variant,
+        "base_model": release.base_model,
+        "base_url": f"https://huggingface.co/{release.base_model}",
+        "hubpub_version": manifest.hubpub_version,
+        "algorithm_label": "GPTQ" if release.algorithm == "gptq" else "round-to-nearest",
+        "scheme": {
+            "name": scheme.name,
+            "summary": scheme.summary,
+            "memory_saving": scheme.memory_saving,
+            "compute": scheme.compute,
+            "best_for": scheme.best_for,
+            "weight_label": f"{scheme.weights.label} ({scheme.weights.strategy}"
+            + (f", group size {release.effective_group_size}" if scheme.uses_groups else "")
+            + (", symmetric)" if scheme.weights.symmetric else ", asymmetric)"),
+            "activation_label": f"{scheme.activations.label} (dynamic, per {scheme.activations.strategy})"
+            if scheme.activations
+            else "BF16",
+        },
+        "comparison": [
+            {
+                "name": other.name,
+                "weight_bits": other.weight_bits,
+                "activation_bits": other.activation_bits,
+                "memory_saving": other.memory_saving,
+                "compute": other.compute,
+                "best_for": other.best_for,
+                "is_this": other.name == scheme.name,
+            }
+            for other in SCHEMES.values()
+        ],
+        "details": {
+            "architecture": preflight["architecture"],
+            "parameters": human_count(preflight["parameters"]),
+            "group_size": preflight["group_size"],
+            "quantized_layers": preflight["quantized_layers"],
+            "unquantized_layers": preflight["unquantized_layers"],
+            "size": human_bytes(size),
+            "base_size": human_bytes(base_bytes),
+            "ratio": f"{base_bytes / size:.2f}× smaller than the base",
+        },
+        "calibration_text": _calibration_text(calibration),
+        "calibration_used": calibration is not None,
+        "calibration_used": calibration is not None,
+        "recipe_yaml": yaml.safe_dump(manifest.recipe, sort_keys=False).strip(),
+        "snippets": _snippets(release, manifest),
+        "verification": {
+            "versions": ", ".join(f"{name} {value}" for name, value in verify["versions"].items()),
+            "device": verify["device"],
+            "dtype": verify["dtype"],
+            "load_seconds": f"{verify['load_seconds']:.1f}",
+            "tokens": perplexity["tokens"],
+            "base_perplexity": f"{perplexity['base']:.3f}",
+            "quantized_perplexity": f"{perplexity['quantized']:.3f}",
+            "ratio": f"{perplexity['ratio']:.3f}",
+            "max_ratio": perplexity["max_ratio"],
+            "artifacts": _artifacts_text(verify["artifacts"]),
+            "vllm": _vllm_text(stages.get("vllm")),
+            "generations": verify["generations"],
+        },
+        "evaluation": _evaluation(stages.get("evaluate")),
+        "limitations": _limitations(release, manifest),
+        "variants": family_rows,
+        "related": _related(release, family_rows, base_bytes),
+        "provenance": {
+            "base_revision": manifest.base_revision or _local_origin(release),
+            "source_sha256": manifest.source_sha256,
+            "spec_file": manifest.spec_file,
+            "spec_sha256": manifest.spec_sha256,
+            "versions": manifest.versions,
+            "tools": ", ".join(f"{name} {value}" for name, value in manifest.versions.items() if value),
+            "device": manifest.device or "(not recorded)",
+            "ci_run_url": manifest.ci_run_url,
+        },
+        "license": release.license or base_license or "unknown",
+        "license_inherited": release.license is None and base_license is not None,
+        "citation": _citation(release),
+        "extra_sections": [section.model_dump() for section in release.card.extra_sections],
+    }
+
+
+def _variant_row(member: Manifest, this_repo: str) -> dict[str, Any]:
+    scheme = SCHEMES[member.release["scheme"]]
+    return {
+        "repo_id": member.repo_id,
+        "url": f"https://huggingface.co/{member.repo_id}",
+        "scheme": scheme.name,
+        "size": human_bytes(member.stages["quantize"].metrics["checkpoint_bytes"]),
+        "best_for": scheme.best_for,
+        "is_this": member.repo_id == this_repo,
+    }
+
+
+def _related(release: ReleaseSpec, variants: list[dict[str, Any]], base_bytes: int) -> list[dict[str, str]]:
+    rows = [
+        {
+            "name": f"{release.base_model} (base)",
+            "scheme": "BF16",
+            "size": human_bytes(base_bytes),
+            "link": f"[{release.base_model}](https://huggingface.co/{release.base_model})",
+        }
+    ]
+    for row in variants:
+        rows.append(
+            {
+                "name": row["repo_id"],
+                "scheme": row["scheme"],
+                "size": row["size"],
+                "link": "this model" if row["is_this"] else f"[{row['repo_id']}]({row['url']})",
+            }
+        )
+    for related in release.related_models:
+        rows.append(
+            {
+                "name": related.repo_id + (f" ({related.description})" if related.description else ""),
+                "scheme": related.scheme or "not stated",
+                "size": "not measured by this release",
+                "link": f"[{related.repo_id}](https://huggingface.co/{related.repo_id})",
+            }
+        )
+    return rows
+
+
+def _calibration_text(calibration: dict[str, Any] | None) -> str:
+    if calibration is None:
+        return "none: this scheme and algorithm need no calibration data"
+    where = calibration["dataset"] + (f" [{calibration['split']}]" if calibration.get("split") else "")
+    return (
+        f"{where}, {calibration['samples']} samples of up to {calibration['max_seq_length']} tokens"
+        f" ({calibration['tokens']} tokens in all), seed {calibration['seed']}"
+    )
+
+
+def _artifacts_text(artifacts: dict[str, list[str]]) -> str:
+    text = f"identical to the base ({', '.join(artifacts['identical'])})" if artifacts["identical"] else "none found"
+    if artifacts["missing"]:
+        text += f"; missing: {', '.join(artifacts['missing'])}"
+    if artifacts["different"]:
+        text += f"; different from the base: {', '.join(artifacts['different'])}"
+    return text
+
+
+def _vllm_text(stage: Any) -> str:
+    if stage is None or stage.status != "done":
+        reason = stage.reason if stage is not None and stage.reason else "not run"
+        return f"not verified in this release ({reason})"
+    return "verified"
+
+
+def _evaluation(stage: Any) -> dict[str, Any]:
+    if stage is None or stage.status != "done":
+        reason = stage.reason if stage is not None and stage.reason else "no evaluation ran"
+        return {"results": [], "reason": reason}
+    return {"results": stage.metrics.get("rows", []), "reason": ""}
+
+
+def _limitations(release: ReleaseSpec, manifest: Manifest) -> list[str]:
+    scheme = SCHEMES[release.scheme]
+    items = []
+    if scheme.activations is None:
+        items.append(
+            f"Weight-only quantization: activations stay in 16 bits and compute runs in {scheme.compute};"
+            " gains come from memory bandwidth, not faster arithmetic."
+        )
+    else:
+        items.append(f"Activations are quantized at run time; the speed-up needs {scheme.compute}.")
+    if scheme.weight_bits == 4:
+        items.append(
+            "4-bit weights lose more accuracy than 8-bit schemes; prefer an 8-bit variant when accuracy matters most."
+        )
+    unquantized = manifest.stages["preflight"].metrics["unquantized_layers"]
+    if unquantized:
+        items.append(f"Kept in 16 bits, and counted in the size above: {', '.join(unquantized)}.")
+    calibration = release.calibration
+    if manifest.calibration is not None and calibration is not None:
+        source = "a local file" if is_local_dataset(calibration.dataset) else calibration.dataset
+        items.append(f"Calibrated on {source}: accuracy may degrade on text far from it.")
+    perplexity = manifest.stages["verify"].metrics["perplexity"]
+    items.append(
+        f"Perplexity was compared on one held-out English text of {perplexity['tokens']} tokens;"
+        " it is a smoke test of the quantization, not a benchmark."
+    )
+    if manifest.stages.get("vllm") is None or manifest.stages["vllm"].status != "done":
+        items.append("Not run in vLLM for this release.")
+    if manifest.stages.get("evaluate") is None or manifest.stages["evaluate"].status != "done":
+        items.append("No task accuracy was measured for this release.")
+    return items
+
+
+def _local_origin(release: ReleaseSpec) -> str:
+    source = release.source
+    if source is not None and source.gguf_file:
+        return f"converted from the GGUF file {source.gguf_file}"
+    return "a local checkpoint"
+
+
+def _citation(release: ReleaseSpec) -> str:
+    key = re.sub(r"[^a-z0-9]+", "_", release.base_model.split("/")[-1].lower()).strip("_")
+    return (
+        f"@misc{{{key},\n"
+        f"  title = {{{release.base_model.split('/')[-1]}}},\n"
+        f"  author = {{{release.base_model.split('/')[0]}}},\n"
+        f"  url = {{https://huggingface.co/{release.base_model}}}\n"
+        "}"
+    )
+
+
+def _snippets(release: ReleaseSpec, manifest: Manifest) -> dict[str, str]:
+    prompt = manifest.stages["verify"].metrics["generations"][0]["prompt"]
+    repo = release.repo_id
+    transformers = f'''from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model_id = "{repo}"
+tokenizer = AutoTokenizer.from_pretrained(model_id)
+model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto", device_map="auto")
+
+messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
+inputs = tokenizer.apply_chat_template(
+    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+).to(model.device)
+outputs = model.generate(**inputs, max_new_tokens=64, do_sample=False)
+print(tokenizer.decode(outputs[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))'''
+    vllm = f'''from vllm import LLM, SamplingParams
+
+llm = LLM(model="{repo}")
+messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
+outputs = llm.chat(messages, SamplingParams(temperature=0, max_tokens=64))
+print(outputs[0].outputs[0].text)'''
+    llmcompressor = f'''# Quantize your own fine-tune of the base the same way (see the recipe below).
+from llmcompressor import oneshot
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained("{release.base_model}", dtype="auto")
+oneshot(model=model, recipe="recipe.yaml")  # recipe.yaml ships in this repository
+model.save_pretrained("quantized", save_compressed=True)'''
+    return {
+        "transformers": transformers,
+        "vllm": vllm,
+        "llmcompressor": llmcompressor,
+        "reproduce": _reproduce(release, manifest),
+    }
+
+
+def _reproduce(release: ReleaseSpec, manifest: Manifest) -> str:
+    source = release.source
+    if source is not None and source.gguf_file:
+        digest = manifest.source_sha256.get(source.gguf_file, "")
+        load = (
+            f"# The base weights came from {source.gguf_file} (sha256 {digest[:16]}…), dequantized to BF16.\n"
+            f'model = AutoModelForCausalLM.from_pretrained(".", gguf_file="{source.gguf_file}", dtype=torch.bfloat16)\n'
+            "model.hf_quantizer = None\n"
+            "del model.config.quantization_config\n"
+            'model.save_pretrained("base")\n'
+            'model = AutoModelForCausalLM.from_pretrained("base", dtype="auto")'
+        )
+        imports = "import torch\nfrom llmcompressor import oneshot\nfrom transformers import AutoModelForCausalLM"
+    elif source is not None:
+        load = 'model = AutoModelForCausalLM.from_pretrained("base", dtype="auto")  # the local base checkpoint'
+        imports = "from llmcompressor import oneshot\nfrom transformers import AutoModelForCausalLM"
+    else:
+        revision = manifest.base_revision or "main"
+        load = (
+            f'model = AutoModelForCausalLM.from_pretrained("{release.base_model}", revision="{revision}", dtype="auto")'
+        )
+        imports = "from llmcompressor import oneshot\nfrom transformers import AutoModelForCausalLM"
+    recipe = yaml.safe_dump(manifest.recipe, sort_keys=False)
+    data = ""
+    if manifest.calibration is not None and release.calibration is not None:
+        data = (
+            f"\n# Calibration: {_calibration_text(manifest.calibration)}; shuffle with the seed, take the samples,"
+            " tokenize with truncation, and pass them as `dataset=`."
+        )
+    name = release.repo_id.split("/")[-1]
+    return (
+        f'{imports}\n\n{load}\nrecipe = """\n{recipe}"""{data}\n'
+        f'oneshot(model=model, recipe=recipe)\nmodel.save_pretrained("{name}", save_compressed=True)'
+    )
+
+
+# -- metadata ---------------------------------------------------------------------------------
+
+
+def _metadata(release: ReleaseSpec, manifest: Manifest, facts: dict[str, Any]) -> dict[str, Any]:
+    scheme = SCHEMES[release.scheme]
+    tags = [scheme.name.lower().replace("_", "-"), "llmcompressor", "compressed-tensors", "quantized", *release.tags]
+    vllm = manifest.stages.get("vllm")
+    if vllm is not None and vllm.status == "done":
+        tags.append("vllm")
+    metadata: dict[str, Any] = {
+        "base_model": release.base_model,
+        "base_model_relation": "quantized",
+        "license": facts["license"],
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": list(dict.fromkeys(tags)),
+    }
+    calibration = release.calibration
+    if manifest.calibration is not None and calibration is not None and not calibration.is_local:
+        metadata["datasets"] = [calibration.dataset]
+    return metadata
+
+
+def lint_metadata(metadata: dict[str, Any]) -> list[str]:
+    """What the Hub would reject in the card's metadata: empty or invalid fields, unknown licenses."""
+    problems = []
+    for key, value in metadata.items():
+        if value in (None, "", [], {}):
+            problems.append(f"{key} is empty")
+    if metadata.get("license") not in HUB_LICENSES:
+        problems.append(f"license {metadata.get('license')!r} is not a Hub license id (set `license:` in the spec)")
+    if metadata.get("license") == "unknown":
+        problems.append("the license is unknown: set `license:` in the spec")
+    for tag in metadata.get("tags", []):
+        if not isinstance(tag, str) or not re.fullmatch(r"[\w.+-]{1,64}", tag):
+            problems.append(f"tag {tag!r} is not a valid Hub tag")
+    return problems
