@@ -187,7 +187,6 @@ def card_facts(
         },
         "calibration_text": _calibration_text(calibration),
         "calibration_used": calibration is not None,
-        "calibration_used": calibration is not None,
         "recipe_yaml": yaml.safe_dump(manifest.recipe, sort_keys=False).strip(),
         "snippets": _snippets(release, manifest),
         "verification": {
