@@ -14,7 +14,17 @@ if TYPE_CHECKING:
     from hubpub.pipeline import Progress, ReleaseOutcome
     from hubpub.stages.publish import PublishResult
 
-__all__ = ["DEFAULT_HUB_DIR", "DEFAULT_WORKDIR", "ReleasePlan", "load_spec", "load_specs", "plan", "push", "release"]
+__all__ = [
+    "DEFAULT_HUB_DIR",
+    "DEFAULT_WORKDIR",
+    "ReleasePlan",
+    "card",
+    "load_spec",
+    "load_specs",
+    "plan",
+    "push",
+    "release",
+]
 
 DEFAULT_WORKDIR = Path(".hubpub") / "work"
 DEFAULT_HUB_DIR = Path(".hubpub") / "hub"
@@ -227,3 +237,37 @@ def push(
             )
             for item, staged in staged_releases
         ]
+
+
+def card(paths: list[Path], *, variant: str | None = None, workdir: Path = DEFAULT_WORKDIR) -> dict[str, str]:
+    """Render the card of each staged release from its latest manifest, running nothing else.
+
+    Returns the card text by repo id. The family's other staged variants fill the tables of siblings.
+    """
+    from hubpub.errors import StageError
+    from hubpub.manifest import MANIFEST_NAME, Manifest
+    from hubpub.pipeline import release_dir
+    from hubpub.stages import card as card_stage
+
+    cards: dict[str, str] = {}
+    for spec_file in load_specs(paths):
+        staged = {
+            item.repo_id: release_dir(workdir, item) / "staged"
+            for item in spec_file.releases
+            if (release_dir(workdir, item) / "staged" / MANIFEST_NAME).is_file()
+        }
+        family = [Manifest.read(folder) for folder in staged.values()]
+        for item in spec_file.select(variant):
+            if item.repo_id not in staged:
+                raise StageError(f"{item.repo_id} has no staged release in {workdir}: run `hubpub release` first")
+            manifest = Manifest.read(staged[item.repo_id])
+            rendered_before = manifest.stages.get("card")
+            base_license = rendered_before.metrics["metadata"].get("license") if rendered_before else None
+            cards[item.repo_id] = card_stage.run(
+                item,
+                manifest,
+                family,
+                base_bytes=manifest.stages["preflight"].metrics["checkpoint_bytes"],
+                base_license=base_license,
+            ).text
+    return cards

@@ -19,7 +19,7 @@ import click
 from rich.markup import escape
 
 from hubpub import api
-from hubpub.errors import EXIT_CODES, HubpubError, SpecError
+from hubpub.errors import EXIT_CODES, HubpubError, SpecError, UsageError
 from hubpub.output import StageProgress, configure_logging, console, error_console, report_spec_problems
 from hubpub.version import __version__
 
@@ -272,6 +272,23 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
         )
     else:
         out.print(f"  download hf download {escape(repo_id)} --revision {published['commit']}")
+
+
+@cli.command()
+@SPEC_PATHS
+@VARIANT
+@workdir_option("Where `hubpub release` staged the repo folders.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the card here.")
+def card(specs: tuple[Path, ...], variant: str | None, workdir: Path, output: Path | None) -> None:
+    """Render model cards from the latest staged manifests, without re-running anything."""
+    cards = api.card(list(specs), variant=variant, workdir=workdir)
+    if output is not None:
+        if len(cards) != 1:
+            raise UsageError(f"-o takes one card, but {len(cards)} were rendered: pick one with --variant")
+        output.write_text(next(iter(cards.values())), encoding="utf-8")
+        return
+    for text in cards.values():
+        click.echo(text)
 
 
 @cli.group()

@@ -93,8 +93,8 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
     snippet = extract_snippet(card_text)
     if f'"{repo_id}"' not in snippet:
         raise StageError(f"the card's Transformers snippet does not name {repo_id}")
-    script = workdir / "card_snippet.py"
-    script.write_text(snippet.replace(f'"{repo_id}"', json.dumps(str(checkpoint))), encoding="utf-8")
+    script = (workdir / "card_snippet.py").resolve()
+    script.write_text(snippet.replace(f'"{repo_id}"', json.dumps(str(checkpoint.resolve()))), encoding="utf-8")
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     try:
         completed = subprocess.run(
@@ -148,6 +148,7 @@ def card_facts(
         "variant": release.variant,
         "base_model": release.base_model,
         "base_url": f"https://huggingface.co/{release.base_model}",
+        "base_origin": f"revision `{manifest.base_revision}`" if manifest.base_revision else _local_origin(release),
         "hubpub_version": manifest.hubpub_version,
         "algorithm_label": "GPTQ" if release.algorithm == "gptq" else "round-to-nearest",
         "scheme": {

@@ -28,6 +28,7 @@ family: smollm2-135m-test
 base_model: HuggingFaceTB/SmolLM2-135M-Instruct
 source: {{path: {demo_model.parent}, gguf_file: {demo_model.name}}}
 version: 0.0.1
+license: apache-2.0
 calibration: {{dataset: {CALIBRATION}, num_samples: 32, max_seq_length: 128, seed: 42}}
 verify: {{prompts: ["{PROMPTS[0][0]}", "{PROMPTS[1][0]}"], max_new_tokens: 16, max_perplexity_ratio: 1.6}}
 variants:
@@ -85,3 +86,26 @@ def test_gptq_records_its_calibration(family: dict[str, api.Any]) -> None:
     assert manifest.calibration["dataset"] == "calibration.jsonl"
     assert "GPTQModifier" in manifest.recipe["quant_stage"]["quant_modifiers"]
     assert Manifest.read(family["W4A16-rtn"].staged_dir).calibration is None
+
+
+def test_published_cards_carry_the_measured_sizes(family: dict[str, api.Any], tmp_path: Path) -> None:
+    from huggingface_hub import HfApi
+
+    from hubpub.hub import HubServer, Identity
+    from hubpub.hubclient import HubTarget
+    from hubpub.stages import publish
+    from hubpub.stages.card import human_bytes
+
+    with HubServer(tmp_path / "hub", tokens={"hf_t": Identity(name="test")}) as server:
+        target = HubTarget("url", server.url, "hf_t")
+        for outcome in family.values():
+            publish.run(outcome.staged_dir, target, private=False, tag="v0.0.1", roundtrip=False)
+        client = HfApi(endpoint=server.url, token="hf_t")
+        w4 = family["W4A16-rtn"]
+        size = human_bytes(w4.stages["quantize"].metrics["checkpoint_bytes"])
+        base = human_bytes(w4.stages["preflight"].metrics["checkpoint_bytes"])
+        card = Path(client.hf_hub_download(w4.repo_id, "README.md", local_dir=tmp_path / "dl")).read_text()
+    assert base == "269.1 MB" and size.endswith("MB") and 110 < float(size.split()[0]) < 120
+    assert f"| Checkpoint size on disk | {size} (base: {base};" in card
+    for sibling in family.values():
+        assert sibling.repo_id in card
