@@ -44,8 +44,9 @@ def hubpub_release(workdir: Path) -> list[str]:
     return [HUBPUB, "-q", "release", str(SPEC), "--variant", "W4A16", "--no-push", "--workdir", str(workdir)]
 
 
-def _row(label: str, baseline: str, measured: str, ratio: float, target: str, met: bool) -> str:
-    return f"| {label} | {baseline} | {measured} | {ratio:.3f} | {target} | {'yes' if met else 'no'} |"
+def _row(label: str, baseline: str, measured: str, ratio: float, target: str, met: bool | None) -> str:
+    verdict = "–" if met is None else "yes" if met else "no"
+    return f"| {label} | {baseline} | {measured} | {ratio:.3f} | {target} | {verdict} |"
 
 
 def main() -> None:
@@ -55,6 +56,8 @@ def main() -> None:
             plain.append(measure([sys.executable, str(ROOT / "bench" / "plain_release.py")]))
             workdir = Path(scratch) / f"work{index}"
             cold.append(measure(hubpub_release(workdir)))
+            manifest = json.loads(next(workdir.glob("releases/*/staged/hubpub-manifest.json")).read_text())
+            cold[-1]["card_seconds"] = manifest["stages"]["card"]["seconds"]
             warm.append(measure(hubpub_release(workdir)))
             shutil.rmtree(workdir)
             print(f"run {index + 1}: plain {plain[-1]}, hubpub {cold[-1]}, re-run {warm[-1]}", flush=True)
@@ -64,17 +67,36 @@ def main() -> None:
 
     plain_s, cold_s, warm_s = (median(samples, "seconds") for samples in (plain, cold, warm))
     plain_mb, cold_mb = median(plain, "peak_rss_mb"), median(cold, "peak_rss_mb")
+    card_s = median(cold, "card_seconds")
     time_ratio, rss_ratio, rerun_ratio = cold_s / plain_s, cold_mb / plain_mb, warm_s / cold_s
+    same_work_ratio = (cold_s - card_s) / plain_s
     lines = [
         "## Release overhead (bench/release_overhead.py)",
         "",
         "One demo variant (SmolLM2-135M-Instruct from GGUF, W4A16, group size 64, RTN) from a cold work folder:"
         " convert, quantize, save, reload, generate, perplexity of base and quantized. Baseline:"
-        f" `bench/plain_release.py`, the same work as a plain script. Median of {RUNS} runs each.",
+        f" `bench/plain_release.py`, the same work as a plain script. Median of {RUNS} runs each. Since model"
+        f" cards (issue 5) a release also renders its card and runs the card's Transformers snippet in a fresh"
+        f" process ({card_s:.1f} s here), work the baseline does not do; the first row leaves it out.",
         "",
         "| measurement | plain script | hubpub | ratio | target | met |",
         "|---|---|---|---|---|---|",
-        _row("wall time", f"{plain_s:.1f} s", f"{cold_s:.1f} s", time_ratio, "≤ 1.15", time_ratio <= 1.15),
+        _row(
+            "wall time, the baseline's work (hubpub less its card stage)",
+            f"{plain_s:.1f} s",
+            f"{cold_s - card_s:.1f} s",
+            same_work_ratio,
+            "≤ 1.15",
+            same_work_ratio <= 1.15,
+        ),
+        _row(
+            "wall time, whole release (with the card and its snippet run)",
+            f"{plain_s:.1f} s",
+            f"{cold_s:.1f} s",
+            time_ratio,
+            "–",
+            None,
+        ),
         _row("peak RSS", f"{plain_mb:.0f} MiB", f"{cold_mb:.0f} MiB", rss_ratio, "≤ 1.15", rss_ratio <= 1.15),
         _row(
             "re-run of the finished release",

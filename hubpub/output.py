@@ -24,11 +24,24 @@ def under_github_actions() -> bool:
 
 
 def console(stream: TextIO | None = None) -> Console:
-    return Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+    return Console(file=stream, highlight=False, soft_wrap=True)
 
 
 def error_console() -> Console:
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    # stderr=True looks sys.stderr up at each write, so a replaced stream is never written after it closes.
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that always writes to the current sys.stderr."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        return
 
 
 def configure_logging(verbosity: int) -> None:
@@ -36,7 +49,7 @@ def configure_logging(verbosity: int) -> None:
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler: logging.Handler
     if under_github_actions():
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     else:
         from rich.logging import RichHandler

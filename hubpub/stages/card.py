@@ -372,13 +372,15 @@ llm = LLM(model="{repo}")
 messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
 outputs = llm.chat(messages, SamplingParams(temperature=0, max_tokens=64))
 print(outputs[0].outputs[0].text)'''
-    llmcompressor = f'''# Quantize your own fine-tune of the base the same way (see the recipe below).
+    llmcompressor = f'''# Apply this release's recipe to the base (or to your own fine-tune of it).
+from huggingface_hub import hf_hub_download
 from llmcompressor import oneshot
 from transformers import AutoModelForCausalLM
 
+recipe = hf_hub_download("{repo}", "recipe.yaml")
 model = AutoModelForCausalLM.from_pretrained("{release.base_model}", dtype="auto")
-oneshot(model=model, recipe="recipe.yaml")  # recipe.yaml ships in this repository
-model.save_pretrained("quantized", save_compressed=True)'''
+oneshot(model=model, recipe=recipe)
+model.save_pretrained("{repo.split("/")[-1]}", save_compressed=True)'''
     return {
         "transformers": transformers,
         "vllm": vllm,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,14 @@ logger = logging.getLogger(__name__)
 
 def run(ctx: StageContext) -> StageOutput:
     """Quantize the base and save the compressed checkpoint with the base's tokenizer and templates."""
-    quiet = not logger.isEnabledFor(logging.DEBUG)
-    if quiet:
-        # llm-compressor logs through loguru to stdout from import time on, and re-enables itself then.
-        os.environ.setdefault("LLM_COMPRESSOR_LOG_DISABLED", "true")
     import torch
     import yaml
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if quiet:
+    if not logger.isEnabledFor(logging.DEBUG):
+        # llm-compressor logs through loguru to stdout; its LLM_COMPRESSOR_LOG_DISABLED switch would
+        # also skip registering the METRIC level that GPTQ logs with, and GPTQ would fail.
         from loguru import logger as compressor_log
 
         compressor_log.disable("llmcompressor")

@@ -78,7 +78,7 @@ def test_a_changed_file_commits_only_that_file(staged: tuple[Path, Path], hub: H
         (copy / path.name).write_bytes(path.read_bytes())
     (copy / "README.md").write_text("---\nlicense: apache-2.0\n---\n# changed card\n", encoding="utf-8")
     plan = plan_upload(client, "test/tiny-w4a16", copy)
-    assert [change.path for change in plan.added] == ["README.md"] and not plan.changed and not plan.deleted
+    assert [change.path for change in plan.changed] == ["README.md"] and not plan.added and not plan.deleted
     hub.requests.clear()
     commit_plan(client, target, "test/tiny-w4a16", copy, plan, title="card", description="")
     assert routes(hub, "lfs_upload") == []
@@ -91,7 +91,7 @@ def test_stale_parent_fails_cleanly(staged: tuple[Path, Path], hub: HubServer, t
     client = remote(hub)
     folder = tmp_path / "card"
     folder.mkdir()
-    (folder / "README.md").write_text("# a new card\n", encoding="utf-8")
+    (folder / "notes.md").write_text("# new notes\n", encoding="utf-8")
     plan = plan_upload(client, "test/tiny-w4a16", folder)
     plan.deleted = []
     client.create_commit("test/tiny-w4a16", operations=[CommitOperationAdd("other.txt", b"x")], commit_message="other")
@@ -100,7 +100,7 @@ def test_stale_parent_fails_cleanly(staged: tuple[Path, Path], hub: HubServer, t
     with pytest.raises(PublishError, match="changed while publishing"):
         commit_plan(client, target, "test/tiny-w4a16", folder, plan, title="card", description="")
     assert client.model_info("test/tiny-w4a16").sha == head
-    assert "README.md" not in client.list_repo_files("test/tiny-w4a16")
+    assert "notes.md" not in client.list_repo_files("test/tiny-w4a16")
 
 
 @pytest.mark.parametrize("route", ["preupload", "lfs_batch", "lfs_upload"])
@@ -202,12 +202,15 @@ def test_dry_run_shows_the_readme_diff(staged: tuple[Path, Path], hub: HubServer
     spec, workdir = staged
     api.push([spec], workdir=workdir, hub=hub.url, roundtrip=False)
     remote(hub).upload_file(path_or_fileobj=b"# old card\n", path_in_repo="README.md", repo_id="test/tiny-w4a16")
-    folder = next(workdir.glob("releases/*/staged"))
-    (folder / "README.md").write_text("# new card\n", encoding="utf-8")
+    staged_card = next(workdir.glob("releases/*/staged")) / "README.md"
+    original = staged_card.read_bytes()
+    staged_card.unlink()  # a hard link into the card stage's cache: replace it, do not write through it
+    staged_card.write_text("# new card\n", encoding="utf-8")
     try:
         (result,) = api.push([spec], workdir=workdir, hub=hub.url, dry_run=True)
     finally:
-        (folder / "README.md").unlink()
+        staged_card.unlink()
+        staged_card.write_bytes(original)
     assert [change.path for change in result.plan.changed] == ["README.md"]
     assert result.readme_diff is not None
     assert "-# old card" in result.readme_diff and "+# new card" in result.readme_diff
