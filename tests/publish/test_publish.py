@@ -204,7 +204,7 @@ def test_dry_run_shows_the_readme_diff(staged: tuple[Path, Path], hub: HubServer
     remote(hub).upload_file(path_or_fileobj=b"# old card\n", path_in_repo="README.md", repo_id="test/tiny-w4a16")
     staged_card = next(workdir.glob("releases/*/staged")) / "README.md"
     original = staged_card.read_bytes()
-    staged_card.unlink()  # a hard link into the card stage's cache: replace it, do not write through it
+    staged_card.unlink()
     staged_card.write_text("# new card\n", encoding="utf-8")
     try:
         (result,) = api.push([spec], workdir=workdir, hub=hub.url, dry_run=True)
