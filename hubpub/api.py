@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_WORKDIR",
     "ReleasePlan",
     "card",
+    "evaluate",
     "load_spec",
     "load_specs",
     "plan",
@@ -271,3 +272,27 @@ def card(paths: list[Path], *, variant: str | None = None, workdir: Path = DEFAU
                 base_license=base_license,
             ).text
     return cards
+
+
+def evaluate(
+    paths: list[Path],
+    *,
+    variant: str | None = None,
+    workdir: Path = DEFAULT_WORKDIR,
+    force: tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> list[ReleaseOutcome]:
+    """Run the stages up to and including evaluation (reusing cached ones); no card, no publishing."""
+    from hubpub.errors import UsageError
+    from hubpub.pipeline import ReleaseRun
+
+    releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
+    missing = [item.repo_id for _, item in releases if item.evaluation is None]
+    if missing:
+        raise UsageError(f"no `evaluation` in the spec for {', '.join(missing)}")
+    outcomes = []
+    for spec_path, item in releases:
+        run = ReleaseRun(spec_path, item, workdir=workdir, force=frozenset(force), progress=progress)
+        run.prepare()
+        outcomes.append(run.outcome())
+    return outcomes

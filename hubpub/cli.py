@@ -274,6 +274,33 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
         out.print(f"  download hf download {escape(repo_id)} --revision {published['commit']}")
 
 
+@cli.command("eval")
+@SPEC_PATHS
+@VARIANT
+@workdir_option("Where stage outputs are cached.")
+@click.option("--force", "force", multiple=True, metavar="STAGE", help="Redo this stage even when cached.")
+@AS_JSON
+def eval_command(
+    specs: tuple[Path, ...], variant: str | None, workdir: Path, force: tuple[str, ...], as_json: bool
+) -> None:
+    """Evaluate base vs quantized with lm-evaluation-harness (runs the stages it needs, cached)."""
+    with StageProgress(enabled=not as_json) as progress, json_stdout(as_json):
+        outcomes = api.evaluate(list(specs), variant=variant, workdir=workdir, force=force, progress=progress.update)
+    if as_json:
+        click.echo(json.dumps([{"repo_id": o.repo_id, **o.stages["evaluate"].metrics} for o in outcomes], indent=2))
+        return
+    out = console()
+    for outcome in outcomes:
+        metrics = outcome.stages["evaluate"].metrics
+        base = "cached" if metrics["base_cached"] else "evaluated"
+        out.print(f"[bold]{escape(outcome.repo_id)}[/bold] ({escape(outcome.variant)}; base {base})")
+        for row in metrics["rows"]:
+            out.print(
+                f"  {escape(row['task']):<20} {escape(row['metric']):<18} base {row['base']:.4f}"
+                f"  quantized {row['quantized']:.4f}  recovery {100 * row['recovery']:.1f}%"
+            )
+
+
 @cli.command()
 @SPEC_PATHS
 @VARIANT

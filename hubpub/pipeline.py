@@ -26,7 +26,7 @@ from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.spec import ReleaseSpec
-from hubpub.stages import STAGE_ORDER, card, preflight, publish, quantize, resolve, verify
+from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.stages.publish import PublishResult
 from hubpub.version import __version__
@@ -45,7 +45,13 @@ class _Stage(Protocol):
     def run(self, ctx: StageContext) -> StageOutput: ...
 
 
-_RUNNERS: dict[str, _Stage] = {"resolve": resolve, "preflight": preflight, "quantize": quantize, "verify": verify}
+_RUNNERS: dict[str, _Stage] = {
+    "resolve": resolve,
+    "preflight": preflight,
+    "quantize": quantize,
+    "verify": verify,
+    "evaluate": evaluate,
+}
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,12 @@ class ReleaseRun:
         self.notify = progress or (lambda _variant, _stage, _event: None)
         self.results: dict[str, StageResult] = {}
 
+    def outcome(self, staged: Path | None = None, published: PublishResult | None = None) -> ReleaseOutcome:
+        folder = staged or self.root
+        return ReleaseOutcome(
+            self.release.variant, self.release.repo_id, folder, folder / MANIFEST_NAME, self.results, published
+        )
+
     def manifest(self) -> Manifest:
         return _manifest(self.spec_path, self.release, self.versions, self.results)
 
@@ -135,6 +147,8 @@ class ReleaseRun:
                 interpreter.close()
 
     def _prepare_stage(self, stage: str, warm_interpreter: Callable[[], WarmInterpreter]) -> StageResult:
+        if stage == "evaluate" and self.release.evaluation is None:
+            return StageResult(stage=stage, status="skipped", fingerprint="", reason="the spec asks for no evaluation")
         if stage in _RUNNERS:
             return _run_cached(
                 stage,
@@ -163,15 +177,7 @@ class ReleaseRun:
             return result
 
         self._step("publish", publish_step)
-        release = self.release
-        return ReleaseOutcome(
-            release.variant,
-            release.repo_id,
-            staged,
-            staged / MANIFEST_NAME,
-            self.results,
-            published[0] if published else None,
-        )
+        return self.outcome(staged, published[0] if published else None)
 
     def _step(self, stage: str, work: Callable[[], Any]) -> Any:
         self.notify(self.release.variant, stage, "started")
@@ -322,6 +328,16 @@ def _inputs(
             "calibration": calibration_inputs,
             **versions,
         }, False
+    if stage == "evaluate":
+        evaluation = release.evaluation
+        assert evaluation is not None
+        return {
+            "checkpoint": hashes.tree(Path(done["quantize"].outputs["checkpoint"])),
+            "source": source_hashes,
+            "evaluation": evaluation.model_dump(mode="json", exclude={"include_path"}),
+            "task_files": [hashes.tree(folder) for folder in evaluation.include_path],
+            **versions,
+        }, False
     if stage == "verify":
         return {
             "checkpoint": hashes.tree(Path(done["quantize"].outputs["checkpoint"])),
@@ -389,9 +405,6 @@ def _unavailable(stage: str, release: ReleaseSpec) -> StageResult:
     """Stages this version of hubpub does not run yet: recorded as skipped, with the reason."""
     reason = {
         "vllm": "verify.vllm is off" if release.verify.vllm == "off" else f"no vLLM check in hubpub {__version__}",
-        "evaluate": "the spec asks for no evaluation"
-        if release.evaluation is None
-        else f"evaluation is not available in hubpub {__version__}",
     }[stage]
     if stage == "vllm" and release.verify.vllm == "required":
         raise StageError(f"{release.variant}: verify.vllm is 'required', but {reason}")

@@ -77,3 +77,20 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     captured = capsys.readouterr()
     code = exited.value.code
     return (code if isinstance(code, int) else 1), captured.out, captured.err
+
+
+def demo_spec_copy(folder: Path, *, replace: dict[str, str] | None = None, append: str = "") -> Path:
+    """The demo family's spec, copied with its relative paths made absolute, optionally edited."""
+    text = DEMO_SPEC.read_text(encoding="utf-8")
+    demo = DEMO_SPEC.parent
+    for relative, absolute in {
+        "path: ../../.cache/demo-models": f"path: {(demo / '../../.cache/demo-models').resolve()}",
+        "dataset: calibration.jsonl": f"dataset: {demo / 'calibration.jsonl'}",
+        "include_path: [tasks]": f"include_path: [{demo / 'tasks'}]",
+        **(replace or {}),
+    }.items():
+        assert relative in text, relative
+        text = text.replace(relative, absolute)
+    path = folder / "smollm2-135m.yaml"
+    path.write_text(text + append, encoding="utf-8")
+    return path

@@ -42,14 +42,15 @@ def run(
 ) -> RenderedCard:
     """Render the card of `manifest`'s release; `family` holds every variant's manifest (this one too)."""
     facts = card_facts(release, manifest, family, base_bytes=base_bytes, base_license=base_license)
-    metadata = _metadata(release, manifest, facts)
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card_data = ModelCardData(**_metadata(release, manifest, facts))
+    metadata = card_data.to_dict()  # type: ignore[no-untyped-call]
     problems = lint_metadata(metadata)
     if problems:
         raise StageError(f"{manifest.repo_id}: the card's metadata would be rejected by the Hub: {'; '.join(problems)}")
     body = render_body(release, facts)
-    from huggingface_hub import ModelCard, ModelCardData
-
-    card = ModelCard(f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n\n{body}")
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
     return RenderedCard(text=str(card), metadata=metadata)
 
 
@@ -294,10 +295,34 @@ def _vllm_text(stage: Any) -> str:
 
 
 def _evaluation(stage: Any) -> dict[str, Any]:
-    if stage is None or stage.status != "done":
+    if stage is None or stage.status not in ("done", "cached"):
         reason = stage.reason if stage is not None and stage.reason else "no evaluation ran"
         return {"results": [], "reason": reason}
-    return {"results": stage.metrics.get("rows", []), "reason": ""}
+    rows = [
+        {
+            "task": row["task"],
+            "metric": row["metric"] + ("" if row["higher_is_better"] else " ↓"),
+            "base": _with_stderr(row["base"], row["base_stderr"]),
+            "quantized": _with_stderr(row["quantized"], row["quantized_stderr"]),
+            "delta": f"{row['delta']:+.4f}",
+            "recovery": f"{100 * row['recovery']:.1f}%",
+        }
+        for row in stage.metrics["rows"]
+    ]
+    settings = stage.metrics["settings"]
+    limit = settings["limit"]
+    how = f"lm-evaluation-harness {settings['versions']['lm-eval']}, {settings['num_fewshot']}-shot" + (
+        f", first {limit} examples per task"
+        if isinstance(limit, int)
+        else f", {limit:.0%} of each task"
+        if limit
+        else ""
+    )
+    return {"results": rows, "reason": "", "how": how}
+
+
+def _with_stderr(value: float, stderr: float | None) -> str:
+    return f"{value:.4f} ± {stderr:.4f}" if stderr is not None else f"{value:.4f}"
 
 
 def _limitations(release: ReleaseSpec, manifest: Manifest) -> list[str]:
@@ -328,8 +353,11 @@ def _limitations(release: ReleaseSpec, manifest: Manifest) -> list[str]:
     )
     if manifest.stages.get("vllm") is None or manifest.stages["vllm"].status != "done":
         items.append("Not run in vLLM for this release.")
-    if manifest.stages.get("evaluate") is None or manifest.stages["evaluate"].status != "done":
+    evaluated = manifest.stages.get("evaluate")
+    if evaluated is None or evaluated.status != "done":
         items.append("No task accuracy was measured for this release.")
+    elif evaluated.metrics["settings"]["limit"]:
+        items.append("Accuracy was measured on a subset of each task (see Evaluation); treat it as indicative.")
     return items
 
 
@@ -429,6 +457,8 @@ def _reproduce(release: ReleaseSpec, manifest: Manifest) -> str:
 
 
 def _metadata(release: ReleaseSpec, manifest: Manifest, facts: dict[str, Any]) -> dict[str, Any]:
+    from huggingface_hub import EvalResult
+
     scheme = SCHEMES[release.scheme]
     tags = [scheme.name.lower().replace("_", "-"), "llmcompressor", "compressed-tensors", "quantized", *release.tags]
     vllm = manifest.stages.get("vllm")
@@ -445,6 +475,20 @@ def _metadata(release: ReleaseSpec, manifest: Manifest, facts: dict[str, Any]) -
     calibration = release.calibration
     if manifest.calibration is not None and calibration is not None and not calibration.is_local:
         metadata["datasets"] = [calibration.dataset]
+    evaluated = manifest.stages.get("evaluate")
+    if evaluated is not None and evaluated.status == "done":
+        metadata["model_name"] = release.repo_id.split("/")[-1]
+        metadata["eval_results"] = [
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=row["task"],
+                dataset_name=row["task"],
+                metric_type=row["metric"],
+                metric_value=row["quantized"],
+                verified=False,
+            )
+            for row in evaluated.metrics["rows"]
+        ]
     return metadata
 
 

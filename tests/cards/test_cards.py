@@ -12,7 +12,7 @@ from hubpub.errors import StageError
 from hubpub.manifest import Manifest
 from hubpub.spec import load_spec
 from hubpub.stages import card
-from tests.conftest import DEMO_SPEC
+from tests.conftest import DEMO_SPEC, demo_spec_copy
 
 HERE = Path(__file__).parent
 FIXTURES = {
@@ -72,21 +72,15 @@ def test_measured_sizes_and_no_placeholders(demo_model: Path) -> None:
     assert "| demo/SmolLM2-135M-Instruct-W8A8 | W8A8 | 166.8 MB |" in text
     assert "pending" not in text.lower()
     assert "| — | — |" not in text
-    assert "Not evaluated in this release: evaluation is not available in hubpub 0.1.0." in text
+    assert "| demo_capitals | acc |" in text and "| demo_wikitext | word_perplexity ↓ |" in text
+    assert "Not evaluated" not in text
 
 
 def test_utf8_survives(demo_model: Path, tmp_path: Path) -> None:
-    spec = tmp_path / "spec.yaml"
-    body = DEMO_SPEC.read_text().replace(
-        "source:\n  path: ../../.cache/demo-models", f"source:\n  path: {DEMO_SPEC.parent / '../../.cache/demo-models'}"
-    )
-    body = body.replace("dataset: calibration.jsonl", f"dataset: {DEMO_SPEC.parent / 'calibration.jsonl'}")
-    body = body.replace("include_path: [tasks]", f"include_path: [{DEMO_SPEC.parent / 'tasks'}]")
-    body += (
+    extra = (
         "card:\n  extra_sections:\n    - title: Notes — “quoted” ✅\n      body: Café, naïve, 東京 — βœ… survives.\n"
     )
-    spec.write_text(body, encoding="utf-8")
-    text = render("W4A16", spec).text
+    text = render("W4A16", demo_spec_copy(tmp_path, append=extra)).text
     assert "## Notes — “quoted” ✅" in text and "Café, naïve, 東京 — βœ… survives." in text
     assert "W4A16 — INT4" in text
 
