@@ -25,6 +25,7 @@ RUNS = 2
 # Work a release does that the plain baseline does not: lm-eval on base and quantized, and the card
 # with its snippet run. The first wall-time row leaves these stages out.
 EXTRA_STAGES = ("evaluate", "card")
+SAME_WORK_STAGES = ("resolve", "preflight", "quantize", "verify")
 
 _MEASURE = """
 import json, resource, subprocess, sys, time
@@ -61,6 +62,11 @@ def main() -> None:
             cold.append(measure(hubpub_release(workdir)))
             manifest = json.loads(next(workdir.glob("releases/*/staged/hubpub-manifest.json")).read_text())
             cold[-1]["extra_seconds"] = sum(manifest["stages"][stage]["seconds"] for stage in EXTRA_STAGES)
+            same_work = [stage for name, stage in manifest["stages"].items() if name in SAME_WORK_STAGES]
+            cold[-1]["same_work_peak_rss_mb"] = max(
+                max(stage["peak_rss_mb"] or 0 for stage in same_work),
+                manifest["stages"]["verify"]["metrics"]["child_peak_rss_mb"],
+            )
             warm.append(measure(hubpub_release(workdir)))
             shutil.rmtree(workdir)
             print(f"run {index + 1}: plain {plain[-1]}, hubpub {cold[-1]}, re-run {warm[-1]}", flush=True)
@@ -70,6 +76,7 @@ def main() -> None:
 
     plain_s, cold_s, warm_s = (median(samples, "seconds") for samples in (plain, cold, warm))
     plain_mb, cold_mb = median(plain, "peak_rss_mb"), median(cold, "peak_rss_mb")
+    same_mb = median(cold, "same_work_peak_rss_mb")
     extra_s = median(cold, "extra_seconds")
     time_ratio, rss_ratio, rerun_ratio = cold_s / plain_s, cold_mb / plain_mb, warm_s / cold_s
     same_work_ratio = (cold_s - extra_s) / plain_s
@@ -100,7 +107,22 @@ def main() -> None:
             "–",
             None,
         ),
-        _row("peak RSS", f"{plain_mb:.0f} MiB", f"{cold_mb:.0f} MiB", rss_ratio, "≤ 1.15", rss_ratio <= 1.15),
+        _row(
+            "peak RSS, the baseline's work (largest hubpub process during resolve … verify)",
+            f"{plain_mb:.0f} MiB",
+            f"{same_mb:.0f} MiB",
+            same_mb / plain_mb,
+            "≤ 1.15",
+            same_mb / plain_mb <= 1.15,
+        ),
+        _row(
+            "peak RSS, whole release (lm-eval runs in the hubpub process)",
+            f"{plain_mb:.0f} MiB",
+            f"{cold_mb:.0f} MiB",
+            rss_ratio,
+            "–",
+            None,
+        ),
         _row(
             "re-run of the finished release",
             "–",
