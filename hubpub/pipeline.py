@@ -377,7 +377,6 @@ def _run_cached(
         output_dir=folder,
         previous=dict(done),
         hashes=hashes,
-        log=logger.info,
         warm_interpreter=interpreter,
     )
     logger.debug("%s: %s started", release.variant, stage)

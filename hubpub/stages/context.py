@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ class StageContext:
     """This stage's own folder, empty at the start; its content is kept once the stage succeeds."""
     previous: Mapping[str, StageResult]
     hashes: HashCache
-    log: Callable[[str], None] = print
     warm_interpreter: WarmInterpreter | None = None
     """A fresh interpreter with torch imported, started early, for work that must run in a new process."""
 
