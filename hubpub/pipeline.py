@@ -18,10 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from hubpub.errors import HubpubError, StageError
 from hubpub.hashing import HashCache, fingerprint, sha256_file
+from hubpub.hub.store import front_matter
 from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
@@ -254,14 +253,7 @@ def _base_license(base_dir: Path) -> str | None:
     readme = base_dir / "README.md"
     if not readme.is_file():
         return None
-    match = re.match(r"\A---\n(.*?)\n---\n", readme.read_text(encoding="utf-8", errors="replace"), re.DOTALL)
-    if not match:
-        return None
-    try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
-        return None
-    value = data.get("license") if isinstance(data, dict) else None
+    value = (front_matter(readme.read_text(encoding="utf-8", errors="replace")) or {}).get("license")
     return value if isinstance(value, str) else None
 
 

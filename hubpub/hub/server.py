@@ -26,11 +26,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from hubpub.hub.store import REPO_TYPES, Entry, HubStore, HubStoreError, Operation, Repo
+from hubpub.hub.store import FRONT_MATTER, REPO_TYPES, Entry, HubStore, HubStoreError, Operation, Repo, front_matter
 
 _TYPE_BY_PLURAL = {f"{kind}s": kind for kind in REPO_TYPES}
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -427,16 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry = tree.get("README.md")
         if entry is None:
             return None
-        match = _FRONT_MATTER.match(
-            self.hub.store.open_entry(repo, entry).read_text(encoding="utf-8", errors="replace")
-        )
-        if not match:
-            return None
-        try:
-            data = yaml.safe_load(match.group(1))
-        except yaml.YAMLError:
-            return None
-        return data if isinstance(data, dict) else None
+        return front_matter(self.hub.store.open_entry(repo, entry).read_text(encoding="utf-8", errors="replace"))
 
     # -- listings ------------------------------------------------------------------------------
     def _tree_item(self, path: str, entry: Entry) -> dict[str, Any]:
@@ -532,7 +522,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- uploads -------------------------------------------------------------------------------
     def _validate_yaml(self) -> None:
         body = self._json()
-        match = _FRONT_MATTER.match(str(body.get("content", "")))
+        match = FRONT_MATTER.match(str(body.get("content", "")))
         if match:
             try:
                 data = yaml.safe_load(match.group(1))

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -19,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import yaml
 
 REPO_TYPES = ("model", "dataset", "space")
 DEFAULT_GITATTRIBUTES = "".join(
@@ -61,6 +64,21 @@ def git_blob_sha1(content: bytes) -> str:
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+
+
+def front_matter(text: str) -> dict[str, Any] | None:
+    """The YAML metadata block at the top of a model card, or None when it is absent or not a mapping."""
+    match = FRONT_MATTER.match(text)
+    if not match:
+        return None
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def now_iso() -> str:

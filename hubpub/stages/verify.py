@@ -34,10 +34,11 @@ def run(ctx: StageContext) -> StageOutput:
     checkpoint = ctx.output_of("quantize", "checkpoint")
     base_dir = ctx.output_of("resolve", "base_dir")
     text = heldout_text()
+    text_sha256 = sha256_file(text)
     base_key = fingerprint(
         {
             "source": ctx.previous["resolve"].metrics["source_sha256"],
-            "text": sha256_file(text),
+            "text": text_sha256,
             "window": PERPLEXITY_WINDOW,
             "dtype": "float32 on cpu, auto on cuda",
             "versions": {name: version(name) for name in ("torch", "transformers")},
@@ -68,7 +69,7 @@ def run(ctx: StageContext) -> StageOutput:
         "child_peak_rss_mb": child["peak_rss_mb"],
         "generations": child["generations"],
         "perplexity": {
-            "text_sha256": sha256_file(text),
+            "text_sha256": text_sha256,
             "tokens": child["perplexity_tokens"],
             "base": base_perplexity,
             "quantized": child["perplexity"],
