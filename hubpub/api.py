@@ -11,6 +11,7 @@ from hubpub.spec import ReleaseSpec, SpecFile, load_spec
 from hubpub.stages import STAGE_ORDER
 
 if TYPE_CHECKING:
+    from hubpub.family import MatrixEntry
     from hubpub.pipeline import Progress, ReleaseOutcome
     from hubpub.stages.publish import PublishResult
 
@@ -22,6 +23,7 @@ __all__ = [
     "evaluate",
     "load_spec",
     "load_specs",
+    "matrix",
     "plan",
     "push",
     "release",
@@ -62,12 +64,13 @@ class ReleasePlan:
 
 
 def load_specs(paths: list[Path]) -> list[SpecFile]:
-    """Load several spec files, collecting every file's problems into one SpecError."""
+    """Load spec files (folders expand to the specs under them), collecting every problem into one SpecError."""
     from hubpub.errors import SpecError
+    from hubpub.family import spec_paths
 
     loaded: list[SpecFile] = []
     problems = []
-    for path in paths:
+    for path in spec_paths(paths):
         try:
             loaded.append(load_spec(path))
         except SpecError as error:
@@ -75,6 +78,13 @@ def load_specs(paths: list[Path]) -> list[SpecFile]:
     if problems:
         raise SpecError(problems)
     return loaded
+
+
+def matrix(paths: list[Path], tag: str | None = None) -> list[MatrixEntry]:
+    """The CI matrix for a release tag (`release/<family>[/<variant>]/v<version>`), or for every variant."""
+    from hubpub.family import matrix as family_matrix
+
+    return family_matrix(load_specs(paths), tag)
 
 
 def plan(paths: list[Path], variant: str | None = None) -> list[ReleasePlan]:

@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 
-from hubpub import api
+from hubpub import api, ci
 from hubpub.errors import EXIT_CODES, HubpubError, SpecError, UsageError
 from hubpub.output import StageProgress, configure_logging, console, error_console, report_spec_problems
 from hubpub.version import __version__
 
-SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SPEC_OR_DIR...")
 Command = TypeVar("Command", bound=Callable[..., Any])
 VARIANT = click.option("--variant", help="Only this variant of a family.")
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -88,6 +88,24 @@ def plan(specs: tuple[Path, ...], variant: str | None, as_json: bool) -> None:
     out = console()
     for item in plans:
         _print_plan(out, item)
+
+
+@cli.command()
+@SPEC_PATHS
+@click.option(
+    "--tag",
+    help="A release tag: release/<family>/v<version> or release/<family>/<variant>/v<version>."
+    " Default: the pushed tag under GitHub Actions, else every variant.",
+)
+def matrix(specs: tuple[Path, ...], tag: str | None) -> None:
+    """Print the GitHub Actions matrix of the variants a release tag publishes."""
+    if tag is None and os.environ.get("GITHUB_REF_TYPE") == "tag":
+        tag = os.environ.get("GITHUB_REF_NAME") or None
+    entries = api.matrix(list(specs), tag=tag)
+    document = json.dumps({"include": [entry.as_dict() for entry in entries]}, separators=(",", ":"))
+    click.echo(document)
+    if ci.under_github_actions():
+        ci.set_outputs({"matrix": document, "count": str(len(entries))})
 
 
 def _print_plan(out: Any, item: api.ReleasePlan) -> None:
@@ -188,6 +206,9 @@ def release(
             roundtrip=not no_roundtrip,
             progress=progress.update,
         )
+    if ci.under_github_actions():
+        ci.append_summary(ci.release_summary(outcomes))
+        ci.set_outputs(ci.publish_outputs([o.published.as_dict() for o in outcomes if o.published is not None]))
     if as_json:
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
         return
@@ -231,6 +252,9 @@ def push(
             force=force,
             roundtrip=not no_roundtrip,
         )
+    if ci.under_github_actions():
+        ci.append_summary(ci.push_summary([result.as_dict() for result in results]))
+        ci.set_outputs(ci.publish_outputs([result.as_dict() for result in results]))
     if as_json:
         click.echo(json.dumps([result.as_dict() for result in results], indent=2))
         return
@@ -372,6 +396,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
     except HubpubError as error:
         error_console().print(f"[red]error[/red]: {escape(str(error))}")
+        if ci.under_github_actions():
+            ci.error_annotation(str(error), title=f"hubpub: {type(error).__name__}")
+            ci.append_summary(f"## hubpub failed\n\n{error}")
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         error_console().print("interrupted")

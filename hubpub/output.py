@@ -6,7 +6,6 @@ Only the CLI calls this module. The library logs through `logging.getLogger("hub
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from typing import Any, TextIO
@@ -14,13 +13,10 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from hubpub.ci import _escape_data, _escape_property, end_group, start_group, under_github_actions
 from hubpub.errors import SpecProblem
 
 LOGGER_NAME = "hubpub"
-
-
-def under_github_actions() -> bool:
-    return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
 def console(stream: TextIO | None = None) -> Console:
@@ -75,19 +71,15 @@ def report_spec_problems(problems: list[SpecProblem]) -> None:
             )
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 class StageProgress:
-    """Shows which stage of which variant is running: a rich spinner locally, plain lines in CI."""
+    """Shows which stage of which variant is running: a rich spinner locally, plain lines in CI.
+
+    Under GitHub Actions each stage's log is folded into a group named after the variant and stage.
+    """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+        self.grouped = enabled and under_github_actions()
         self.interactive = enabled and not under_github_actions() and sys.stderr.isatty()
         self._status: Any = None
         self._started: dict[tuple[str, str], float] = {}
@@ -108,11 +100,17 @@ class StageProgress:
         key = (variant, stage)
         if event == "started":
             self._started[key] = time.perf_counter()
+            if self.grouped:
+                start_group(f"{variant}: {stage}")
             if self._status is not None:
                 self._status.update(f"{variant}: {stage}…")
             return
         elapsed = time.perf_counter() - self._started.pop(key, time.perf_counter())
         line = f"{variant}: {stage} {event}" + (f" ({elapsed:.1f} s)" if event == "done" else "")
+        if self.grouped:
+            print(line, file=sys.stderr, flush=True)
+            end_group()
+            return
         if under_github_actions() or not self.interactive:
             print(line, file=sys.stderr, flush=True)
         else:

@@ -333,7 +333,7 @@ def _inputs(
     if stage == "verify":
         return {
             "checkpoint": hashes.tree(Path(done["quantize"].outputs["checkpoint"])),
-            "verify": release.verify.model_dump(mode="json", exclude={"vllm"}),
+            "verify": release.verify.model_dump(mode="json", exclude={"vllm", "vllm_python"}),
             **versions,
         }, False
     raise AssertionError(f"no inputs defined for stage {stage}")
@@ -448,7 +448,9 @@ def _manifest(
         variant=release.variant,
         family=release.family,
         repo_id=release.repo_id,
-        release=_portable(release.model_dump(mode="json"), spec_path.parent.resolve()),
+        release=_portable(
+            release.model_dump(mode="json", exclude={"verify": {"vllm_python"}}), spec_path.parent.resolve()
+        ),
         base_model=release.base_model,
         base_revision=(resolved.metrics.get("revision") if resolved else None) or release.base_revision,
         source_sha256=resolved.metrics["source_sha256"] if resolved and resolved.status != "failed" else {},

@@ -85,6 +85,7 @@ RepoId = Annotated[str, AfterValidator(_check_repo_id)]
 HubId = Annotated[str, AfterValidator(_check_hub_id)]
 TagSafe = Annotated[str, AfterValidator(_check_tag_safe)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+RunnerLabel = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 
 
 def _spec_dir(info: ValidationInfo) -> Path:
@@ -188,7 +189,16 @@ class Verify(SpecModel):
     max_perplexity_ratio: float = Field(
         default=1.5, ge=1.0, description="Quantized / base perplexity must stay at or below this."
     )
-    vllm: Annotated[Literal["off", "optional", "required"], BeforeValidator(_vllm_mode)] = "optional"
+    vllm: Annotated[Literal["off", "optional", "required"], BeforeValidator(_vllm_mode)] = Field(
+        default="optional",
+        description="off: no vLLM checks; optional: static preflight always, a real load when a vLLM Python is"
+        " configured; required: vLLM must be predicted to load it and the real load must run and pass.",
+    )
+    vllm_python: NonEmptyStr | None = Field(
+        default=None,
+        description="A Python interpreter with vLLM installed (its own environment), for the real load;"
+        " HUBPUB_VLLM_PYTHON or --vllm-python override it.",
+    )
 
 
 class Evaluation(SpecModel):
@@ -282,6 +292,11 @@ class ReleaseSpec(SpecModel):
     evaluation: Evaluation | None = None
     card: Card = Card()
     push: Push = Push()
+    runs_on: tuple[RunnerLabel, ...] = Field(
+        default=("self-hosted", "gpu"),
+        min_length=1,
+        description="GitHub Actions runner labels for this variant's release job (`hubpub matrix`).",
+    )
 
     @field_validator("algorithm")
     @classmethod
