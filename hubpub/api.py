@@ -11,7 +11,7 @@ from hubpub.spec import ReleaseSpec, SpecFile, load_spec
 from hubpub.stages import STAGE_ORDER
 
 if TYPE_CHECKING:
-    from hubpub.family import MatrixEntry
+    from hubpub.family import MatrixEntry, RepublishResult
     from hubpub.pipeline import Progress, ReleaseOutcome
     from hubpub.stages.publish import PublishResult
 
@@ -27,6 +27,7 @@ __all__ = [
     "plan",
     "push",
     "release",
+    "republish",
 ]
 
 DEFAULT_WORKDIR = Path(".hubpub") / "work"
@@ -280,6 +281,7 @@ def card(paths: list[Path], *, variant: str | None = None, workdir: Path = DEFAU
                 family,
                 base_bytes=manifest.stages["preflight"].metrics["checkpoint_bytes"],
                 base_license=base_license,
+                siblings=spec_file.releases,
             ).text
     return cards
 
@@ -306,3 +308,55 @@ def evaluate(
         run.prepare()
         outcomes.append(run.outcome())
     return outcomes
+
+
+def republish(
+    paths: list[Path],
+    *,
+    card_only: bool = False,
+    jobs: int = 4,
+    workdir: Path = DEFAULT_WORKDIR,
+    hub: str = "local",
+    hub_dir: Path = DEFAULT_HUB_DIR,
+    dry_run: bool = False,
+) -> list[RepublishResult]:
+    """Bring every published variant of the specs' families up to date with the current templates and family.
+
+    With `card_only`, each card is re-rendered from the manifest stored in its repo (no local cache
+    needed) and only README.md is committed, only where it changed. Otherwise each published
+    variant goes through `release` again, reusing cached stages, and pushes whatever changed.
+    Results come per repo; one repo's failure does not stop the others.
+    """
+    from hubpub.errors import HubpubError, UsageError
+    from hubpub.family import RepublishResult, republish_cards
+    from hubpub.hubclient import open_target
+
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: use 1 or more")
+    spec_files = load_specs(paths)
+    with open_target(hub, local_dir=hub_dir) as target:
+        cards = republish_cards(spec_files, target, jobs=jobs, dry_run=dry_run or not card_only)
+        if card_only:
+            return cards
+        from hubpub.pipeline import PublishOptions, run_releases
+
+        results = []
+        options = PublishOptions(target, dry_run=dry_run)
+        for spec_file in spec_files:
+            for item in spec_file.releases:
+                found = next(result for result in cards if result.repo_id == item.repo_id)
+                if found.status in ("not published", "failed"):
+                    results.append(found)
+                    continue
+                try:
+                    (outcome,) = run_releases([(spec_file.path, item)], workdir=workdir, publishing=options)
+                except HubpubError as error:
+                    results.append(RepublishResult(item.repo_id, item.variant, "failed", reason=str(error)))
+                    continue
+                pushed = outcome.published
+                assert pushed is not None
+                status = {"committed": "updated", "unchanged": "unchanged"}.get(pushed.status, pushed.status)
+                results.append(
+                    RepublishResult(item.repo_id, item.variant, status, commit=pushed.commit, url=pushed.url)
+                )
+        return results

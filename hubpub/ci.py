@@ -124,6 +124,15 @@ def push_summary(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def republish_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["## hubpub republish", "", "| repo | variant | result | commit or reason |", "| --- | --- | --- | --- |"]
+    for row in rows:
+        detail = f"`{row['commit'][:12]}`" if row.get("commit") and not row.get("reason") else row.get("reason") or ""
+        repo = f"[{_cell(row['repo_id'])}]({row['url']})" if row.get("url") else _cell(row["repo_id"])
+        lines.append(f"| {repo} | {_cell(row['variant'])} | {row['status']} | {_cell(detail)} |")
+    return "\n".join(lines)
+
+
 def publish_outputs(results: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """`repo_url` and `commit` of the (last) published repo, as the release workflow reads them."""
     published = [result for result in results if result.get("commit")]

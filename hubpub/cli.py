@@ -19,7 +19,7 @@ import click
 from rich.markup import escape
 
 from hubpub import api, ci
-from hubpub.errors import EXIT_CODES, HubpubError, SpecError, UsageError
+from hubpub.errors import EXIT_CODES, HubpubError, PublishError, SpecError, UsageError
 from hubpub.output import StageProgress, configure_logging, console, error_console, report_spec_problems
 from hubpub.version import __version__
 
@@ -296,6 +296,69 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
         )
     else:
         out.print(f"  download hf download {escape(repo_id)} --revision {published['commit']}")
+
+
+@cli.command()
+@SPEC_PATHS
+@click.option("--card-only", is_flag=True, help="Re-render cards from the manifests on the Hub; upload no weights.")
+@click.option("--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Repos handled at once.")
+@workdir_option("Where stage outputs are cached (not used with --card-only).")
+@click.option(
+    "--hub",
+    default="local",
+    show_default=True,
+    help="local (the embedded Hub in --hub-dir), hf (huggingface.co or HF_ENDPOINT), or a URL.",
+)
+@click.option(
+    "--hub-dir", type=click.Path(path_type=Path, file_okay=False), default=api.DEFAULT_HUB_DIR, show_default=True
+)
+@click.option("--dry-run", is_flag=True, help="Show which cards would change; write nothing remote.")
+@AS_JSON
+def republish(
+    specs: tuple[Path, ...],
+    card_only: bool,
+    jobs: int,
+    workdir: Path,
+    hub: str,
+    hub_dir: Path,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Update every published variant of a family: new templates, new siblings, nothing else."""
+    with json_stdout(as_json):
+        results = api.republish(
+            list(specs), card_only=card_only, jobs=jobs, workdir=workdir, hub=hub, hub_dir=hub_dir, dry_run=dry_run
+        )
+    rows = [result.as_dict() for result in results]
+    if ci.under_github_actions():
+        ci.append_summary(ci.republish_summary(rows))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _print_republished(rows, verbose=dry_run)
+    failed = [result for result in results if result.status == "failed"]
+    if failed:
+        first = failed[0]
+        count = f"{len(failed)} of {len(results)} repos"
+        raise PublishError(f"{count} failed to republish ({first.repo_id}: {first.reason})")
+
+
+def _print_republished(rows: list[dict[str, Any]], *, verbose: bool) -> None:
+    from rich.table import Table
+
+    table = Table("repo", "variant", "result", "commit or reason", box=None, pad_edge=False)
+    colours = {"updated": "green", "unchanged": "dim", "failed": "red", "dry-run": "yellow"}
+    for row in rows:
+        detail = row["reason"] or (row["commit"] or "")
+        colour = colours.get(row["status"], "")
+        status = f"[{colour}]{escape(row['status'])}[/{colour}]" if colour else escape(row["status"])
+        table.add_row(escape(row["repo_id"]), escape(row["variant"]), status, escape(detail))
+    out = console()
+    out.print(table)
+    if verbose:
+        for row in rows:
+            if row["readme_diff"]:
+                out.print(escape(row["readme_diff"]))
 
 
 @cli.command("eval")

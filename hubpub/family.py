@@ -12,13 +12,19 @@ not say.
 
 from __future__ import annotations
 
+import difflib
 import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hubpub.errors import UsageError
-from hubpub.spec import SpecFile
+from hubpub.errors import HubpubError, PublishError, UsageError
+from hubpub.hubclient import HubTarget, client, commit_file
+from hubpub.manifest import MANIFEST_NAME, Manifest
+from hubpub.spec import ReleaseSpec, SpecFile
+from hubpub.version import __version__
 
 TAG_PREFIX = "release/"
 _SPEC_KEY = re.compile(r"^(?:base_model|variants):", re.MULTILINE)
@@ -127,3 +133,143 @@ def _select_by_tag(spec_files: list[SpecFile], parsed: ReleaseTag, tag: str) -> 
                 f" {release.variant} {stated}: bump `version` in the spec or fix the tag"
             )
     return [(spec_file, release) for release in releases]
+
+
+@dataclass(frozen=True)
+class RepublishResult:
+    """What republishing did to one repo: unchanged, updated (with its commit), dry-run, or failed (why)."""
+
+    repo_id: str
+    variant: str
+    status: str
+    commit: str | None = None
+    url: str | None = None
+    reason: str | None = None
+    readme_diff: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Published:
+    release: ReleaseSpec
+    manifest: Manifest
+    readme: str
+    head: str
+
+
+def republish_cards(
+    spec_files: list[SpecFile], target: HubTarget, *, jobs: int = 4, dry_run: bool = False
+) -> list[RepublishResult]:
+    """Re-render the card of every published variant from the manifest stored in its repo.
+
+    Works from a fresh checkout: each repo's `hubpub-manifest.json` and README come from the Hub.
+    A repo gets one README-only commit when its card changed and none otherwise; a failure in one
+    repo is reported in its result and does not stop the others.
+    """
+    api = client(target)
+    releases = [(spec_file, release) for spec_file in spec_files for release in spec_file.releases]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        fetched = list(pool.map(lambda item: _fetch(api, target, item[1]), releases))
+        published = {
+            release.repo_id: found for (_, release), found in zip(releases, fetched, strict=True) if found is not None
+        }
+        work = [
+            (spec_file, release, fetched_item)
+            for (spec_file, release), fetched_item in zip(releases, fetched, strict=True)
+        ]
+        return list(
+            pool.map(lambda item: _republish_one(api, target, item[0], item[1], item[2], published, dry_run), work)
+        )
+
+
+def _fetch(api: Any, target: HubTarget, release: ReleaseSpec) -> _Published | RepublishResult | None:
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        head = str(api.model_info(release.repo_id).sha)
+        with tempfile.TemporaryDirectory(prefix="hubpub-republish-") as scratch:
+            manifest_path = api.hf_hub_download(release.repo_id, MANIFEST_NAME, revision=head, cache_dir=scratch)
+            manifest = Manifest.model_validate_json(Path(manifest_path).read_text(encoding="utf-8"))
+            readme_path = api.hf_hub_download(release.repo_id, "README.md", revision=head, cache_dir=scratch)
+            readme = Path(readme_path).read_text(encoding="utf-8")
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return None
+    except EntryNotFoundError:
+        return RepublishResult(
+            release.repo_id, release.variant, "failed", reason="the repo has no hubpub manifest or README to re-render"
+        )
+    except Exception as exc:
+        return RepublishResult(release.repo_id, release.variant, "failed", reason=target.scrub(f"reading it: {exc}"))
+    return _Published(release, manifest, readme, head)
+
+
+def _republish_one(
+    api: Any,
+    target: HubTarget,
+    spec_file: SpecFile,
+    release: ReleaseSpec,
+    fetched: _Published | RepublishResult | None,
+    published: dict[str, _Published | RepublishResult],
+    dry_run: bool,
+) -> RepublishResult:
+    url = target.repo_url(release.repo_id)
+    if fetched is None:
+        return RepublishResult(release.repo_id, release.variant, "not published", url=url)
+    if isinstance(fetched, RepublishResult):
+        return fetched
+    try:
+        text = _render(spec_file, fetched, published)
+        if text == fetched.readme:
+            return RepublishResult(release.repo_id, release.variant, "unchanged", commit=fetched.head, url=url)
+        diff = "".join(
+            difflib.unified_diff(
+                fetched.readme.splitlines(keepends=True), text.splitlines(keepends=True), "hub/README.md", "README.md"
+            )
+        )
+        if dry_run:
+            return RepublishResult(release.repo_id, release.variant, "dry-run", url=url, readme_diff=diff)
+        commit = commit_file(
+            api,
+            target,
+            release.repo_id,
+            "README.md",
+            text.encode("utf-8"),
+            parent=fetched.head,
+            title=f"hubpub {__version__}: re-render the model card of {release.variant} (card only)",
+        )
+        return RepublishResult(release.repo_id, release.variant, "updated", commit=commit, url=url, readme_diff=diff)
+    except HubpubError as error:
+        return RepublishResult(release.repo_id, release.variant, "failed", url=url, reason=str(error))
+
+
+def _render(spec_file: SpecFile, this: _Published, published: dict[str, _Published | RepublishResult]) -> str:
+    from hubpub.stages import card
+
+    release, manifest = this.release, this.manifest
+    if manifest.variant != release.variant or (manifest.family or None) != (release.family or None):
+        raise PublishError(
+            f"{release.repo_id} holds family {manifest.family!r} variant {manifest.variant!r}, not this spec's"
+            f" {release.family!r} {release.variant!r}; refusing to re-render its card"
+        )
+    if manifest.recipe != release.recipe():
+        raise PublishError(
+            f"the spec's recipe for {release.variant} no longer matches the published weights of {release.repo_id}:"
+            " a card-only republish cannot change the quantization; run `hubpub release`"
+        )
+    family = [
+        found.manifest
+        for sibling in spec_file.releases
+        if isinstance(found := published.get(sibling.repo_id), _Published)
+    ]
+    rendered_before = manifest.stages.get("card")
+    base_license = rendered_before.metrics.get("metadata", {}).get("license") if rendered_before else None
+    return card.run(
+        release,
+        manifest,
+        family,
+        base_bytes=manifest.stages["preflight"].metrics["checkpoint_bytes"],
+        base_license=base_license,
+        siblings=spec_file.releases,
+    ).text

@@ -190,13 +190,47 @@ def commit_plan(
     if someone else's did, publishing stops; if nothing landed, the commit is tried again.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-    from huggingface_hub.errors import HfHubHTTPError
 
     operations: list[Any] = [
         CommitOperationAdd(path_in_repo=change.path, path_or_fileobj=folder / change.path)
         for change in plan.added + plan.changed
     ]
     operations += [CommitOperationDelete(path_in_repo=change.path) for change in plan.deleted]
+    return _commit(api, target, repo_id, operations, plan.head, title=title, description=description, sleep=sleep)
+
+
+def commit_file(
+    api: Any,
+    target: HubTarget,
+    repo_id: str,
+    path_in_repo: str,
+    content: bytes,
+    *,
+    parent: str,
+    title: str,
+    description: str = "",
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """One commit that replaces a single file on top of `parent`, with the same retries as `commit_plan`."""
+    from huggingface_hub import CommitOperationAdd
+
+    operation = CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=content)
+    return _commit(api, target, repo_id, [operation], parent, title=title, description=description, sleep=sleep)
+
+
+def _commit(
+    api: Any,
+    target: HubTarget,
+    repo_id: str,
+    operations: list[Any],
+    parent: str | None,
+    *,
+    title: str,
+    description: str,
+    sleep: Callable[[float], None],
+) -> str:
+    from huggingface_hub.errors import HfHubHTTPError
+
     for attempt in range(COMMIT_ATTEMPTS):
         try:
             info = api.create_commit(
@@ -204,7 +238,7 @@ def commit_plan(
                 operations=operations,
                 commit_message=title,
                 commit_description=description,
-                parent_commit=plan.head,
+                parent_commit=parent,
             )
             return str(info.oid)
         except HfHubHTTPError as exc:
@@ -222,7 +256,7 @@ def commit_plan(
             if not _is_transport_error(exc):
                 raise PublishError(f"publishing {repo_id} failed: {target.scrub(str(exc))}") from None
             failure = type(exc).__name__
-        landed = _landed(api, repo_id, plan.head, title)
+        landed = _landed(api, repo_id, parent, title)
         if landed is not None:
             logger.info("the commit to %s landed although its answer was lost (%s)", repo_id, failure)
             return landed

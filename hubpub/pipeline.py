@@ -24,7 +24,7 @@ from hubpub.hub.store import front_matter
 from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
-from hubpub.spec import ReleaseSpec
+from hubpub.spec import ReleaseSpec, load_spec
 from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.stages.publish import PublishResult
@@ -201,6 +201,7 @@ class ReleaseRun:
             [member.manifest() for member in family],
             base_bytes=self.results["preflight"].metrics["checkpoint_bytes"],
             base_license=_base_license(base_dir),
+            siblings=load_spec(self.spec_path).releases,
         )
         checkpoint = Path(self.results["quantize"].outputs["checkpoint"])
         key = fingerprint({"stage": "card", "text": rendered.text, "checkpoint": self.hashes.tree(checkpoint)})

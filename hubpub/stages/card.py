@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -38,10 +39,20 @@ class RenderedCard:
 
 
 def run(
-    release: ReleaseSpec, manifest: Manifest, family: list[Manifest], *, base_bytes: int, base_license: str | None
+    release: ReleaseSpec,
+    manifest: Manifest,
+    family: list[Manifest],
+    *,
+    base_bytes: int,
+    base_license: str | None,
+    siblings: Sequence[ReleaseSpec] = (),
 ) -> RenderedCard:
-    """Render the card of `manifest`'s release; `family` holds every variant's manifest (this one too)."""
-    facts = card_facts(release, manifest, family, base_bytes=base_bytes, base_license=base_license)
+    """Render the card of `manifest`'s release.
+
+    `family` holds the manifest of every variant whose facts are known (this one too); `siblings`
+    are the family's variants from the spec, so one without a manifest yet is still listed.
+    """
+    facts = card_facts(release, manifest, family, base_bytes=base_bytes, base_license=base_license, siblings=siblings)
     from huggingface_hub import ModelCard, ModelCardData
 
     card_data = ModelCardData(**_metadata(release, manifest, facts))
@@ -133,7 +144,13 @@ def human_count(count: int) -> str:
 
 
 def card_facts(
-    release: ReleaseSpec, manifest: Manifest, family: list[Manifest], *, base_bytes: int, base_license: str | None
+    release: ReleaseSpec,
+    manifest: Manifest,
+    family: list[Manifest],
+    *,
+    base_bytes: int,
+    base_license: str | None,
+    siblings: Sequence[ReleaseSpec] = (),
 ) -> dict[str, Any]:
     """Everything the templates may print, each taken from a manifest or the scheme registry."""
     scheme = SCHEMES[release.scheme]
@@ -208,7 +225,7 @@ def card_facts(
         "evaluation": _evaluation(stages.get("evaluate")),
         "limitations": _limitations(release, manifest),
         "variants": family_rows,
-        "related": _related(release, family_rows, base_bytes),
+        "related": _related(release, family_rows, base_bytes, siblings),
         "provenance": {
             "base_revision": manifest.base_revision or _local_origin(release),
             "source_sha256": manifest.source_sha256,
@@ -238,7 +255,9 @@ def _variant_row(member: Manifest, this_repo: str) -> dict[str, Any]:
     }
 
 
-def _related(release: ReleaseSpec, variants: list[dict[str, Any]], base_bytes: int) -> list[dict[str, str]]:
+def _related(
+    release: ReleaseSpec, variants: list[dict[str, Any]], base_bytes: int, siblings: Sequence[ReleaseSpec]
+) -> list[dict[str, str]]:
     rows = [
         {
             "name": f"{release.base_model} (base)",
@@ -256,6 +275,17 @@ def _related(release: ReleaseSpec, variants: list[dict[str, Any]], base_bytes: i
                 "link": "this model" if row["is_this"] else f"[{row['repo_id']}]({row['url']})",
             }
         )
+    measured = {row["repo_id"] for row in variants}
+    for sibling in siblings:
+        if sibling.repo_id not in measured:
+            rows.append(
+                {
+                    "name": f"{sibling.repo_id} (variant {sibling.variant} of this family)",
+                    "scheme": SCHEMES[sibling.scheme].name,
+                    "size": "not measured by this release",
+                    "link": f"[{sibling.repo_id}](https://huggingface.co/{sibling.repo_id})",
+                }
+            )
     for related in release.related_models:
         rows.append(
             {

@@ -66,3 +66,42 @@ def test_a_strict_gate_stops_the_release_and_leaves_the_remote_untouched(
     with pytest.raises(GateError, match=r"min_recovery 1\.2"):
         api.release([strict], workdir=folder / "work", hub=hub.url, roundtrip=False)
     assert {repo: client.model_info(repo).sha for repo in heads} == heads
+
+
+def test_a_new_variant_reaches_every_published_card_by_a_readme_only_republish(
+    released: tuple[Path, list[api.Any]], hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, outcomes = released
+    client = HfApi(endpoint=hub.url, token=TOKEN)
+    before = {outcome.repo_id: client.model_info(outcome.repo_id, files_metadata=True) for outcome in outcomes}
+    grown = folder / "grown"
+    grown.mkdir()
+    new_repo = "demo/SmolLM2-135M-Instruct-W8A16"
+    spec = demo_spec_copy(grown, append=f"  - name: W8A16\n    scheme: W8A16\n    repo_id: {new_repo}\n")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    lfs_bytes = sum(hub.received_bytes.get(route, 0) for route in ("lfs_upload", "lfs_batch", "lfs_verify"))
+
+    results = api.republish([spec], card_only=True, jobs=2, hub=hub.url)
+
+    assert [(result.repo_id, result.status) for result in results] == [
+        (outcomes[0].repo_id, "updated"),
+        (outcomes[1].repo_id, "updated"),
+        (new_repo, "not published"),
+    ]
+    assert sum(hub.received_bytes.get(route, 0) for route in ("lfs_upload", "lfs_batch", "lfs_verify")) == lfs_bytes
+    for result in results[:2]:
+        after = client.model_info(result.repo_id, files_metadata=True)
+        assert after.sha == result.commit != before[result.repo_id].sha
+        changed = {
+            sibling.rfilename
+            for sibling in after.siblings or []
+            if sibling.blob_id not in {old.blob_id for old in before[result.repo_id].siblings or []}
+        }
+        assert changed == {"README.md"}
+        card = Path(client.hf_hub_download(result.repo_id, "README.md", local_dir=grown / result.variant)).read_text()
+        assert f"[{new_repo}](https://huggingface.co/{new_repo})" in card
+        assert "not measured by this release" in card
+
+    again = api.republish([spec], card_only=True, jobs=2, hub=hub.url)
+    assert [result.status for result in again] == ["unchanged", "unchanged", "not published"]
+    assert [result.commit for result in again[:2]] == [result.commit for result in results[:2]]
