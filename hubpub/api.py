@@ -273,16 +273,7 @@ def card(paths: list[Path], *, variant: str | None = None, workdir: Path = DEFAU
             if item.repo_id not in staged:
                 raise StageError(f"{item.repo_id} has no staged release in {workdir}: run `hubpub release` first")
             manifest = Manifest.read(staged[item.repo_id])
-            rendered_before = manifest.stages.get("card")
-            base_license = rendered_before.metrics["metadata"].get("license") if rendered_before else None
-            cards[item.repo_id] = card_stage.run(
-                item,
-                manifest,
-                family,
-                base_bytes=manifest.stages["preflight"].metrics["checkpoint_bytes"],
-                base_license=base_license,
-                siblings=spec_file.releases,
-            ).text
+            cards[item.repo_id] = card_stage.rerender(item, manifest, family, spec_file.releases)
     return cards
 
 

@@ -263,13 +263,4 @@ def _render(spec_file: SpecFile, this: _Published, published: dict[str, _Publish
         for sibling in spec_file.releases
         if isinstance(found := published.get(sibling.repo_id), _Published)
     ]
-    rendered_before = manifest.stages.get("card")
-    base_license = rendered_before.metrics.get("metadata", {}).get("license") if rendered_before else None
-    return card.run(
-        release,
-        manifest,
-        family,
-        base_bytes=manifest.stages["preflight"].metrics["checkpoint_bytes"],
-        base_license=base_license,
-        siblings=spec_file.releases,
-    ).text
+    return card.rerender(release, manifest, family, spec_file.releases)

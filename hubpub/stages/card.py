@@ -65,6 +65,20 @@ def run(
     return RenderedCard(text=str(card), metadata=metadata)
 
 
+def rerender(release: ReleaseSpec, manifest: Manifest, family: list[Manifest], siblings: Sequence[ReleaseSpec]) -> str:
+    """The card of an already made release, from its manifest alone (no checkpoint, no base folder)."""
+    rendered_before = manifest.stages.get("card")
+    base_license = rendered_before.metrics.get("metadata", {}).get("license") if rendered_before else None
+    return run(
+        release,
+        manifest,
+        family,
+        base_bytes=manifest.stages["preflight"].metrics["checkpoint_bytes"],
+        base_license=base_license,
+        siblings=siblings,
+    ).text
+
+
 def render_body(release: ReleaseSpec, facts: dict[str, Any]) -> str:
     from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
