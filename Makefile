@@ -37,6 +37,7 @@ test-fast: $(INSTALLED)
 bench: $(INSTALLED) $(DEMO_MODEL)
 	$(PY) bench/cli_startup.py
 	$(PY) bench/release_overhead.py
+	$(PY) bench/republish.py
 
 schema: $(INSTALLED)
 	$(HUBPUB) schema > docs/release-spec.schema.json
