@@ -49,6 +49,7 @@ def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> di
         "prompt": prompt,
         "output": tokenizer.decode(new_tokens, skip_special_tokens=True),
         "new_tokens": int(new_tokens.shape[0]),
+        "token_ids": [int(token) for token in new_tokens.tolist()],
     }
 
 

@@ -1,0 +1,344 @@
+"""The vLLM smoke test's subprocess protocol, exercised against a STAND-IN for vLLM.
+
+vLLM cannot be installed here (it needs its own environment and a GPU), so these tests build a
+stand-in interpreter: a wrapper script that runs this venv's Python with `-S` (no site-packages,
+so hubpub itself is not importable, as in a real vLLM environment) and a fake `vllm` (and `torch`)
+package on PYTHONPATH. The fake imitates vLLM's offline interface (`LLM`, `SamplingParams`,
+`RequestOutput`/`CompletionOutput`), its log lines and a few of its failures. The REAL
+`_vllm_child.py` runs against it. What vLLM itself does is checked on a GPU, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hubpub.errors import UsageError
+from hubpub.stages import _vllm_smoke
+from hubpub.stages._vllm_smoke import (
+    VLLM_PYTHON_ENV,
+    SmokeResult,
+    compare_first_tokens,
+    configured_python,
+    run_smoke,
+)
+from tests.vllm_standin import build_stand_in
+
+PROMPTS = ["What is the capital of France?", "Name a prime number."]
+MAX_NEW_TOKENS = 6
+
+
+@pytest.fixture(
+    scope="module", params=[pytest.param("stand-in", id="stand-in-for-vllm-which-cannot-be-installed-here")]
+)
+def stand_in_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """STAND_IN: an executable that runs the real child script against the fake vllm package."""
+    return build_stand_in(tmp_path_factory.mktemp("vllm-stand-in"))
+
+
+def _checkpoint(folder: Path, *, chat_template: bool) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
+    tokenizer_config = {"chat_template": "{{ messages[0]['content'] }}"} if chat_template else {}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def chat_checkpoint(tmp_path: Path) -> Path:
+    return _checkpoint(tmp_path / "checkpoint", chat_template=True)
+
+
+def _smoke(python: Path, checkpoint: Path, workdir: Path, timeout_s: float = 60.0) -> SmokeResult:
+    return run_smoke(python, checkpoint, PROMPTS, max_new_tokens=MAX_NEW_TOKENS, workdir=workdir, timeout_s=timeout_s)
+
+
+def _logged_json(log: str, label: str) -> dict[str, object]:
+    line = next(line for line in log.splitlines() if label in line)
+    loaded: dict[str, object] = json.loads(line.split(label, 1)[1])
+    return loaded
+
+
+def test_success_runs_the_real_child_script_with_the_chat_template(
+    stand_in_python: Path, chat_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "success")
+    workdir = tmp_path / "work"
+
+    result = _smoke(stand_in_python, chat_checkpoint, workdir)
+
+    assert result.ok, result.reason
+    assert result.reason is None
+    assert result.vllm_version == "0.33.0+stand-in"
+    assert result.torch_version == "2.14.0+stand-in"
+    assert result.gpu == "NVIDIA H100 80GB HBM3 (capability 9.0)"
+    assert result.kernels == ("MarlinLinearKernel",)
+    assert result.schemes == ("CompressedTensorsWNA16",)
+    assert [output["prompt"] for output in result.outputs] == PROMPTS
+    assert [output["text"] for output in result.outputs] == [f"The stand-in answers {p} via chat" for p in PROMPTS]
+    assert result.outputs[1]["token_ids"] == list(range(101, 101 + MAX_NEW_TOKENS))
+    assert result.load_seconds is not None and result.load_seconds >= 0
+    assert result.generate_seconds is not None and result.generate_seconds >= 0
+
+    log = (workdir / "vllm-child.log").read_text(encoding="utf-8")
+    assert "STAND_IN line on stdout" in log  # stdout and stderr land in the same log
+    assert _logged_json(log, "STAND_IN LLM arguments: ") == {
+        "model": str(chat_checkpoint.absolute()),
+        "enforce_eager": True,
+        "max_model_len": 1024,
+        "max_num_seqs": len(PROMPTS),
+        "seed": 0,
+        "gpu_memory_utilization": 0.8,
+    }
+    assert _logged_json(log, "STAND_IN environment: ") == {
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_LOGGING_LEVEL": "DEBUG",
+        "VLLM_LOGGING_STREAM": "ext://sys.stderr",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    assert f"STAND_IN chat: temperature=0.0 max_tokens={MAX_NEW_TOKENS}" in log
+    assert result.log_tail == "\n".join(log.splitlines()[-40:])
+    request = json.loads((workdir / "vllm-request.json").read_text(encoding="utf-8"))
+    assert request["prompts"] == PROMPTS and request["max_new_tokens"] == MAX_NEW_TOKENS
+    assert json.loads(json.dumps(result.as_dict()))["kernels"] == ["MarlinLinearKernel"]
+
+
+def test_without_a_chat_template_the_child_generates_from_the_plain_prompt(
+    stand_in_python: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "success")
+    monkeypatch.setenv("STANDIN_CUDA", "0")
+    checkpoint = _checkpoint(tmp_path / "plain", chat_template=False)
+
+    result = _smoke(stand_in_python, checkpoint, tmp_path / "work")
+
+    assert result.ok, result.reason
+    assert [output["text"] for output in result.outputs] == [f"The stand-in answers {p} via generate" for p in PROMPTS]
+    assert result.gpu is None
+
+
+def test_a_crash_is_explained_by_vllms_own_error_line(
+    stand_in_python: Path, chat_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "crash")
+
+    result = _smoke(stand_in_python, chat_checkpoint, tmp_path / "work")
+
+    assert not result.ok
+    # The in-process engine keeps the original ValueError, not "Engine core initialization failed".
+    assert result.reason == (
+        "vLLM crashed (exit code 1): ValueError: Failed to find a kernel that can implement the WNA16 linear layer."
+        " Reasons:"
+    )
+    assert result.outputs == ()
+    assert result.vllm_version is None
+    assert "Traceback" in result.log_tail
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie waiting for its reaper has ended."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def pid_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "stand-in.pids"
+    yield path
+    if path.is_file():  # should the test fail, leave nothing running
+        for pid in map(int, path.read_text().split()):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_timeout_kills_the_whole_process_group(
+    stand_in_python: Path, chat_checkpoint: Path, tmp_path: Path, pid_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "timeout")
+    monkeypatch.setenv("STANDIN_PID_FILE", str(pid_file))
+    # The stand-in's grandchild ignores SIGTERM, so the SIGKILL that follows the grace period is needed.
+    monkeypatch.setattr(_vllm_smoke, "KILL_GRACE_SECONDS", 0.5)
+
+    started = time.monotonic()
+    result = _smoke(stand_in_python, chat_checkpoint, tmp_path / "work", timeout_s=3)
+    elapsed = time.monotonic() - started
+
+    assert not result.ok
+    assert result.reason == "timed out after 3 s"
+    assert elapsed < 10
+    child, grandchild = map(int, pid_file.read_text().split())
+    deadline = time.monotonic() + 5
+    while (_alive(child) or _alive(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+    assert not _alive(grandchild)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("not-json", "the vLLM script's result is not valid JSON: "),
+        ("no-result", "the vLLM script exited with code 0 but wrote no result"),
+        ("non-text", "the vLLM script's result is garbage: outputs[0].text is not text"),
+        ("missing-output", "the vLLM script's result is garbage: 1 outputs for 2 prompts"),
+    ],
+    ids=["not-json", "no-result", "non-text", "missing-output"],
+)
+def test_a_missing_or_malformed_result_fails(
+    stand_in_python: Path,
+    chat_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("STANDIN_VLLM_MODE", mode)
+
+    result = _smoke(stand_in_python, chat_checkpoint, tmp_path / "work")
+
+    assert not result.ok
+    assert result.reason is not None and result.reason.startswith(reason)
+    assert result.outputs == ()
+
+
+def test_a_degenerate_answer_fails_with_the_quality_check_reason(
+    stand_in_python: Path, chat_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "degenerate")
+
+    result = _smoke(stand_in_python, chat_checkpoint, tmp_path / "work")
+
+    assert not result.ok
+    assert result.reason == (
+        "vLLM's answer to 'What is the capital of France?' is degenerate ('the' repeats 12 times in 12 words):"
+        " 'the the the the the the the the the the the the '"
+    )
+    assert len(result.outputs) == len(PROMPTS)  # what vLLM said is kept for the record
+
+
+def test_an_interpreter_that_cannot_start_fails_without_raising(tmp_path: Path, chat_checkpoint: Path) -> None:
+    result = _smoke(tmp_path, chat_checkpoint, tmp_path / "work")
+
+    assert not result.ok
+    assert result.reason is not None and result.reason.startswith(f"could not start the vLLM Python {tmp_path}: ")
+
+
+def test_kernel_and_scheme_lines_are_read_from_vllms_log() -> None:
+    log = "\n".join(
+        [
+            "INFO 08-22 10:11:12 [model.py:1702] Using max model len 1024",
+            "INFO 08-22 10:11:12 [cuda.py:312] Using FLASH_ATTN backend on V1 engine.",
+            "DEBUG 08-22 10:11:13 [compressed_tensors.py:688] Using scheme: CompressedTensorsW8A8Fp8 for model.x",
+            "INFO 08-22 10:11:13 [__init__.py:90] Selected CutlassFP8ScaledMMLinearKernel for CompressedTensorsW8A8Fp8",
+            "(EngineCore_DP0 pid=42) INFO 08-22 10:11:13 [nvfp4.py:70] Using FlashInferCutlassNvFp4 for NVFP4 GEMM",
+            "INFO 08-22 10:11:13 [mixed_precision.py:55] Using MacheteLinearKernel for mixed-precision linear",
+            "INFO 08-22 10:11:14 [__init__.py:90] Selected CutlassFP8ScaledMMLinearKernel for CompressedTensorsW8A8Fp8",
+        ]
+    )
+
+    kernels, schemes = _vllm_smoke._parse_log(log)
+
+    assert kernels == ("CutlassFP8ScaledMMLinearKernel", "FlashInferCutlassNvFp4", "MacheteLinearKernel")
+    assert schemes == ("CompressedTensorsW8A8Fp8",)
+
+
+# configured_python -------------------------------------------------------------------------------
+
+
+def _executable(path: Path) -> Path:
+    path.write_text("#!/bin/sh\n", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_explicit_interpreter_wins_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit, from_env = _executable(tmp_path / "explicit"), _executable(tmp_path / "from-env")
+    monkeypatch.setenv(VLLM_PYTHON_ENV, str(from_env))
+
+    assert configured_python(str(explicit)) == explicit
+    assert configured_python() == from_env
+
+
+def test_no_interpreter_configured_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VLLM_PYTHON_ENV, raising=False)
+    assert configured_python() is None
+    monkeypatch.setenv(VLLM_PYTHON_ENV, "")
+    assert configured_python() is None
+
+
+def test_a_symlinked_interpreter_is_kept_as_the_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VLLM_PYTHON_ENV, raising=False)
+    link = tmp_path / "venv-python"
+    link.symlink_to(_executable(tmp_path / "real-python"))
+    assert configured_python(link) == link
+
+
+def test_a_missing_interpreter_names_where_it_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nowhere" / "python"
+    monkeypatch.setenv(VLLM_PYTHON_ENV, str(missing))
+
+    with pytest.raises(UsageError, match=r"\(from \$HUBPUB_VLLM_PYTHON\) does not exist"):
+        configured_python()
+    with pytest.raises(UsageError, match=r"\(from --vllm-python or verify.vllm_python\) does not exist"):
+        configured_python(missing)
+    with pytest.raises(UsageError, match=r"\(from verify.vllm_python in spec.yaml\) does not exist"):
+        configured_python(missing, origin="verify.vllm_python in spec.yaml")
+
+
+def test_a_non_executable_interpreter_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VLLM_PYTHON_ENV, raising=False)
+    plain_file = tmp_path / "python"
+    plain_file.write_text("", encoding="utf-8")
+
+    with pytest.raises(UsageError, match="is not an executable file"):
+        configured_python(plain_file)
+    with pytest.raises(UsageError, match="is not an executable file"):
+        configured_python(tmp_path)
+
+
+# compare_first_tokens ----------------------------------------------------------------------------
+
+
+def test_first_tokens_are_compared_by_token_ids_when_both_sides_have_them() -> None:
+    transformers = [
+        {"prompt": "a", "output": "Paris is lovely", "token_ids": [1, 2, 3, 4, 5, 6, 7, 8, 9]},
+        {"prompt": "b", "output": "Seven", "token_ids": [5, 6, 7]},
+    ]
+    vllm = [
+        {"prompt": "b", "text": "Seven", "token_ids": [5, 9, 7]},
+        {"prompt": "a", "text": "Paris is pretty", "token_ids": [1, 2, 3, 4, 5, 6, 7, 8, 10]},
+    ]
+
+    assert compare_first_tokens(transformers, vllm) == [
+        {"prompt": "b", "transformers": [5, 6, 7], "vllm": [5, 9, 7], "compared": "token_ids"}
+    ]
+
+
+def test_first_tokens_fall_back_to_words_without_token_ids() -> None:
+    transformers = [
+        {"prompt": "a", "output": "The capital of France is Paris."},
+        {"prompt": "b", "output": "one two three four"},
+    ]
+    vllm = [
+        {"prompt": "a", "text": "The capital of France is Paris, of course.", "token_ids": [1, 2]},
+        {"prompt": "b", "text": "one two six four", "token_ids": [3, 4]},
+    ]
+
+    assert compare_first_tokens(transformers, vllm, count=3) == [
+        {"prompt": "b", "transformers": ["one", "two", "three"], "vllm": ["one", "two", "six"], "compared": "words"}
+    ]
+
+
+def test_prompts_missing_on_one_side_are_not_compared() -> None:
+    transformers = [{"prompt": "only here", "output": "x", "token_ids": [1]}]
+    assert compare_first_tokens(transformers, [{"prompt": "elsewhere", "text": "y", "token_ids": [2]}]) == []
