@@ -28,6 +28,7 @@ __all__ = [
     "push",
     "release",
     "republish",
+    "verify",
 ]
 
 DEFAULT_WORKDIR = Path(".hubpub") / "work"
@@ -182,12 +183,15 @@ def release(
     dry_run: bool = False,
     roundtrip: bool = True,
     progress: Progress | None = None,
+    vllm_python: str | None = None,
 ) -> list[ReleaseOutcome]:
     """Run the pipeline for every selected variant, stage each repo folder, and publish it.
 
     Finished stages are reused from `workdir`; `force` names stages to redo (`publish` also
     overrides the guard against pushing over another release). `hub` is `local` (the embedded Hub
-    in `hub_dir`), `hf`, or a URL. With `dry_run` nothing remote is written.
+    in `hub_dir`), `hf`, or a URL. With `dry_run` nothing remote is written. `vllm_python` is the
+    interpreter of an environment with vLLM for the real load (default: $HUBPUB_VLLM_PYTHON, then
+    the spec's `verify.vllm_python`).
     """
     from hubpub.errors import UsageError
 
@@ -198,12 +202,21 @@ def release(
     from hubpub.pipeline import PublishOptions, run_releases
 
     if not push:
-        return run_releases(releases, workdir=workdir, force=frozenset(force), progress=progress)
+        return run_releases(
+            releases, workdir=workdir, force=frozenset(force), progress=progress, vllm_python=vllm_python
+        )
     from hubpub.hubclient import open_target
 
     with open_target(hub, local_dir=hub_dir) as target:
         options = PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip)
-        return run_releases(releases, workdir=workdir, force=frozenset(force), publishing=options, progress=progress)
+        return run_releases(
+            releases,
+            workdir=workdir,
+            force=frozenset(force),
+            publishing=options,
+            progress=progress,
+            vllm_python=vllm_python,
+        )
 
 
 def push(
@@ -351,3 +364,32 @@ def republish(
                     RepublishResult(item.repo_id, item.variant, status, commit=pushed.commit, url=pushed.url)
                 )
         return results
+
+
+def verify(
+    paths: list[Path],
+    *,
+    vllm_python: str | None = None,
+    jobs: int = 1,
+    hub: str = "local",
+    hub_dir: Path = DEFAULT_HUB_DIR,
+    dry_run: bool = False,
+) -> list[RepublishResult]:
+    """Check already published variants in vLLM again and update their cards' "verified on" facts.
+
+    Each repo's files are downloaded from the Hub; the static preflight runs with this hubpub's
+    rules, and the real vLLM load runs when `vllm_python` (or $HUBPUB_VLLM_PYTHON) names a Python
+    with vLLM. The new vLLM record goes into the repo's manifest and card in one commit, made only
+    when they changed; weights are never uploaded.
+    """
+    from hubpub.errors import UsageError
+    from hubpub.family import reverify
+    from hubpub.hubclient import open_target
+    from hubpub.stages._vllm_smoke import configured_python
+
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: use 1 or more")
+    spec_files = load_specs(paths)
+    python = configured_python(vllm_python)
+    with open_target(hub, local_dir=hub_dir) as target:
+        return reverify(spec_files, target, vllm_python=python, jobs=jobs, dry_run=dry_run)

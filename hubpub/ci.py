@@ -124,8 +124,8 @@ def push_summary(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def republish_summary(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["## hubpub republish", "", "| repo | variant | result | commit or reason |", "| --- | --- | --- | --- |"]
+def republish_summary(rows: Sequence[Mapping[str, Any]], title: str = "hubpub republish") -> str:
+    lines = [f"## {title}", "", "| repo | variant | result | commit or reason |", "| --- | --- | --- | --- |"]
     for row in rows:
         detail = f"`{row['commit'][:12]}`" if row.get("commit") and not row.get("reason") else row.get("reason") or ""
         repo = f"[{_cell(row['repo_id'])}]({row['url']})" if row.get("url") else _cell(row["repo_id"])

@@ -27,6 +27,11 @@ SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(pa
 Command = TypeVar("Command", bound=Callable[..., Any])
 VARIANT = click.option("--variant", help="Only this variant of a family.")
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+VLLM_PYTHON = click.option(
+    "--vllm-python",
+    metavar="PATH",
+    help="Python of an environment with vLLM, for the real vLLM load (default: $HUBPUB_VLLM_PYTHON).",
+)
 
 
 def workdir_option(help_text: str) -> Callable[[Command], Command]:
@@ -166,6 +171,14 @@ def hub_options(command: Command) -> Command:
     return command
 
 
+def update_options(command: Command) -> Command:
+    """--hub, --hub-dir and a --dry-run that shows which cards would change (republish, verify)."""
+    dry_run = click.option("--dry-run", is_flag=True, help="Show which cards would change; write nothing remote.")
+    for option in reversed([*HUB_OPTIONS[:2], dry_run]):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @SPEC_PATHS
 @VARIANT
@@ -179,6 +192,7 @@ def hub_options(command: Command) -> Command:
     help="Redo this stage even when cached (repeatable); `--force publish` also pushes over another release.",
 )
 @hub_options
+@VLLM_PYTHON
 @AS_JSON
 def release(
     specs: tuple[Path, ...],
@@ -190,6 +204,7 @@ def release(
     hub_dir: Path,
     dry_run: bool,
     no_roundtrip: bool,
+    vllm_python: str | None,
     as_json: bool,
 ) -> None:
     """Quantize, verify, stage and publish each release; resumes from cached stages."""
@@ -205,6 +220,7 @@ def release(
             dry_run=dry_run,
             roundtrip=not no_roundtrip,
             progress=progress.update,
+            vllm_python=vllm_python,
         )
     if ci.under_github_actions():
         ci.append_summary(ci.release_summary(outcomes))
@@ -303,16 +319,7 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
 @click.option("--card-only", is_flag=True, help="Re-render cards from the manifests on the Hub; upload no weights.")
 @click.option("--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Repos handled at once.")
 @workdir_option("Where stage outputs are cached (not used with --card-only).")
-@click.option(
-    "--hub",
-    default="local",
-    show_default=True,
-    help="local (the embedded Hub in --hub-dir), hf (huggingface.co or HF_ENDPOINT), or a URL.",
-)
-@click.option(
-    "--hub-dir", type=click.Path(path_type=Path, file_okay=False), default=api.DEFAULT_HUB_DIR, show_default=True
-)
-@click.option("--dry-run", is_flag=True, help="Show which cards would change; write nothing remote.")
+@update_options
 @AS_JSON
 def republish(
     specs: tuple[Path, ...],
@@ -329,18 +336,23 @@ def republish(
         results = api.republish(
             list(specs), card_only=card_only, jobs=jobs, workdir=workdir, hub=hub, hub_dir=hub_dir, dry_run=dry_run
         )
+    _report_updates(results, as_json=as_json, verbose=dry_run, action="republish")
+
+
+def _report_updates(results: list[Any], *, as_json: bool, verbose: bool, action: str) -> None:
+    """The per-repo table of republish and verify; any failed repo makes the command fail after it."""
     rows = [result.as_dict() for result in results]
     if ci.under_github_actions():
-        ci.append_summary(ci.republish_summary(rows))
+        ci.append_summary(ci.republish_summary(rows, title=f"hubpub {action}"))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _print_republished(rows, verbose=dry_run)
+        _print_republished(rows, verbose=verbose)
     failed = [result for result in results if result.status == "failed"]
     if failed:
         first = failed[0]
         count = f"{len(failed)} of {len(results)} repos"
-        raise PublishError(f"{count} failed to republish ({first.repo_id}: {first.reason})")
+        raise PublishError(f"{count} failed to {action} ({first.repo_id}: {first.reason})")
 
 
 def _print_republished(rows: list[dict[str, Any]], *, verbose: bool) -> None:
@@ -359,6 +371,27 @@ def _print_republished(rows: list[dict[str, Any]], *, verbose: bool) -> None:
         for row in rows:
             if row["readme_diff"]:
                 out.print(escape(row["readme_diff"]))
+
+
+@cli.command()
+@SPEC_PATHS
+@VLLM_PYTHON
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Repos checked at once.")
+@update_options
+@AS_JSON
+def verify(
+    specs: tuple[Path, ...],
+    vllm_python: str | None,
+    jobs: int,
+    hub: str,
+    hub_dir: Path,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Re-check published variants in vLLM and update their cards' verified-on facts (no weights uploaded)."""
+    with json_stdout(as_json):
+        results = api.verify(list(specs), vllm_python=vllm_python, jobs=jobs, hub=hub, hub_dir=hub_dir, dry_run=dry_run)
+    _report_updates(results, as_json=as_json, verbose=dry_run, action="verify")
 
 
 @cli.command("eval")

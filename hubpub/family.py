@@ -15,14 +15,15 @@ from __future__ import annotations
 import difflib
 import re
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hubpub.errors import HubpubError, PublishError, UsageError
-from hubpub.hubclient import HubTarget, client, commit_file
-from hubpub.manifest import MANIFEST_NAME, Manifest
+from hubpub.hubclient import HubTarget, client, commit_files
+from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.spec import ReleaseSpec, SpecFile
 from hubpub.version import __version__
 
@@ -155,8 +156,13 @@ class RepublishResult:
 class _Published:
     release: ReleaseSpec
     manifest: Manifest
+    manifest_text: str
     readme: str
     head: str
+
+
+ManifestUpdate = Callable[[_Published, Path], Manifest]
+"""Given a published repo (and a scratch folder), the manifest its new card is rendered from."""
 
 
 def republish_cards(
@@ -168,6 +174,39 @@ def republish_cards(
     A repo gets one README-only commit when its card changed and none otherwise; a failure in one
     repo is reported in its result and does not stop the others.
     """
+    return _update_family(
+        spec_files, target, jobs=jobs, dry_run=dry_run, update=lambda found, _: found.manifest, purpose="card only"
+    )
+
+
+def reverify(
+    spec_files: list[SpecFile],
+    target: HubTarget,
+    *,
+    vllm_python: Path | None,
+    jobs: int = 1,
+    dry_run: bool = False,
+) -> list[RepublishResult]:
+    """Check every published variant in vLLM again: the static preflight with the current rules, and the
+    real load when `vllm_python` is given. The weights are downloaded, never uploaded; the new facts go
+    into the repo's manifest and card in one commit, and only when they changed.
+    """
+
+    def update(found: _Published, scratch: Path) -> Manifest:
+        return _reverified_manifest(found, target, vllm_python, scratch)
+
+    return _update_family(spec_files, target, jobs=jobs, dry_run=dry_run, update=update, purpose="vLLM re-verification")
+
+
+def _update_family(
+    spec_files: list[SpecFile],
+    target: HubTarget,
+    *,
+    jobs: int,
+    dry_run: bool,
+    update: ManifestUpdate,
+    purpose: str,
+) -> list[RepublishResult]:
     api = client(target)
     releases = [(spec_file, release) for spec_file in spec_files for release in spec_file.releases]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -180,7 +219,12 @@ def republish_cards(
             for (spec_file, release), fetched_item in zip(releases, fetched, strict=True)
         ]
         return list(
-            pool.map(lambda item: _republish_one(api, target, item[0], item[1], item[2], published, dry_run), work)
+            pool.map(
+                lambda item: _update_one(
+                    api, target, item[0], item[1], item[2], published, dry_run=dry_run, update=update, purpose=purpose
+                ),
+                work,
+            )
         )
 
 
@@ -191,9 +235,10 @@ def _fetch(api: Any, target: HubTarget, release: ReleaseSpec) -> _Published | Re
         head = str(api.model_info(release.repo_id).sha)
         with tempfile.TemporaryDirectory(prefix="hubpub-republish-") as scratch:
             manifest_path = api.hf_hub_download(release.repo_id, MANIFEST_NAME, revision=head, cache_dir=scratch)
-            manifest = Manifest.model_validate_json(Path(manifest_path).read_text(encoding="utf-8"))
+            manifest_text = Path(manifest_path).read_text(encoding="utf-8")
             readme_path = api.hf_hub_download(release.repo_id, "README.md", revision=head, cache_dir=scratch)
             readme = Path(readme_path).read_text(encoding="utf-8")
+        manifest = Manifest.model_validate_json(manifest_text)
     except (RepositoryNotFoundError, RevisionNotFoundError):
         return None
     except EntryNotFoundError:
@@ -202,17 +247,20 @@ def _fetch(api: Any, target: HubTarget, release: ReleaseSpec) -> _Published | Re
         )
     except Exception as exc:
         return RepublishResult(release.repo_id, release.variant, "failed", reason=target.scrub(f"reading it: {exc}"))
-    return _Published(release, manifest, readme, head)
+    return _Published(release, manifest, manifest_text, readme, head)
 
 
-def _republish_one(
+def _update_one(
     api: Any,
     target: HubTarget,
     spec_file: SpecFile,
     release: ReleaseSpec,
     fetched: _Published | RepublishResult | None,
     published: dict[str, _Published | RepublishResult],
+    *,
     dry_run: bool,
+    update: ManifestUpdate,
+    purpose: str,
 ) -> RepublishResult:
     url = target.repo_url(release.repo_id)
     if fetched is None:
@@ -220,8 +268,16 @@ def _republish_one(
     if isinstance(fetched, RepublishResult):
         return fetched
     try:
-        text = _render(spec_file, fetched, published)
-        if text == fetched.readme:
+        _check_same_release(fetched)
+        with tempfile.TemporaryDirectory(prefix="hubpub-update-") as scratch:
+            manifest = update(fetched, Path(scratch))
+        text = _render(spec_file, fetched, manifest, published)
+        changes: dict[str, bytes] = {}
+        if text != fetched.readme:
+            changes["README.md"] = text.encode("utf-8")
+        if manifest != fetched.manifest:
+            changes[MANIFEST_NAME] = manifest_bytes(manifest)
+        if not changes:
             return RepublishResult(release.repo_id, release.variant, "unchanged", commit=fetched.head, url=url)
         diff = "".join(
             difflib.unified_diff(
@@ -230,37 +286,88 @@ def _republish_one(
         )
         if dry_run:
             return RepublishResult(release.repo_id, release.variant, "dry-run", url=url, readme_diff=diff)
-        commit = commit_file(
+        commit = commit_files(
             api,
             target,
             release.repo_id,
-            "README.md",
-            text.encode("utf-8"),
+            changes,
             parent=fetched.head,
-            title=f"hubpub {__version__}: re-render the model card of {release.variant} (card only)",
+            title=f"hubpub {__version__}: update the model card of {release.variant} ({purpose})",
         )
         return RepublishResult(release.repo_id, release.variant, "updated", commit=commit, url=url, readme_diff=diff)
     except HubpubError as error:
         return RepublishResult(release.repo_id, release.variant, "failed", url=url, reason=str(error))
 
 
-def _render(spec_file: SpecFile, this: _Published, published: dict[str, _Published | RepublishResult]) -> str:
-    from hubpub.stages import card
+def manifest_bytes(manifest: Manifest) -> bytes:
+    return (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
 
-    release, manifest = this.release, this.manifest
+
+def _check_same_release(found: _Published) -> None:
+    release, manifest = found.release, found.manifest
     if manifest.variant != release.variant or (manifest.family or None) != (release.family or None):
         raise PublishError(
             f"{release.repo_id} holds family {manifest.family!r} variant {manifest.variant!r}, not this spec's"
-            f" {release.family!r} {release.variant!r}; refusing to re-render its card"
+            f" {release.family!r} {release.variant!r}; refusing to update it"
         )
     if manifest.recipe != release.recipe():
         raise PublishError(
             f"the spec's recipe for {release.variant} no longer matches the published weights of {release.repo_id}:"
-            " a card-only republish cannot change the quantization; run `hubpub release`"
+            " a card-only update cannot change the quantization; run `hubpub release`"
         )
+
+
+def _render(
+    spec_file: SpecFile, this: _Published, manifest: Manifest, published: dict[str, _Published | RepublishResult]
+) -> str:
+    from hubpub.stages import card
+
     family = [
-        found.manifest
+        manifest if sibling.repo_id == this.release.repo_id else found.manifest
         for sibling in spec_file.releases
         if isinstance(found := published.get(sibling.repo_id), _Published)
     ]
-    return card.rerender(release, manifest, family, spec_file.releases)
+    return card.rerender(this.release, manifest, family, spec_file.releases)
+
+
+def _reverified_manifest(found: _Published, target: HubTarget, vllm_python: Path | None, scratch: Path) -> Manifest:
+    """Download the published files and run the vLLM stage on them; the manifest with its new vLLM record."""
+    from hubpub.hashing import HashCache
+    from hubpub.measure import measured
+    from hubpub.stages import vllm
+    from hubpub.stages.context import StageContext
+
+    api = client(target)
+    try:
+        checkpoint = Path(api.snapshot_download(found.release.repo_id, revision=found.head, local_dir=scratch / "repo"))
+    except Exception as exc:
+        raise PublishError(f"downloading {found.release.repo_id}: {target.scrub(str(exc))}") from None
+    manifest = found.manifest
+    quantize = manifest.stages["quantize"].model_copy(update={"outputs": {"checkpoint": str(checkpoint)}})
+    output_dir = scratch / "vllm"
+    output_dir.mkdir()
+    ctx = StageContext(
+        release=found.release,
+        spec_path=Path(manifest.spec_file),
+        cache_dir=scratch / "cache",
+        output_dir=output_dir,
+        previous={**manifest.stages, "quantize": quantize},
+        hashes=HashCache(scratch / "cache" / "sha256.json"),
+        vllm_python=vllm_python,
+    )
+    with measured() as measurement:
+        output = vllm.run(ctx)
+    previous = manifest.stages.get("vllm")
+    if previous is not None and previous.metrics == output.metrics and previous.reason == output.skipped:
+        return manifest
+    result = StageResult(
+        stage="vllm",
+        status="skipped" if output.skipped else "done",
+        fingerprint=f"reverified-{found.head}",
+        seconds=round(measurement.seconds, 3),
+        peak_rss_mb=round(measurement.peak_rss_mb, 1),
+        reason=output.skipped,
+        metrics={**output.metrics, "reverified_commit": found.head},
+        ci_run_url=ci_run_url(),
+    )
+    return manifest.model_copy(update={"stages": {**manifest.stages, "vllm": result}})

@@ -199,23 +199,22 @@ def commit_plan(
     return _commit(api, target, repo_id, operations, plan.head, title=title, description=description, sleep=sleep)
 
 
-def commit_file(
+def commit_files(
     api: Any,
     target: HubTarget,
     repo_id: str,
-    path_in_repo: str,
-    content: bytes,
+    files: dict[str, bytes],
     *,
     parent: str,
     title: str,
     description: str = "",
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """One commit that replaces a single file on top of `parent`, with the same retries as `commit_plan`."""
+    """One commit that writes small files (path → content) on top of `parent`, with `commit_plan`'s retries."""
     from huggingface_hub import CommitOperationAdd
 
-    operation = CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=content)
-    return _commit(api, target, repo_id, [operation], parent, title=title, description=description, sleep=sleep)
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files.items()]
+    return _commit(api, target, repo_id, operations, parent, title=title, description=description, sleep=sleep)
 
 
 def _commit(

@@ -18,23 +18,25 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
-from hubpub.errors import HubpubError, StageError
+from hubpub.errors import HubpubError
 from hubpub.hashing import HashCache, fingerprint, sha256_file
 from hubpub.hub.store import front_matter
 from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.spec import ReleaseSpec, load_spec
-from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify
+from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify, vllm
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.stages.publish import PublishResult
 from hubpub.version import __version__
+from hubpub.vllm_rules import VLLM_VERSION
 from hubpub.warm import WarmInterpreter
 
 logger = logging.getLogger(__name__)
 
 TOOLS = ("llmcompressor", "compressed-tensors", "transformers", "torch", "lm-eval", "huggingface-hub")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+VLLM_RULES_ID = f"vllm-{VLLM_VERSION}"
 
 Progress = Callable[[str, str, str], None]
 """Called with (variant, stage, event) where event is started, done, cached, skipped or failed."""
@@ -49,6 +51,7 @@ _RUNNERS: dict[str, _Stage] = {
     "preflight": preflight,
     "quantize": quantize,
     "verify": verify,
+    "vllm": vllm,
     "evaluate": evaluate,
 }
 
@@ -109,8 +112,10 @@ class ReleaseRun:
         workdir: Path,
         force: frozenset[str] = frozenset(),
         progress: Progress | None = None,
+        vllm_python: str | None = None,
     ) -> None:
         self.spec_path = spec_path
+        self.vllm_python = _vllm_python(vllm_python, release, spec_path)
         self.release = release
         self.root = release_dir(workdir, release)
         self.cache_dir = workdir / "cache"
@@ -148,20 +153,21 @@ class ReleaseRun:
     def _prepare_stage(self, stage: str, warm_interpreter: Callable[[], WarmInterpreter]) -> StageResult:
         if stage == "evaluate" and self.release.evaluation is None:
             return StageResult(stage=stage, status="skipped", fingerprint="", reason="the spec asks for no evaluation")
-        if stage in _RUNNERS:
-            return _run_cached(
-                stage,
-                self.spec_path,
-                self.release,
-                self.root,
-                self.cache_dir,
-                self.hashes,
-                self.versions,
-                self.results,
-                self.force,
-                warm_interpreter,
-            )
-        return _unavailable(stage, self.release)
+        if stage == "vllm" and self.release.verify.vllm == "off":
+            return StageResult(stage=stage, status="skipped", fingerprint="", reason="verify.vllm is off")
+        return _run_cached(
+            stage,
+            self.spec_path,
+            self.release,
+            self.root,
+            self.cache_dir,
+            self.hashes,
+            self.versions,
+            self.results,
+            self.force,
+            warm_interpreter,
+            self.vllm_python,
+        )
 
     def finish(self, family: list[ReleaseRun], publishing: PublishOptions | None) -> ReleaseOutcome:
         card_dir = self._step("card", lambda: self._card(family))
@@ -242,12 +248,28 @@ def run_releases(
     force: frozenset[str] = frozenset(),
     publishing: PublishOptions | None = None,
     progress: Progress | None = None,
+    vllm_python: str | None = None,
 ) -> list[ReleaseOutcome]:
     """Run the selected variants: every one up to its card first, then cards and publishing."""
-    runs = [ReleaseRun(path, item, workdir=workdir, force=force, progress=progress) for path, item in items]
+    runs = [
+        ReleaseRun(path, item, workdir=workdir, force=force, progress=progress, vllm_python=vllm_python)
+        for path, item in items
+    ]
     for run in runs:
         run.prepare()
     return [run.finish([member for member in runs if member.spec_path == run.spec_path], publishing) for run in runs]
+
+
+def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path) -> Path | None:
+    """--vllm-python, else $HUBPUB_VLLM_PYTHON, else the spec's verify.vllm_python (relative to the spec)."""
+    from hubpub.stages._vllm_smoke import VLLM_PYTHON_ENV, configured_python
+
+    if release.verify.vllm == "off":
+        return None
+    if explicit is None and not os.environ.get(VLLM_PYTHON_ENV) and release.verify.vllm_python:
+        interpreter = spec_path.parent / Path(release.verify.vllm_python).expanduser()
+        return configured_python(interpreter, origin=f"verify.vllm_python in {spec_path}")
+    return configured_python(explicit)
 
 
 def _base_license(base_dir: Path) -> str | None:
@@ -285,7 +307,12 @@ def _publish(
 
 
 def _inputs(
-    stage: str, release: ReleaseSpec, hashes: HashCache, versions: dict[str, str | None], done: dict[str, StageResult]
+    stage: str,
+    release: ReleaseSpec,
+    hashes: HashCache,
+    versions: dict[str, str | None],
+    done: dict[str, StageResult],
+    vllm_python: Path | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """What a stage's output depends on, and whether it must run every time (a moving Hub revision)."""
     tools = {"hubpub": versions["hubpub"]}
@@ -337,6 +364,17 @@ def _inputs(
             "verify": release.verify.model_dump(mode="json", exclude={"vllm", "vllm_python"}),
             **versions,
         }, False
+    if stage == "vllm":
+        return {
+            "checkpoint": hashes.tree(Path(done["quantize"].outputs["checkpoint"])),
+            "rules": VLLM_RULES_ID,
+            "mode": release.verify.vllm,
+            "vllm_python": str(vllm_python) if vllm_python else None,
+            "prompts": list(release.verify.prompts),
+            "max_new_tokens": release.verify.max_new_tokens,
+            "verified": done["verify"].fingerprint,
+            **tools,
+        }, False
     raise AssertionError(f"no inputs defined for stage {stage}")
 
 
@@ -351,18 +389,20 @@ def _run_cached(
     done: dict[str, StageResult],
     force: frozenset[str],
     warm_interpreter: Callable[[], WarmInterpreter],
+    vllm_python: Path | None,
 ) -> StageResult:
-    inputs, volatile = _inputs(stage, release, hashes, versions, done)
+    inputs, volatile = _inputs(stage, release, hashes, versions, done, vllm_python)
     key = fingerprint({"stage": stage, **inputs})
     folder = root / "stages" / f"{stage}-{key[:16]}"
     result_file = folder / "result.json"
     if result_file.is_file() and stage not in force and not volatile:
         cached = StageResult.model_validate_json(result_file.read_text(encoding="utf-8"))
         logger.debug("%s: %s is cached", release.variant, stage)
-        return cached.model_copy(update={"status": "cached"})
+        return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    interpreter = warm_interpreter()
+    # The vLLM stage runs in another environment; it needs no warm interpreter of this one.
+    interpreter = None if stage == "vllm" else warm_interpreter()
     ctx = StageContext(
         release=release,
         spec_path=spec_path,
@@ -371,14 +411,16 @@ def _run_cached(
         previous=dict(done),
         hashes=hashes,
         warm_interpreter=interpreter,
+        vllm_python=vllm_python,
     )
     logger.debug("%s: %s started", release.variant, stage)
     with measured() as measurement:
         output = _RUNNERS[stage].run(ctx)
     result = StageResult(
         stage=stage,
-        status="done",
+        status="skipped" if output.skipped else "done",
         fingerprint=key,
+        reason=output.skipped,
         ci_run_url=ci_run_url(),
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
@@ -391,16 +433,6 @@ def _run_cached(
     partial.replace(result_file)
     logger.debug("%s: %s done in %.1f s", release.variant, stage, measurement.seconds)
     return result
-
-
-def _unavailable(stage: str, release: ReleaseSpec) -> StageResult:
-    """Stages this version of hubpub does not run yet: recorded as skipped, with the reason."""
-    reason = {
-        "vllm": "verify.vllm is off" if release.verify.vllm == "off" else f"no vLLM check in hubpub {__version__}",
-    }[stage]
-    if stage == "vllm" and release.verify.vllm == "required":
-        raise StageError(f"{release.variant}: verify.vllm is 'required', but {reason}")
-    return StageResult(stage=stage, status="skipped", fingerprint="", reason=reason)
 
 
 def _stage_folder(root: Path, checkpoint: Path, card_dir: Path) -> Path:

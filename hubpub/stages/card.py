@@ -26,6 +26,7 @@ from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
 from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
+from hubpub.vllm_check import VllmPrediction
 
 SNIPPET_MARKER = "<!-- hubpub:snippet transformers -->"
 SNIPPET_TIMEOUT_SECONDS = 900
@@ -234,6 +235,7 @@ def card_facts(
             "max_ratio": perplexity["max_ratio"],
             "artifacts": _artifacts_text(verify["artifacts"]),
             "vllm": _vllm_text(stages.get("vllm")),
+            "vllm_preflight": _vllm_preflight(stages.get("vllm")),
             "generations": verify["generations"],
         },
         "evaluation": _evaluation(stages.get("evaluate")),
@@ -331,11 +333,51 @@ def _artifacts_text(artifacts: dict[str, list[str]]) -> str:
     return text
 
 
+def vllm_loaded(stage: Any) -> bool:
+    """Whether the release really loaded and generated in vLLM (a prediction is not enough)."""
+    return stage is not None and stage.status == "done" and bool(stage.metrics.get("smoke", {}).get("ok"))
+
+
 def _vllm_text(stage: Any) -> str:
-    if stage is None or stage.status != "done":
+    if stage is None or stage.status == "skipped" or "smoke" not in stage.metrics:
         reason = stage.reason if stage is not None and stage.reason else "not run"
-        return f"not verified in this release ({reason})"
-    return "verified"
+        return f"not loaded in vLLM for this release ({reason})"
+    smoke = stage.metrics["smoke"]
+    if not smoke["ok"]:
+        version = f" {smoke['vllm_version']}" if smoke.get("vllm_version") else ""
+        return f"failed in vLLM{version}: {smoke['reason']}"
+    kernels = f"; kernels: {', '.join(smoke['kernels'])}" if smoke.get("kernels") else ""
+    disagreements = stage.metrics.get("disagreements", [])
+    agreement = (
+        f"; first tokens differ from Transformers for {len(disagreements)} of {len(smoke['outputs'])} prompts"
+        if disagreements
+        else "; first tokens agree with Transformers"
+    )
+    return (
+        f"yes: vLLM {smoke['vllm_version']}, torch {smoke['torch_version']}, {smoke['gpu']},"
+        f" load {smoke['load_seconds']:.1f} s{kernels}{agreement}"
+    )
+
+
+def _vllm_preflight(stage: Any) -> dict[str, Any] | None:
+    """The static prediction per GPU generation, as table rows; None when the stage did not run."""
+    if stage is None or "preflight" not in stage.metrics:
+        return None
+    prediction = VllmPrediction.from_dict(stage.metrics["preflight"])
+    if not prediction.quantized:
+        return None
+    rows = [
+        {
+            "generation": verdict.generation,
+            "capability": f"{verdict.capability // 10}.{verdict.capability % 10}",
+            "loads": "yes" if verdict.loads else "no",
+            "schemes": ", ".join(verdict.schemes) or "–",
+            "kernels": ", ".join(verdict.kernels) or "–",
+            "notes": "; ".join([*verdict.reasons, *verdict.notes]) or "–",
+        }
+        for verdict in prediction.verdicts
+    ]
+    return {"vllm_version": prediction.vllm_version, "rows": rows, "warnings": list(prediction.warnings)}
 
 
 def _evaluation(stage: Any) -> dict[str, Any]:
@@ -395,8 +437,13 @@ def _limitations(release: ReleaseSpec, manifest: Manifest) -> list[str]:
         f"Perplexity was compared on one held-out English text of {perplexity['tokens']} tokens;"
         " it is a smoke test of the quantization, not a benchmark."
     )
-    if manifest.stages.get("vllm") is None or manifest.stages["vllm"].status != "done":
-        items.append("Not run in vLLM for this release.")
+    if not vllm_loaded(manifest.stages.get("vllm")):
+        items.append(
+            "Not loaded in vLLM for this release: its vLLM compatibility is predicted from the checkpoint's files"
+            " (see Verification), not observed."
+            if _vllm_preflight(manifest.stages.get("vllm"))
+            else "Not checked in vLLM for this release."
+        )
     evaluated = manifest.stages.get("evaluate")
     if evaluated is None or evaluated.status != "done":
         items.append("No task accuracy was measured for this release.")
@@ -505,8 +552,7 @@ def _metadata(release: ReleaseSpec, manifest: Manifest, facts: dict[str, Any]) -
 
     scheme = SCHEMES[release.scheme]
     tags = [scheme.name.lower().replace("_", "-"), "llmcompressor", "compressed-tensors", "quantized", *release.tags]
-    vllm = manifest.stages.get("vllm")
-    if vllm is not None and vllm.status == "done":
+    if vllm_loaded(manifest.stages.get("vllm")):
         tags.append("vllm")
     metadata: dict[str, Any] = {
         "base_model": release.base_model,

@@ -25,6 +25,8 @@ class StageContext:
     hashes: HashCache
     warm_interpreter: WarmInterpreter | None = None
     """A fresh interpreter with torch imported, started early, for work that must run in a new process."""
+    vllm_python: Path | None = None
+    """The Python interpreter of a separate environment that has vLLM, when one is configured."""
 
     def output_of(self, stage: str, key: str) -> Path:
         return Path(self.previous[stage].outputs[key])
@@ -34,3 +36,5 @@ class StageContext:
 class StageOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    skipped: str | None = None
+    """Set when the stage's main check could not run here; the stage is then recorded as skipped, with this reason."""

@@ -1,0 +1,148 @@
+"""The vLLM stage in a release: the static preflight always, the real load through a STAND-IN for vLLM.
+
+vLLM cannot be installed here; `tests/vllm_standin.py` provides an interpreter that imitates it
+(marked as such). The tiny Llama's release is real; only what runs "in vLLM" is the stand-in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+
+from hubpub import api
+from hubpub.errors import GateError, StageError
+from hubpub.hub import HubServer, Identity
+from hubpub.manifest import MANIFEST_NAME, Manifest
+from tests.conftest import write_spec
+from tests.vllm_standin import build_stand_in
+
+TOKEN = "hf_vllm_stage"
+STAND_IN = pytest.param("stand-in", id="stand-in-for-vllm-which-cannot-be-installed-here")
+
+
+@pytest.fixture(scope="module", params=[STAND_IN])
+def stand_in_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_stand_in(tmp_path_factory.mktemp("vllm-stand-in"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("vllm-stage-work")
+
+
+def release(folder: Path, model: Path, workdir: Path, mode: str, force: tuple[str, ...] = ()) -> api.Any:
+    spec = write_spec(folder, model, f"  vllm: {mode}\n", name=f"spec-{mode}.yaml")
+    (outcome,) = api.release([spec], workdir=workdir, push=False, force=force)
+    return outcome
+
+
+def test_without_vllm_the_prediction_is_recorded_and_the_load_skipped(
+    tiny_llama: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    outcome = release(tmp_path, tiny_llama, workdir, "optional")
+    stage = outcome.stages["vllm"]
+    assert stage.status == "skipped"
+    assert stage.reason.startswith("no vLLM environment was configured: set HUBPUB_VLLM_PYTHON")
+    prediction = stage.metrics["preflight"]
+    assert prediction["vllm_version"] == "0.33.0"
+    assert [verdict["generation"] for verdict in prediction["verdicts"]] == [
+        "Turing",
+        "Ampere",
+        "Ada",
+        "Hopper",
+        "Blackwell",
+    ]
+    assert all(verdict["loads"] for verdict in prediction["verdicts"])
+    card = (outcome.staged_dir / "README.md").read_text(encoding="utf-8")
+    assert "| vLLM | not loaded in vLLM for this release (no vLLM environment was configured" in card
+    assert "| Hopper | 9.0 | yes | CompressedTensorsWNA16 |" in card
+    assert "- vllm\n" not in card
+
+
+def test_required_without_vllm_fails_before_any_card(
+    tiny_llama: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    with pytest.raises(StageError, match=r"verify\.vllm is 'required', but no vLLM environment was configured"):
+        release(tmp_path, tiny_llama, workdir, "required")
+
+
+def test_a_configured_vllm_loads_the_release_and_the_card_says_so(
+    tiny_llama: Path, workdir: Path, tmp_path: Path, stand_in_python: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", str(stand_in_python))
+    outcome = release(tmp_path, tiny_llama, workdir, "required")
+    stage = outcome.stages["vllm"]
+    assert stage.status == "done"
+    smoke = stage.metrics["smoke"]
+    assert (smoke["ok"], smoke["vllm_version"], smoke["kernels"]) == (True, "0.33.0+stand-in", ["MarlinLinearKernel"])
+    assert smoke["gpu"] == "NVIDIA H100 80GB HBM3 (capability 9.0)"
+    assert [output["prompt"] for output in smoke["outputs"]] == ["What is the capital of France?"]
+    # The stand-in's answer is not the tiny model's: the disagreement is recorded, not a failure.
+    (disagreement,) = stage.metrics["disagreements"]
+    assert disagreement["prompt"] == "What is the capital of France?"
+    card = (outcome.staged_dir / "README.md").read_text(encoding="utf-8")
+    assert "| vLLM | yes: vLLM 0.33.0+stand-in, torch 2.14.0+stand-in, NVIDIA H100 80GB HBM3 (capability 9.0)" in card
+    assert "kernels: MarlinLinearKernel; first tokens differ from Transformers for 1 of 1 prompts |" in card
+    assert "- vllm\n" in card
+    assert Manifest.read(outcome.staged_dir).stages["vllm"].metrics["smoke"]["ok"] is True
+
+
+def test_a_vllm_crash_is_reported_when_optional_and_fails_when_required(
+    tiny_llama: Path, workdir: Path, tmp_path: Path, stand_in_python: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", str(stand_in_python))
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "crash")
+    (tmp_path / "optional").mkdir()
+    outcome = release(tmp_path / "optional", tiny_llama, workdir, "optional")
+    assert outcome.stages["vllm"].status == "done"
+    assert outcome.stages["vllm"].metrics["smoke"]["ok"] is False
+    card = (outcome.staged_dir / "README.md").read_text(encoding="utf-8")
+    assert "| vLLM | failed in vLLM : vLLM crashed (exit code 1): " not in card
+    assert "| vLLM | failed in vLLM: vLLM crashed (exit code 1): " in card
+    assert "Failed to find a kernel that can implement the WNA16 linear layer" in card
+    assert "- vllm\n" not in card
+    (tmp_path / "required").mkdir()
+    # The same checkpoint already loaded in this interpreter (a cached result); --force vllm loads it again.
+    with pytest.raises(GateError, match="failed in vLLM: vLLM crashed"):
+        release(tmp_path / "required", tiny_llama, workdir, "required", force=("vllm",))
+
+
+def test_off_skips_every_vllm_check(tiny_llama: Path, workdir: Path, tmp_path: Path) -> None:
+    outcome = release(tmp_path, tiny_llama, workdir, "off")
+    assert (outcome.stages["vllm"].status, outcome.stages["vllm"].reason) == ("skipped", "verify.vllm is off")
+    assert outcome.stages["vllm"].metrics == {}
+
+
+def test_hubpub_verify_reverifies_a_published_release_and_updates_its_card(
+    tiny_llama: Path, workdir: Path, tmp_path: Path, stand_in_python: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    spec = write_spec(tmp_path, tiny_llama, "  vllm: optional\n")
+    with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="test", orgs=("test",))}) as hub:
+        (published,) = api.release([spec], workdir=workdir, hub=hub.url, roundtrip=False)
+        assert published.published is not None
+        client = HfApi(endpoint=hub.url, token=TOKEN)
+        repo = published.repo_id
+
+        (static_only,) = api.verify([spec], hub=hub.url)
+        assert (static_only.status, static_only.commit) == ("unchanged", published.published.commit)
+
+        lfs_before = hub.received_bytes.get("lfs_upload", 0)
+        (verified,) = api.verify([spec], vllm_python=str(stand_in_python), hub=hub.url)
+        assert verified.status == "updated"
+        assert hub.received_bytes.get("lfs_upload", 0) == lfs_before
+        manifest = Manifest.model_validate_json(
+            Path(client.hf_hub_download(repo, MANIFEST_NAME, revision=verified.commit)).read_text()
+        )
+        stage = manifest.stages["vllm"]
+        assert (stage.status, stage.metrics["smoke"]["ok"]) == ("done", True)
+        assert stage.metrics["reverified_commit"] == published.published.commit
+        card = Path(client.hf_hub_download(repo, "README.md", revision=verified.commit)).read_text()
+        assert "| vLLM | yes: vLLM 0.33.0" in card
+        files = {sibling.rfilename for sibling in client.model_info(repo).siblings or []}
+        assert "model.safetensors" in files
