@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,17 @@ class TensorInfo:
     name: str
     dtype: str
     shape: tuple[int, ...]
+    file: Path | None = field(default=None, compare=False)
+    data_start: int = field(default=0, compare=False)
+    """Where the tensor's bytes start in `file`, for reading a few small values without loading the rest."""
+    data_length: int = field(default=0, compare=False)
+
+    def read_bytes(self) -> bytes:
+        if self.file is None:
+            raise StageError(f"{self.name}: no file to read its values from")
+        with self.file.open("rb") as handle:
+            handle.seek(self.data_start)
+            return handle.read(self.data_length)
 
     @property
     def numel(self) -> int:
@@ -77,7 +88,14 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
             raise StageError(f"{path}: safetensors header of {length} bytes is implausible")
         header = json.loads(handle.read(length))
     return {
-        name: TensorInfo(name=name, dtype=entry["dtype"], shape=tuple(entry["shape"]))
+        name: TensorInfo(
+            name=name,
+            dtype=entry["dtype"],
+            shape=tuple(entry["shape"]),
+            file=path,
+            data_start=8 + length + entry["data_offsets"][0],
+            data_length=entry["data_offsets"][1] - entry["data_offsets"][0],
+        )
         for name, entry in header.items()
         if name != "__metadata__"
     }

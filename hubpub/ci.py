@@ -143,12 +143,12 @@ def publish_outputs(results: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 
 def error_annotation(message: str, title: str = "hubpub") -> None:
-    print(f"::error title={_escape_property(title)}::{_escape_data(message)}", flush=True)
+    print(f"::error title={escape_property(title)}::{escape_data(message)}", flush=True)
 
 
-def _escape_data(text: str) -> str:
+def escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")

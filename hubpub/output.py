@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
-from hubpub.ci import _escape_data, _escape_property, end_group, start_group, under_github_actions
+from hubpub.ci import end_group, escape_data, escape_property, start_group, under_github_actions
 from hubpub.errors import SpecProblem
 
 LOGGER_NAME = "hubpub"
@@ -66,8 +66,8 @@ def report_spec_problems(problems: list[SpecProblem]) -> None:
         for problem in problems:
             message = f"{problem.field}: {problem.message}" if problem.field else problem.message
             print(
-                f"::error file={_escape_property(str(problem.file))},line={problem.line},col={problem.column},"
-                f"title=hubpub spec::{_escape_data(message)}"
+                f"::error file={escape_property(str(problem.file))},line={problem.line},col={problem.column},"
+                f"title=hubpub spec::{escape_data(message)}"
             )
 
 

@@ -9,7 +9,6 @@ kernel choice. vLLM's own smoke test is the judge; this is the prediction it is 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import struct
@@ -21,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hubpub import vllm_rules as rules
-from hubpub.checkpoint import TensorInfo, read_config, read_tensors, safetensors_files, text_config, ties_embeddings
+from hubpub.checkpoint import TensorInfo, read_config, read_tensors, text_config, ties_embeddings
 from hubpub.errors import StageError, UsageError
 
 _V = f"vLLM {rules.VLLM_VERSION}"
@@ -213,30 +212,23 @@ def predict_folder(
     """`predict` over a checkpoint folder: config.json, the safetensors headers and the `weight_shape` values."""
     config = read_config(folder)
     tensors = read_tensors(folder)
-    return predict(
-        config, tensors, tp_sizes=tp_sizes, disabled_kernels=disabled_kernels, weight_shapes=_read_weight_shapes(folder)
-    )
+    shapes = _read_weight_shapes(tensors)
+    return predict(config, tensors, tp_sizes=tp_sizes, disabled_kernels=disabled_kernels, weight_shapes=shapes)
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
 
 
-def _read_weight_shapes(folder: Path) -> dict[str, tuple[int, int]]:
-    """The (N, K) of every packed module: 16 bytes per `weight_shape` tensor, read without loading anything else."""
+def _read_weight_shapes(tensors: Mapping[str, TensorInfo]) -> dict[str, tuple[int, int]]:
+    """The (N, K) of every packed module: the 16 bytes of each `weight_shape` tensor, nothing else loaded."""
     shapes: dict[str, tuple[int, int]] = {}
-    for path in safetensors_files(folder):
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-            for name, entry in header.items():
-                if not name.endswith(".weight_shape") or entry.get("dtype") != "I64" or entry.get("shape") != [2]:
-                    continue
-                begin, end = entry["data_offsets"]
-                if end - begin != 16:
-                    raise StageError(f"{path}: {name} should hold 16 bytes, its offsets say {end - begin}")
-                handle.seek(8 + length + begin)
-                rows, columns = struct.unpack("<2q", handle.read(16))
-                shapes[name.removesuffix(".weight_shape")] = (rows, columns)
+    for name, tensor in tensors.items():
+        if not name.endswith(".weight_shape") or tensor.dtype != "I64" or tensor.shape != (2,):
+            continue
+        if tensor.data_length != 16:
+            raise StageError(f"{tensor.file}: {name} should hold 16 bytes, its offsets say {tensor.data_length}")
+        rows, columns = struct.unpack("<2q", tensor.read_bytes())
+        shapes[name.removesuffix(".weight_shape")] = (rows, columns)
     return shapes
 
 
