@@ -385,7 +385,7 @@ def verify(
     from hubpub.errors import UsageError
     from hubpub.family import reverify
     from hubpub.hubclient import open_target
-    from hubpub.stages._vllm_smoke import configured_python
+    from hubpub.vllm import configured_python
 
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: use 1 or more")

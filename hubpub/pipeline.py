@@ -29,7 +29,7 @@ from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quant
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.stages.publish import PublishResult
 from hubpub.version import __version__
-from hubpub.vllm_rules import VLLM_VERSION
+from hubpub.vllm import VLLM_VERSION
 from hubpub.warm import WarmInterpreter
 
 logger = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def run_releases(
 
 def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path) -> Path | None:
     """--vllm-python, else $HUBPUB_VLLM_PYTHON, else the spec's verify.vllm_python (relative to the spec)."""
-    from hubpub.stages._vllm_smoke import VLLM_PYTHON_ENV, configured_python
+    from hubpub.vllm import VLLM_PYTHON_ENV, configured_python
 
     if release.verify.vllm == "off":
         return None

@@ -26,7 +26,7 @@ from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
 from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
-from hubpub.vllm_check import VllmPrediction
+from hubpub.vllm import VllmPrediction
 
 SNIPPET_MARKER = "<!-- hubpub:snippet transformers -->"
 SNIPPET_TIMEOUT_SECONDS = 900

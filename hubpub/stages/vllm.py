@@ -1,6 +1,6 @@
 """vLLM stage: predict from the checkpoint's files whether vLLM loads it, then load it in vLLM when one is at hand.
 
-The static preflight needs no GPU and no vLLM: it applies the rules of `hubpub.vllm_rules` to
+The static preflight needs no GPU and no vLLM: it applies the rules of `hubpub.vllm.rules` to
 `config.json` and the safetensors headers, for each GPU generation. The real smoke test runs
 in the Python environment that has vLLM (never this one), in its own process group, and its
 first tokens are compared with the transformers verification; disagreements are recorded only.
@@ -12,15 +12,12 @@ import logging
 from typing import Any
 
 from hubpub.errors import GateError, StageError
-from hubpub.stages import _vllm_smoke
 from hubpub.stages.context import StageContext, StageOutput
-from hubpub.vllm_check import VllmPrediction, predict_folder
+from hubpub.vllm import VLLM_PYTHON_ENV, VllmPrediction, compare_first_tokens, predict_folder, run_smoke
 
 logger = logging.getLogger(__name__)
 
-NO_ENVIRONMENT = (
-    f"no vLLM environment was configured: set {_vllm_smoke.VLLM_PYTHON_ENV}, verify.vllm_python or --vllm-python"
-)
+NO_ENVIRONMENT = f"no vLLM environment was configured: set {VLLM_PYTHON_ENV}, verify.vllm_python or --vllm-python"
 
 
 def run(ctx: StageContext) -> StageOutput:
@@ -41,7 +38,7 @@ def run(ctx: StageContext) -> StageOutput:
         if required:
             raise StageError(f"{release.variant}: verify.vllm is 'required', but {NO_ENVIRONMENT}")
         return StageOutput(metrics=metrics, skipped=NO_ENVIRONMENT)
-    smoke = _vllm_smoke.run_smoke(
+    smoke = run_smoke(
         ctx.vllm_python,
         checkpoint,
         list(release.verify.prompts),
@@ -50,7 +47,7 @@ def run(ctx: StageContext) -> StageOutput:
     )
     metrics["smoke"] = smoke.as_dict()
     transformers_generations = ctx.previous["verify"].metrics.get("generations", [])
-    metrics["disagreements"] = _vllm_smoke.compare_first_tokens(transformers_generations, smoke.outputs)
+    metrics["disagreements"] = compare_first_tokens(transformers_generations, smoke.outputs)
     if smoke.ok:
         metrics["summary"] = f"loaded and generated in vLLM {smoke.vllm_version} on {smoke.gpu}"
     else:

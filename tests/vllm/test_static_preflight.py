@@ -1,4 +1,4 @@
-"""The static vLLM preflight: hubpub.vllm_rules applied by hubpub.vllm_check, with no GPU and no vLLM.
+"""The static vLLM preflight: hubpub.vllm.rules applied by the hubpub.vllm predictor, with no GPU and no vLLM.
 
 Crafted configs cover every rule the rules module encodes; the demo fixtures are the real SmolLM2-135M
 releases (config.json and the safetensors header, no weights).
@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from hubpub import vllm_rules as rules
 from hubpub.checkpoint import TensorInfo
 from hubpub.errors import UsageError
-from hubpub.vllm_check import (
+from hubpub.vllm import (
     GenerationVerdict,
     KernelRequest,
     VllmPrediction,
-    _QuantizationArgs,
     choose_mixed_precision_kernel,
     predict,
     predict_folder,
+    rules,
 )
+from hubpub.vllm.config import _QuantizationArgs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GENERATIONS = ("Turing", "Ampere", "Ada", "Hopper", "Blackwell")
@@ -255,7 +255,7 @@ def test_scheme_rows_are_numbered_one_to_fourteen_in_order() -> None:
 
 def test_importing_the_checker_stays_cheap() -> None:
     code = (
-        "import sys, hubpub.vllm_check\n"
+        "import sys, hubpub.vllm\n"
         "heavy = {'torch', 'safetensors', 'compressed_tensors', 'transformers', 'vllm'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )

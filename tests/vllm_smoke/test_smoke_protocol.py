@@ -5,7 +5,7 @@ stand-in interpreter: a wrapper script that runs this venv's Python with `-S` (n
 so hubpub itself is not importable, as in a real vLLM environment) and a fake `vllm` (and `torch`)
 package on PYTHONPATH. The fake imitates vLLM's offline interface (`LLM`, `SamplingParams`,
 `RequestOutput`/`CompletionOutput`), its log lines and a few of its failures. The REAL
-`_vllm_child.py` runs against it. What vLLM itself does is checked on a GPU, not here.
+`hubpub/vllm/child.py` runs against it. What vLLM itself does is checked on a GPU, not here.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from hubpub.errors import UsageError
-from hubpub.stages import _vllm_smoke
-from hubpub.stages._vllm_smoke import (
+from hubpub.vllm import smoke
+from hubpub.vllm.smoke import (
     VLLM_PYTHON_ENV,
     SmokeResult,
     compare_first_tokens,
@@ -167,7 +167,7 @@ def test_a_timeout_kills_the_whole_process_group(
     monkeypatch.setenv("STANDIN_VLLM_MODE", "timeout")
     monkeypatch.setenv("STANDIN_PID_FILE", str(pid_file))
     # The stand-in's grandchild ignores SIGTERM, so the SIGKILL that follows the grace period is needed.
-    monkeypatch.setattr(_vllm_smoke, "KILL_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(smoke, "KILL_GRACE_SECONDS", 0.5)
 
     started = time.monotonic()
     result = _smoke(stand_in_python, chat_checkpoint, tmp_path / "work", timeout_s=3)
@@ -246,7 +246,7 @@ def test_kernel_and_scheme_lines_are_read_from_vllms_log() -> None:
         ]
     )
 
-    kernels, schemes = _vllm_smoke._parse_log(log)
+    kernels, schemes = smoke._parse_log(log)
 
     assert kernels == ("CutlassFP8ScaledMMLinearKernel", "FlashInferCutlassNvFp4", "MacheteLinearKernel")
     assert schemes == ("CompressedTensorsW8A8Fp8",)

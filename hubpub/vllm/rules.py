@@ -17,8 +17,8 @@ as float16 below capability 8.0, vLLM's ``vllm/config/model.py`` behaviour in re
 0.33.0) and the FP8 block-shape error wording.
 
 To follow a new vLLM release, re-read those files, change the tables and ``VLLM_VERSION`` in one
-reviewable change, and run ``tests/vllm``. The logic that applies these tables lives in
-``hubpub.vllm_check``; this module holds no logic.
+reviewable change, and run ``tests/vllm``. The logic that applies these tables lives in the other
+modules of ``hubpub.vllm`` (one per section, see its docstring); this module holds no logic.
 """
 
 from __future__ import annotations

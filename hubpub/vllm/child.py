@@ -1,6 +1,6 @@
 """Runs inside the separate vLLM environment: load a checkpoint in vLLM, generate greedily, write one JSON result.
 
-Usage: python /abs/path/_vllm_child.py REQUEST.json RESULT.json
+Usage: python /abs/path/child.py REQUEST.json RESULT.json
 
 hubpub is not installed in that environment, so this script uses the standard library and vLLM only.
 The request holds checkpoint, prompts, max_new_tokens, max_model_len, seed and gpu_memory_utilization.
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 # Run as a script, Python puts this file's folder first on sys.path; that folder holds hubpub's own
-# `vllm.py` stage (and others), which would shadow the real vLLM package.
+# `config.py`, `kernels.py` and others, which would shadow top-level modules vLLM or its dependencies import
+# (`kernels` is also a Hugging Face package). The standard library imports above are safe: no module here is
+# named like one.
 _HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != _HERE]
 

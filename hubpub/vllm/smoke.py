@@ -1,7 +1,7 @@
 """The real vLLM smoke test, run by the interpreter of a separate environment that has vLLM.
 
 vLLM's pins conflict with llm-compressor's, so vLLM never lives in hubpub's environment. hubpub
-runs its own script, `_vllm_child.py` (standard library and vLLM only), in that interpreter, in a
+runs its own script, `child.py` (standard library and vLLM only), in that interpreter, in a
 new process group, and reads back one JSON result plus vLLM's log: the chosen kernels and schemes
 come from the log lines, a crash is explained by the first known vLLM error line in it.
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 from hubpub.errors import UsageError
 from hubpub.quality import degeneracy
-from hubpub.vllm_rules import VLLM_ERROR_PATTERNS
+from hubpub.vllm.rules import VLLM_ERROR_PATTERNS
 
 VLLM_PYTHON_ENV = "HUBPUB_VLLM_PYTHON"
-CHILD_SCRIPT = Path(__file__).with_name("_vllm_child.py")
+CHILD_SCRIPT = Path(__file__).with_name("child.py")
 LOG_NAME = "vllm-child.log"
 REQUEST_NAME = "vllm-request.json"
 RESULT_NAME = "vllm-result.json"

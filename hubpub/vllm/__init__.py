@@ -1,0 +1,36 @@
+"""Everything hubpub knows about vLLM: the static preflight, its rules, and the real smoke test.
+
+The rules were read from vLLM 0.33.0 (research notes: vllm-compat.md); each section has its module:
+
+- `rules`: the tables themselves, as data (every section; no logic).
+- `config`: §1, reading `quantization_config` (arguments, groups, formats, actorder, sparsity, KV cache).
+- `layers`: §1.6 and §4, vLLM layers from the tensor names, fused shards, ignore and target matching.
+- `schemes`: §2, the scheme rows and the capability check.
+- `kernels`: §3, the WNA16 kernel choice (`choose_mixed_precision_kernel`) and the runtime dtype.
+- `shapes`: §4, expected tensors, group divisibility, packing, tensor-parallel splits, FP8 blocks.
+- `special_layers`: §4, lm_head, embeddings (tied or quantized) and MoE experts.
+- `generation`: one GPU generation, walked layer by layer; `predict`: §5, the entry points and result types.
+- `smoke` (§6): runs `child.py` in vLLM's own Python. `child.py` runs in that environment, which has no hubpub:
+  it imports only the standard library, vLLM and torch.
+"""
+
+from hubpub.vllm.kernels import KernelChoice, KernelRequest, choose_mixed_precision_kernel
+from hubpub.vllm.predict import GenerationVerdict, VllmPrediction, predict, predict_folder
+from hubpub.vllm.rules import VLLM_VERSION
+from hubpub.vllm.smoke import VLLM_PYTHON_ENV, SmokeResult, compare_first_tokens, configured_python, run_smoke
+
+__all__ = [
+    "VLLM_PYTHON_ENV",
+    "VLLM_VERSION",
+    "GenerationVerdict",
+    "KernelChoice",
+    "KernelRequest",
+    "SmokeResult",
+    "VllmPrediction",
+    "choose_mixed_precision_kernel",
+    "compare_first_tokens",
+    "configured_python",
+    "predict",
+    "predict_folder",
+    "run_smoke",
+]
