@@ -19,7 +19,7 @@ from typing import Any
 # Run as a script, Python puts this file's folder first on sys.path; that folder holds hubpub's own
 # `config.py`, `kernels.py` and others, which would shadow top-level modules vLLM or its dependencies import
 # (`kernels` is also a Hugging Face package). The standard library imports above are safe: no module here is
-# named like one.
+# named like one (tests/vllm_smoke checks it).
 _HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != _HERE]
 

@@ -6,6 +6,7 @@ releases (config.json and the safetensors header, no weights).
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -261,6 +262,25 @@ def test_importing_the_checker_stays_cheap() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    return imported
+
+
+def test_the_vllm_package_sits_below_the_pipeline_and_its_child_script_needs_no_hubpub() -> None:
+    package = Path(rules.__file__).parent
+    upper = ("hubpub.stages", "hubpub.pipeline", "hubpub.api", "hubpub.cli")
+    for path in package.glob("*.py"):
+        imported = _imported_modules(path)
+        assert not [name for name in imported if name.startswith(upper)], path.name
+    assert not [name for name in _imported_modules(package / "child.py") if name.split(".")[0] == "hubpub"]
 
 
 # --- the demo releases --------------------------------------------------------------------------------------------

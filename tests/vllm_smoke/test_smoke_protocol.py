@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,6 +232,12 @@ def test_an_interpreter_that_cannot_start_fails_without_raising(tmp_path: Path, 
 
     assert not result.ok
     assert result.reason is not None and result.reason.startswith(f"could not start the vLLM Python {tmp_path}: ")
+
+
+def test_no_module_beside_the_child_script_shadows_the_standard_library() -> None:
+    # The child imports part of the standard library before it drops its own folder from sys.path.
+    neighbours = {path.stem for path in smoke.CHILD_SCRIPT.parent.glob("*.py")}
+    assert not neighbours & sys.stdlib_module_names
 
 
 def test_kernel_and_scheme_lines_are_read_from_vllms_log() -> None:
