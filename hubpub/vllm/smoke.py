@@ -16,13 +16,14 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hubpub.errors import UsageError
 from hubpub.quality import degeneracy
+from hubpub.vllm.environment import discover
 from hubpub.vllm.rules import VLLM_ERROR_PATTERNS
 
 VLLM_PYTHON_ENV = "HUBPUB_VLLM_PYTHON"
@@ -59,11 +60,15 @@ _CHILD_ENV = {
 }
 
 
-def configured_python(explicit: str | Path | None = None, *, origin: str | None = None) -> Path | None:
-    """The interpreter of the vLLM environment: `explicit` (CLI or spec) wins, then $HUBPUB_VLLM_PYTHON, else None.
+def configured_python(
+    explicit: str | Path | None = None, *, origin: str | None = None, search_from: Iterable[Path] = ()
+) -> Path | None:
+    """The interpreter of the vLLM environment, or None when there is none.
 
-    `origin` names where `explicit` came from, for the error message. The path is made absolute but
-    symlinks are kept: a virtual environment's `bin/python` is a link that must stay one.
+    `explicit` (CLI or spec) wins, then $HUBPUB_VLLM_PYTHON, then the nearest complete `.venv-vllm` made by
+    `hubpub vllm-env` in a folder of `search_from` or one of its parents. `origin` names where `explicit`
+    came from, for the error message. The path is made absolute but symlinks are kept: a virtual
+    environment's `bin/python` is a link that must stay one.
     Raises UsageError when the interpreter named does not exist or cannot be executed.
     """
     if explicit is not None:
@@ -71,7 +76,7 @@ def configured_python(explicit: str | Path | None = None, *, origin: str | None 
     elif os.environ.get(VLLM_PYTHON_ENV):
         path, where = Path(os.environ[VLLM_PYTHON_ENV]), f"${VLLM_PYTHON_ENV}"
     else:
-        return None
+        return discover(search_from)
     path = path.expanduser().absolute()
     hint = "point it at the Python of an environment with vLLM installed, e.g. /opt/vllm-env/bin/python"
     if not path.exists():
