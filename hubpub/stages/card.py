@@ -369,7 +369,7 @@ def _vllm_preflight(stage: Any) -> dict[str, Any] | None:
     rows = [
         {
             "generation": verdict.generation,
-            "capability": f"{verdict.capability // 10}.{verdict.capability % 10}",
+            "capability": verdict.hardware,
             "loads": "yes" if verdict.loads else "no",
             "schemes": ", ".join(verdict.schemes) or "–",
             "kernels": ", ".join(verdict.kernels) or "–",

@@ -1,8 +1,10 @@
-"""What vLLM does with the checkpoint's layers on one GPU generation: §2 scheme, §4 tensors and shapes, §3 kernel.
+"""What vLLM does with the checkpoint's layers on one platform: §2 scheme, §4 tensors and shapes, §3 kernel.
 
-Each quantized layer gets its scheme on this GPU's capability, then its tensors, its shapes and every
-tensor-parallel partition are checked, and mixed-precision schemes pick a kernel. `GenerationResult`
-collects what was used and what was refused; `hubpub.vllm.predict` turns it into a verdict.
+A platform is a GPU generation or a class of CPU. Each quantized layer gets its scheme on the platform's
+capability (CPUs report none), then its tensors, its shapes and every tensor-parallel partition are checked,
+and the layer picks a kernel: on a GPU for mixed-precision schemes (`kernels`), on a CPU for every scheme
+(`cpu_kernels`). `GenerationResult` collects what was used and what was refused; `hubpub.vllm.predict` turns
+it into a verdict.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 
 from hubpub.vllm import rules
 from hubpub.vllm.config import ConfigGroup, QuantArgs
+from hubpub.vllm.cpu_kernels import choose_cpu_kernel, cpu_kernel_request, no_cpu_kernel_problem
+from hubpub.vllm.cpu_rules import CpuPlatform
 from hubpub.vllm.findings import Findings
 from hubpub.vllm.kernels import (
     choose_mixed_precision_kernel,
@@ -20,6 +24,7 @@ from hubpub.vllm.kernels import (
     layer_kernel_request,
     no_kernel_problem,
     runtime_dtype,
+    weight_type_of,
 )
 from hubpub.vllm.layers import Layer, Resolution
 from hubpub.vllm.schemes import choose_scheme
@@ -45,9 +50,12 @@ class Setup:
     model_dtype: str
 
 
+Platform = rules.GpuGeneration | CpuPlatform
+
+
 @dataclass
 class GenerationResult:
-    generation: rules.GpuGeneration
+    generation: Platform
     reasons: Findings = field(default_factory=Findings)
     notes: list[str] = field(default_factory=list)
     schemes: list[str] = field(default_factory=list)
@@ -77,11 +85,11 @@ class GenerationResult:
             self.notes.append(text)
 
 
-def check_generation(generation: rules.GpuGeneration, resolutions: list[Resolution], setup: Setup) -> GenerationResult:
+def check_generation(generation: Platform, resolutions: list[Resolution], setup: Setup) -> GenerationResult:
     result = GenerationResult(generation)
     capability = generation.capability
     dtype = runtime_dtype(setup.model_dtype, capability)
-    if capability < rules.CONFIG_MIN_CAPABILITY:
+    if capability is not None and capability < rules.CONFIG_MIN_CAPABILITY:
         result.reasons.add(
             f"{rules.ERROR_MIN_CAPABILITY}: compressed-tensors needs capability {rules.CONFIG_MIN_CAPABILITY}"
         )
@@ -94,8 +102,9 @@ def check_generation(generation: rules.GpuGeneration, resolutions: list[Resoluti
             continue
         _check_layer(result, resolution.layer, group, group.weights, setup, dtype)
     if result.kernels_by_scheme and dtype != setup.model_dtype:
+        where = "on a CPU" if capability is None else f"on capability {capability}"
         result.note(
-            f"dtype='auto' runs this {setup.model_dtype} checkpoint in {dtype} on capability {capability}"
+            f"dtype='auto' runs this {setup.model_dtype} checkpoint in {dtype} {where}"
             + (
                 f" (bfloat16 needs capability {rules.BFLOAT16_MIN_CAPABILITY})"
                 if setup.model_dtype == "bfloat16"
@@ -142,12 +151,13 @@ def _check_layer(
         if isinstance(split, str):
             result.reasons.add(split, layer.name)
             continue
-        _check_partition(result, layer, weights, row, known, split, setup, dtype)
+        _check_partition(result, layer, group, weights, row, known, split, setup, dtype)
 
 
 def _check_partition(
     result: GenerationResult,
     layer: Layer,
+    group: ConfigGroup,
     weights: QuantArgs,
     row: rules.SchemeRow,
     shapes: list[Shape],
@@ -161,6 +171,9 @@ def _check_partition(
         return
     for problem in block_problems(layer, weights, row, shapes, part):
         result.reasons.add(problem, layer.name)
+    if isinstance(result.generation, CpuPlatform):
+        _choose_cpu_kernel(result, result.generation, layer, group, weights, row, shapes[0].k, part, dtype)
+        return
     if row.kernel_selection != "mixed_precision":
         return
     request = layer_kernel_request(
@@ -177,3 +190,33 @@ def _check_partition(
         result.reasons.add(no_kernel_problem(choice, part.prefix), layer.name)
         return
     result.use_kernel(row.scheme, choice.kernel, layer.name, fallback_reason(choice))
+
+
+def _choose_cpu_kernel(
+    result: GenerationResult,
+    platform: CpuPlatform,
+    layer: Layer,
+    group: ConfigGroup,
+    weights: QuantArgs,
+    row: rules.SchemeRow,
+    k: int,
+    part: Partition,
+    dtype: str,
+) -> None:
+    request = cpu_kernel_request(
+        row.scheme,
+        group,
+        weights,
+        weight_type=weight_type_of(row, weights),
+        k=k,
+        k_part=part.k_part,
+        n_part=part.n_part,
+        output_dtype=dtype,
+    )
+    choice = choose_cpu_kernel(request, platform)
+    if choice.kernel is None:
+        result.reasons.add(no_cpu_kernel_problem(request, choice, part.prefix), layer.name)
+        return
+    if choice.runtime_failure is not None:
+        result.reasons.add(part.prefix + choice.runtime_failure, layer.name)
+    result.use_kernel(row.scheme, choice.kernel, layer.name, None)

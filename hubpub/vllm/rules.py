@@ -61,6 +61,11 @@ class GpuGeneration:
     name: str
     capability: int
     examples: tuple[str, ...]
+    kind: Literal["gpu"] = "gpu"
+
+    @property
+    def hardware(self) -> str:
+        return f"compute capability {self.capability // 10}.{self.capability % 10}"
 
 
 GPU_GENERATIONS: tuple[GpuGeneration, ...] = (

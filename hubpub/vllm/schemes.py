@@ -27,7 +27,7 @@ def _activation_fits(rule: rules.ActivationRule, args: QuantArgs | None) -> bool
 def row_fits(
     row: rules.SchemeRow,
     group: ConfigGroup,
-    capability: int,
+    capability: int | None,
     *,
     check_format: bool = True,
     check_capability: bool = True,
@@ -56,7 +56,8 @@ class SchemeChoice:
     notes: tuple[str, ...] = ()
 
 
-def choose_scheme(group: ConfigGroup, capability: int) -> SchemeChoice:
+def choose_scheme(group: ConfigGroup, capability: int | None) -> SchemeChoice:
+    """The scheme vLLM builds for `group` at `capability` (None: a CPU, where every minimum is met)."""
     for row in rules.SCHEME_ROWS:
         if not row_fits(row, group, capability):
             continue
@@ -75,10 +76,12 @@ def choose_scheme(group: ConfigGroup, capability: int) -> SchemeChoice:
     return SchemeChoice(None, _no_scheme_message(group, capability))
 
 
-def _capable_row(row: rules.SchemeRow, capability: int) -> SchemeChoice:
+def _capable_row(row: rules.SchemeRow, capability: int | None) -> SchemeChoice:
     """The matched row on this GPU: its fallback below its min capability, or vLLM's capability refusal."""
     notes: list[str] = []
     chosen = row
+    if capability is None:
+        return SchemeChoice(chosen, None)
     if capability < row.min_capability and row.below_min_capability_becomes:
         chosen = row_named(row.below_min_capability_becomes)
         if row.below_min_capability_note:
@@ -102,7 +105,7 @@ def _capable_row(row: rules.SchemeRow, capability: int) -> SchemeChoice:
     return SchemeChoice(chosen, None, tuple(notes))
 
 
-def _no_scheme_message(group: ConfigGroup, capability: int) -> str:
+def _no_scheme_message(group: ConfigGroup, capability: int | None) -> str:
     hints: list[str] = []
     if group.format == rules.MIXED_PRECISION_FORMAT:
         hints.append("the top-level format is mixed-precision, so every config group needs its own format")

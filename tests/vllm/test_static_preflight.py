@@ -210,12 +210,17 @@ def verdict(prediction: VllmPrediction, generation: str) -> GenerationVerdict:
     return next(item for item in prediction.verdicts if item.generation == generation)
 
 
+def gpu_verdicts(prediction: VllmPrediction) -> list[GenerationVerdict]:
+    """The GPU generations' verdicts (vLLM 0.33.0's rules); tests/vllm/test_cpu_preflight.py covers the CPUs."""
+    return [item for item in prediction.verdicts if item.kind == "gpu"]
+
+
 def loads_on(prediction: VllmPrediction) -> list[str]:
-    return [item.generation for item in prediction.verdicts if item.loads]
+    return [item.generation for item in gpu_verdicts(prediction) if item.loads]
 
 
 def all_reasons(prediction: VllmPrediction) -> str:
-    return "\n".join(reason for item in prediction.verdicts for reason in item.reasons)
+    return "\n".join(reason for item in gpu_verdicts(prediction) for reason in item.reasons)
 
 
 def load_fixture(name: str) -> tuple[dict[str, Any], dict[str, TensorInfo]]:
@@ -292,7 +297,7 @@ def test_demo_w4a16_loads_with_marlin_and_machete_takes_gate_up_on_hopper() -> N
 
     assert prediction.quantized and prediction.problems == () and prediction.warnings == ()
     assert loads_on(prediction) == list(GENERATIONS)
-    for item in prediction.verdicts:
+    for item in gpu_verdicts(prediction):
         assert item.schemes == ("CompressedTensorsWNA16",)
         expected = (
             ("MacheteLinearKernel", "MarlinLinearKernel") if item.generation == "Hopper" else ("MarlinLinearKernel",)
@@ -305,7 +310,10 @@ def test_demo_w4a16_loads_with_marlin_and_machete_takes_gate_up_on_hopper() -> N
     assert "MarlinLinearKernel on 90 layer(s)" in hopper_notes
     assert "N_part 576 is not a multiple of 128" in hopper_notes
     assert any("float16" in note for note in verdict(prediction, "Turing").notes)
-    assert prediction.summary() == "loads on Turing, Ampere, Ada, Hopper, Blackwell"
+    assert prediction.summary().startswith(
+        "loads on Turing, Ampere, Ada, Hopper, Blackwell, x86-64 AVX-512 CPU, x86-64 AMX CPU; refused on x86-64 AVX2"
+        " CPU (model.layers.0"
+    )
     (line,) = prediction.expected_log_lines
     assert re.search(line, "INFO 01-01 [wNa16.py:42] Using MarlinLinearKernel for CompressedTensorsWNA16")
     assert re.search(line, "Using MacheteLinearKernel for CompressedTensorsWNA16")
@@ -329,8 +337,8 @@ def test_demo_w8a8_loads_with_the_int8_scheme_from_turing() -> None:
     prediction = predict(config_data, tensors)
 
     assert loads_on(prediction) == list(GENERATIONS)
-    assert {item.schemes for item in prediction.verdicts} == {("CompressedTensorsW8A8Int8",)}
-    assert all(item.kernels == () for item in prediction.verdicts)  # the INT8 kernel families are not predicted
+    assert {item.schemes for item in gpu_verdicts(prediction)} == {("CompressedTensorsW8A8Int8",)}
+    assert all(item.kernels == () for item in gpu_verdicts(prediction))  # the INT8 kernel families are not predicted
     (line,) = prediction.expected_log_lines
     assert re.search(line, "Selected CutlassInt8ScaledMMLinearKernel for CompressedTensorsW8A8Int8")
 
@@ -468,7 +476,7 @@ def test_scheme_rows_pick_the_expected_scheme_per_generation(
 ) -> None:
     prediction = predict(config_data, tensors)
 
-    for item in prediction.verdicts:
+    for item in gpu_verdicts(prediction):
         scheme = expected.get(item.generation)
         if scheme is None:
             assert not item.loads, item.generation
@@ -505,7 +513,7 @@ def test_mxfp4_rows_refuse_turing_on_the_minimum_capability(row_id: str) -> None
         "model.layers.0.mlp.down_proj (and 3 more layers): Quantization scheme is not supported for the current"
         " GPU. Min capability: 80. Current capability: 75."
     )
-    assert prediction.summary().startswith("loads on Ampere, Ada, Hopper, Blackwell; refused on Turing (")
+    assert prediction.summary().startswith("loads on Ampere, Ada, Hopper, Blackwell; refused on Turing, x86-64 AVX2")
 
 
 def test_row5_w4afp8_uses_cutlass_on_hopper_and_finds_no_scheme_elsewhere() -> None:
@@ -534,7 +542,7 @@ def test_rows7_and_8_warn_that_only_humming_runs_them(inputs: dict[str, Any]) ->
 
     assert prediction.loads_somewhere
     assert any("Humming" in warning for warning in prediction.warnings)
-    assert all(any("Humming" in note for note in item.notes) for item in prediction.verdicts)
+    assert all(any("Humming" in note for note in item.notes) for item in gpu_verdicts(prediction))
 
 
 def test_row10_fp8_below_ada_runs_as_weight_only_with_a_note() -> None:
@@ -587,7 +595,7 @@ def test_row12_asymmetric_static_input_needs_a_zero_point() -> None:
 def test_row14_w4a8_int_runs_only_on_humming() -> None:
     prediction = predict(config(group(W4_G128, INT8_TOKEN), fmt="int-quantized"), llama("int4-unpacked"))
 
-    assert {item.kernels for item in prediction.verdicts} == {("HummingLinearKernel",)}
+    assert {item.kernels for item in gpu_verdicts(prediction)} == {("HummingLinearKernel",)}
     assert any("Humming" in warning for warning in prediction.warnings)
     assert prediction.expected_log_lines == ("Using HummingLinearKernel for CompressedTensorsW4A8Int",)
 
@@ -671,7 +679,7 @@ def wna16_kernels(**options: Any) -> dict[str, tuple[str, ...]]:
         weights = qargs(num_bits=bits, strategy="channel", group_size=None, symmetric=symmetric)
     tensors = llama("packed", bits=bits, group_size=group_size, symmetric=symmetric, **options)
     prediction = predict(config(group(weights), dtype=dtype), tensors, disabled_kernels=disabled)
-    return {item.generation: item.kernels for item in prediction.verdicts}
+    return {item.generation: item.kernels for item in gpu_verdicts(prediction)}
 
 
 MARLIN = ("MarlinLinearKernel",)
@@ -1087,8 +1095,11 @@ def test_the_summary_names_the_refused_generations_with_the_first_reason() -> No
     prediction = predict(config(group(MXFP4), fmt="mxfp4-pack-quantized"), llama("mxfp4"))
 
     summary = prediction.summary()
-    assert summary.startswith("loads on Ampere, Ada, Hopper, Blackwell; refused on Turing (model.layers.0")
-    assert len(summary) < 260
+    assert summary.startswith(
+        "loads on Ampere, Ada, Hopper, Blackwell; refused on Turing, x86-64 AVX2 CPU, x86-64 AVX-512 CPU, x86-64 AMX"
+        " CPU (model.layers.0"
+    )
+    assert len(summary) < 320
 
 
 # --- reading a folder -------------------------------------------------------------------------------------------------
@@ -1124,7 +1135,7 @@ def test_predict_folder_reads_the_weight_shape_values(tmp_path: Path) -> None:
 
     assert loads_on(prediction) == list(GENERATIONS)
     assert verdict(prediction, "Hopper").kernels == ("MacheteLinearKernel",)
-    assert not any("inferred" in note for item in prediction.verdicts for note in item.notes)
+    assert not any("inferred" in note for item in gpu_verdicts(prediction) for note in item.notes)
 
 
 def test_predict_folder_flags_a_padded_packing_layout(tmp_path: Path) -> None:
