@@ -50,6 +50,18 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def tiny_llama_for_vllm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with 2 attention heads of size 32 (and 1 KV head), which vLLM's CPU backend can run.
+
+    vLLM's CPU attention takes head sizes from 32 up; the 4 heads of 16 of `tiny_llama` load, then fail at
+    the first forward pass ("Unsupported CPU attention configuration: head_dim=16").
+    """
+    from tests.tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-head-32"), heads=2, kv_heads=1)
+
+
 def write_spec(folder: Path, model: Path, extra: str = "", *, scheme: str = "W4A16", name: str = "spec.yaml") -> Path:
     """A single-release spec over a local checkpoint folder."""
     group = "group_size: 64\n" if scheme.startswith("W4") else ""

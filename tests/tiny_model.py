@@ -27,7 +27,7 @@ def _conversation(question: str, answer: str) -> str:
     return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
 
 
-def build_tiny_llama(folder: Path, steps: int = 300) -> Path:
+def build_tiny_llama(folder: Path, steps: int = 300, *, heads: int = 4, kv_heads: int = 2) -> Path:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -56,8 +56,8 @@ def build_tiny_llama(folder: Path, steps: int = 300) -> Path:
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=256,
         tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,

@@ -2,8 +2,11 @@
 
 `build_stand_in` writes an executable that runs this venv's Python with `-S` (no site-packages, so
 hubpub itself is not importable, as in a real vLLM environment) and puts a fake `vllm` and `torch`
-on PYTHONPATH. The fake imitates vLLM 0.33's offline interface, its log lines and a few of its
-failures (`STANDIN_VLLM_MODE`). hubpub's real child script runs against it.
+on PYTHONPATH. The fake imitates vLLM 0.33's offline interface, its log lines, its platform probes
+and a few of its failures (`STANDIN_VLLM_MODE`): an exception raised inside a linear layer while it
+chooses its kernel (`crash`) or during its forward pass (`generate-crash`), a hard crash that leaves no
+Python error (`segfault`), a failing import (`import-crash`), a hang (`timeout`) and garbage results.
+`STANDIN_CUDA=0` makes the fake torch report a CPU. hubpub's real child script runs against it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ FAKE_VLLM = r'''
 """STAND_IN for vLLM, which cannot be installed here: imitates its offline API, outputs and log lines."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +30,8 @@ from pathlib import Path
 
 __version__ = "0.33.0+stand-in"
 MODE = os.environ.get("STANDIN_VLLM_MODE", "success")
+if MODE == "import-crash":
+    raise ImportError("STAND_IN libcudart.so.12: cannot open shared object file: No such file or directory")
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _GRANDCHILD = (
     "import os, signal, sys, time\n"
@@ -69,6 +75,38 @@ class RequestOutput:
     finished: bool
 
 
+class _WNA16Method:
+    """STAND_IN for a quantization method: it chooses the layer's kernel and runs the layer's matmul."""
+
+    def create_weights(self, layer):
+        if MODE in ("crash", "wrapped-crash"):
+            raise ValueError(
+                "Failed to find a kernel that can implement the WNA16 linear layer. Reasons: \n"
+                " MacheteLinearKernel cannot implement due to: requires capability 90,"
+                " current compute capability is 80\n"
+                "\n\n"
+                " MarlinLinearKernel cannot implement due to: Weight output_size_per_partition = 100 is not"
+                " divisible by min_thread_n = 64.  "
+            )
+
+    def apply(self, layer, x):
+        if MODE == "generate-crash":
+            raise AttributeError("'_OpNamespace' '_C' object has no attribute 'cpu_gemm_wna16'")
+        return x
+
+
+class ColumnParallelLinear:
+    """STAND_IN for vLLM's linear layer: it keeps its prefix, then lets its method choose a kernel."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.quant_method = _WNA16Method()
+        self.quant_method.create_weights(layer=self)
+
+    def forward(self, x):
+        return self.quant_method.apply(self, x)
+
+
 class _Tokenizer:
     def __init__(self, model):
         config = Path(model) / "tokenizer_config.json"
@@ -81,22 +119,16 @@ class LLM:
                          enforce_eager=enforce_eager, **kwargs)
         _log("INFO", "llm.py:343", "STAND_IN LLM arguments: " + json.dumps(arguments, sort_keys=True))
         watched = ("HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_LOGGING_STREAM", "VLLM_ENABLE_V1_MULTIPROCESSING",
-                   "PYTHONUNBUFFERED")
+                   "PYTHONUNBUFFERED", "VLLM_CPU_KVCACHE_SPACE")
         _log("INFO", "llm.py:344", "STAND_IN environment: " + json.dumps({k: os.environ.get(k) for k in watched}))
         print("STAND_IN line on stdout", flush=True)
         _log("INFO", "model.py:1702", f"Using max model len {kwargs.get('max_model_len')}")
         _log("INFO", "cuda.py:312", "Using FLASH_ATTN backend on V1 engine.")
-        if MODE == "crash":
-            cause = ValueError(
-                "Failed to find a kernel that can implement the WNA16 linear layer. Reasons: \n"
-                " MacheteLinearKernel cannot implement due to: requires capability 90,"
-                " current compute capability is 80\n"
-                " MarlinLinearKernel cannot implement due to: Weight output_size_per_partition = 100 is not"
-                " divisible by min_thread_n = 64."
-            )
-            if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0":
-                raise RuntimeError("Engine core initialization failed. See root cause above. Failed core proc(s): {}")
-            raise cause
+        if MODE == "crash" and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0":
+            raise RuntimeError("Engine core initialization failed. See root cause above. Failed core proc(s): {}")
+        if MODE == "segfault":
+            print("RuntimeError: CUDA error: an illegal memory access was encountered", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
         if MODE == "timeout":
             pid_file = Path(os.environ["STANDIN_PID_FILE"])
             grandchild_file = pid_file.with_suffix(".grandchild")
@@ -108,6 +140,12 @@ class LLM:
             time.sleep(60)
         for layer in ("model.layers.0.self_attn.qkv_proj", "model.layers.0.mlp.gate_up_proj"):
             _log("DEBUG", "compressed_tensors.py:688", f"Using scheme: CompressedTensorsWNA16 for {layer}")
+        try:
+            self._layers = [ColumnParallelLinear(layer) for layer in ("model.layers.0.self_attn.qkv_proj",)]
+        except ValueError as cause:
+            if MODE == "wrapped-crash":  # an outer exception whose own frames name no layer
+                raise RuntimeError("STAND_IN engine wrapper: the model could not be built") from cause
+            raise
         _log("INFO", "compressed_tensors_wNa16.py:112", "Using MarlinLinearKernel for CompressedTensorsWNA16")
         self._tokenizer = _Tokenizer(model)
 
@@ -125,6 +163,8 @@ class LLM:
     def _answer(self, prompts, params, method):
         sampling = f"temperature={params.temperature} max_tokens={params.max_tokens}"
         _log("INFO", "llm.py:500", f"STAND_IN {method}: {sampling}")
+        for layer in self._layers:
+            layer.forward(prompts)
         answers = []
         for index, prompt in enumerate(prompts):
             answer = f"The stand-in answers {prompt} via {method}"
@@ -135,12 +175,33 @@ class LLM:
         return answers[:-1] if MODE == "missing-output" else answers
 '''
 
-# STAND_IN: enough of torch for the child's version and GPU questions.
+# STAND_IN: enough of torch for the child's version, GPU and CPU questions.
 FAKE_TORCH = r'''
 """STAND_IN for torch in the vLLM environment."""
 import os
 
 __version__ = "2.14.0+stand-in"
+
+
+def _unsupported():
+    raise RuntimeError("STAND_IN: this probe fails")
+
+
+class cpu:
+    """STAND_IN for torch.cpu's private instruction-set probes: one is missing (amx_tile), one raises."""
+
+    _is_avx2_supported = staticmethod(lambda: True)
+    _is_avx512_supported = staticmethod(lambda: True)
+    _is_avx512_bf16_supported = staticmethod(lambda: False)
+    _is_vnni_supported = staticmethod(lambda: True)
+    _is_amx_fp16_supported = staticmethod(_unsupported)
+
+
+class backends:
+    class cpu:
+        @staticmethod
+        def get_cpu_capability():
+            return "AVX512"
 
 
 class cuda:
@@ -155,6 +216,28 @@ class cuda:
     @staticmethod
     def get_device_capability(index=0):
         return (9, 0)
+'''
+
+# STAND_IN: vllm.platforms and vllm._custom_ops, as far as the child asks them about the CPU.
+FAKE_VLLM_PLATFORMS = r'''
+"""STAND_IN for vllm.platforms."""
+
+
+class _CpuPlatform:
+    device_type = "cpu"
+
+    def is_zen_cpu(self):
+        return True
+
+
+current_platform = _CpuPlatform()
+'''
+FAKE_VLLM_CUSTOM_OPS = r'''
+"""STAND_IN for vllm._custom_ops."""
+
+
+def cpu_has_amx_fp8():
+    return True
 '''
 
 # STAND_IN: the interpreter hubpub is pointed at. Two modes skip the child script to imitate a broken result.
@@ -174,6 +257,8 @@ def build_stand_in(root: Path) -> Path:
     (packages / "vllm").mkdir(parents=True)
     (packages / "torch").mkdir()
     (packages / "vllm" / "__init__.py").write_text(FAKE_VLLM, encoding="utf-8")
+    (packages / "vllm" / "platforms.py").write_text(FAKE_VLLM_PLATFORMS, encoding="utf-8")
+    (packages / "vllm" / "_custom_ops.py").write_text(FAKE_VLLM_CUSTOM_OPS, encoding="utf-8")
     (packages / "torch" / "__init__.py").write_text(FAKE_TORCH, encoding="utf-8")
     wrapper = root / "bin" / "python"
     wrapper.parent.mkdir()

@@ -2,18 +2,25 @@
 
 Usage: python /abs/path/child.py REQUEST.json RESULT.json
 
-hubpub is not installed in that environment, so this script uses the standard library and vLLM only.
+hubpub is not installed in that environment, so this script uses the standard library, vLLM and torch only.
 The request holds checkpoint, prompts, max_new_tokens, max_model_len, seed and gpu_memory_utilization.
-A failure raises: the traceback goes to stderr and the exit code is non-zero; the parent reads the log.
+Before building the engine the child writes a partial result (`phase` "load", the versions and the platform),
+so even a hard crash leaves them behind. A Python exception while loading or generating is written as
+`error` (type, whole message, the vLLM layer it happened in, phase), its traceback goes to stderr, and the
+exit code is 1. On success the result is overwritten with the outputs and timings.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 # Run as a script, Python puts this file's folder first on sys.path; that folder holds hubpub's own
@@ -24,6 +31,10 @@ _HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != _HERE]
 
 _CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+# torch.cpu._is_<name>_supported() probes (private torch API, each looked up with getattr).
+_CPU_FEATURES = ("avx2", "avx512", "avx512_bf16", "vnni", "amx_tile", "amx_fp16")
+# The objects whose `prefix` names a vLLM layer, among a traceback frame's locals, in the order looked at.
+_LAYER_LOCALS = ("self", "layer")
 
 
 def has_chat_template(llm: Any, checkpoint: Path) -> bool:
@@ -43,6 +54,7 @@ def has_chat_template(llm: Any, checkpoint: Path) -> bool:
 
 
 def gpu_description() -> dict[str, Any] | None:
+    """The GPU as the older result key `gpu` describes it; None on a CPU."""
     import torch
 
     if not torch.cuda.is_available():
@@ -51,7 +63,118 @@ def gpu_description() -> dict[str, Any] | None:
     return {"name": torch.cuda.get_device_name(0), "capability": [major, minor]}
 
 
-def main(request_path: str, result_path: str) -> None:
+def platform_description() -> dict[str, Any]:
+    """What vLLM runs on: the GPU and its compute capability, or the CPU, its instruction sets and vLLM's view."""
+    gpu = gpu_description()
+    if gpu is not None:
+        return {"kind": "gpu", **gpu}
+    import torch
+
+    return {
+        "kind": "cpu",
+        "name": _cpu_model_name(),
+        "arch": platform.machine(),
+        "isa": _guarded(lambda: str(torch.backends.cpu.get_cpu_capability())),
+        "features": _cpu_features(torch),
+        "vllm_device_type": _guarded(lambda: str(_current_platform().device_type)),
+        "zen": _guarded(lambda: bool(_current_platform().is_zen_cpu())),
+    }
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cpu_features(torch: Any) -> list[str]:
+    features = []
+    for name in _CPU_FEATURES:
+        probe = getattr(getattr(torch, "cpu", None), f"_is_{name}_supported", None)
+        if probe is not None and _guarded(probe):
+            features.append(name)
+
+    def has_amx_fp8() -> bool:
+        from vllm import _custom_ops
+
+        return bool(_custom_ops.cpu_has_amx_fp8())
+
+    if _guarded(has_amx_fp8):
+        features.append("amx_fp8")
+    return sorted(features)
+
+
+def _current_platform() -> Any:
+    from vllm.platforms import current_platform
+
+    return current_platform
+
+
+def _guarded(probe: Callable[..., Any], *args: Any) -> Any:
+    """The probe's answer, or None when it raises: these are private or version-dependent APIs."""
+    try:
+        return probe(*args)
+    except Exception:
+        return None
+
+
+def failing_layer(error: BaseException) -> str | None:
+    """The vLLM layer an exception happened in: the innermost frame whose `self` or `layer` has a `prefix`.
+
+    vLLM's linear layers set `self.prefix` (e.g. "model.layers.0.self_attn.qkv_proj") before they choose a
+    kernel and keep it during forward. The exception's own traceback is searched first, then its
+    `__cause__` and `__context__`, breadth first.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        layer = _layer_in_traceback(current.__traceback__)
+        if layer is not None:
+            return layer
+        pending.extend(linked for linked in (current.__cause__, current.__context__) if linked is not None)
+    return None
+
+
+def _layer_in_traceback(trace: TracebackType | None) -> str | None:
+    frames = []
+    while trace is not None:
+        frames.append(trace.tb_frame)
+        trace = trace.tb_next
+    for frame in reversed(frames):
+        for name in _LAYER_LOCALS:
+            candidate = frame.f_locals.get(name)
+            if candidate is None:
+                continue
+            prefix = _guarded(getattr, candidate, "prefix", None)
+            if isinstance(prefix, str) and prefix:
+                return prefix
+    return None
+
+
+def _write(result_path: str, result: dict[str, Any]) -> None:
+    Path(result_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+def _fail(result_path: str, facts: dict[str, Any], phase: str, error: BaseException) -> int:
+    """Record the error in the result, print its traceback to stderr; the exit code to leave with."""
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    described = {"type": type(error).__name__, "message": str(error), "layer": failing_layer(error), "phase": phase}
+    _write(result_path, {**facts, "phase": phase, "error": described})
+    return 1
+
+
+def main(request_path: str, result_path: str) -> int:
+    """Load, generate and write the result; the exit code (1 when loading or generating raised)."""
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     checkpoint = Path(request["checkpoint"])
     prompts: list[str] = list(request["prompts"])
@@ -59,26 +182,41 @@ def main(request_path: str, result_path: str) -> None:
     import torch
     import vllm
 
+    facts: dict[str, Any] = {
+        "phase": "load",
+        "vllm_version": vllm.__version__,
+        "torch_version": torch.__version__,
+        "platform": platform_description(),
+        "gpu": gpu_description(),
+    }
+    _write(result_path, facts)
+
     load_started = time.perf_counter()
-    llm = vllm.LLM(
-        model=str(checkpoint),
-        enforce_eager=True,
-        max_model_len=request["max_model_len"],
-        max_num_seqs=max(len(prompts), 1),
-        seed=request["seed"],
-        gpu_memory_utilization=request["gpu_memory_utilization"],
-    )
+    try:
+        llm = vllm.LLM(
+            model=str(checkpoint),
+            enforce_eager=True,
+            max_model_len=request["max_model_len"],
+            max_num_seqs=max(len(prompts), 1),
+            seed=request["seed"],
+            gpu_memory_utilization=request["gpu_memory_utilization"],
+        )
+    except Exception as error:
+        return _fail(result_path, facts, "load", error)
     load_seconds = time.perf_counter() - load_started
 
-    sampling = vllm.SamplingParams(temperature=0.0, max_tokens=request["max_new_tokens"])
-    chat = has_chat_template(llm, checkpoint)
-    generate_started = time.perf_counter()
-    if chat:
-        conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
-        responses = llm.chat(conversations, sampling, add_generation_prompt=True, use_tqdm=False)
-    else:
-        responses = llm.generate(prompts, sampling, use_tqdm=False)
-    generate_seconds = time.perf_counter() - generate_started
+    try:
+        sampling = vllm.SamplingParams(temperature=0.0, max_tokens=request["max_new_tokens"])
+        chat = has_chat_template(llm, checkpoint)
+        generate_started = time.perf_counter()
+        if chat:
+            conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
+            responses = llm.chat(conversations, sampling, add_generation_prompt=True, use_tqdm=False)
+        else:
+            responses = llm.generate(prompts, sampling, use_tqdm=False)
+        generate_seconds = time.perf_counter() - generate_started
+    except Exception as error:
+        return _fail(result_path, {**facts, "load_seconds": load_seconds}, "generate", error)
 
     outputs = []
     for prompt, response in zip(prompts, responses, strict=False):
@@ -86,22 +224,24 @@ def main(request_path: str, result_path: str) -> None:
         outputs.append(
             {"prompt": prompt, "text": completion.text, "token_ids": [int(token) for token in completion.token_ids]}
         )
-    result = {
-        "vllm_version": vllm.__version__,
-        "torch_version": torch.__version__,
-        "gpu": gpu_description(),
-        "chat_template": chat,
-        "outputs": outputs,
-        "load_seconds": load_seconds,
-        "generate_seconds": generate_seconds,
-    }
-    Path(result_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    _write(
+        result_path,
+        {
+            **facts,
+            "phase": "done",
+            "chat_template": chat,
+            "outputs": outputs,
+            "load_seconds": load_seconds,
+            "generate_seconds": generate_seconds,
+        },
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    code = main(*sys.argv[1:3])
     sys.stdout.flush()
     sys.stderr.flush()
     # vLLM has no public shutdown, and its background threads can stall interpreter exit once the
     # result is written; leaving at once frees the GPU as reliably.
-    os._exit(0)
+    os._exit(code)

@@ -1,9 +1,12 @@
 """The real vLLM smoke test, run by the interpreter of a separate environment that has vLLM.
 
 vLLM's pins conflict with llm-compressor's, so vLLM never lives in hubpub's environment. hubpub
-runs its own script, `child.py` (standard library and vLLM only), in that interpreter, in a
+runs its own script, `child.py` (standard library, vLLM and torch only), in that interpreter, in a
 new process group, and reads back one JSON result plus vLLM's log: the chosen kernels and schemes
-come from the log lines, a crash is explained by the first known vLLM error line in it.
+come from the log lines. The result names the platform even when the load fails; a Python exception
+in vLLM comes back whole, with the phase and the layer it happened in, and a hard crash is explained
+by the first known vLLM error line in the log. `run_script` runs any Python file (the model card's
+vLLM snippet) in the same environment, as a user would run it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hubpub.errors import UsageError
 from hubpub.quality import degeneracy
@@ -47,13 +50,20 @@ _KERNEL_LINE = re.compile(r"\b(?:Using|Selected) (\w+) for (?:CompressedTensors\
 _SCHEME_LINE = re.compile(r"\bUsing scheme: (\w+) for \S+")
 _MAX_REASON_CHARS = 400
 
-_CHILD_ENV = {
+# Defaults the user's environment overrides. vLLM's CPU backend otherwise sizes its KV cache (GiB) from a
+# share of the machine's memory; the smoke test's few short prompts need far less.
+_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+# Set for every run in the vLLM environment: nothing is downloaded, and vLLM logs to stderr.
+_OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_LOGGING_STREAM": "ext://sys.stderr",
+}
+_CHILD_ENV = {
+    **_OFFLINE_ENV,
     # DEBUG adds vLLM's per-layer "Using scheme: <Class> for <layer>" lines to the INFO kernel lines.
     "VLLM_LOGGING_LEVEL": "DEBUG",
     "VLLM_CONFIGURE_LOGGING": "1",
-    "VLLM_LOGGING_STREAM": "ext://sys.stderr",
     # In-process engine: a load failure keeps its own exception type and message.
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "PYTHONUNBUFFERED": "1",
@@ -88,7 +98,13 @@ def configured_python(
 
 @dataclass(frozen=True)
 class SmokeResult:
-    """What one vLLM load-and-generate run showed; `reason` says why when `ok` is False."""
+    """What one vLLM load-and-generate run showed; `reason` says why when `ok` is False.
+
+    `platform` is the child's description of what vLLM ran on (`kind` "gpu" or "cpu"), `platform_text` the
+    same in words; `gpu` is the older text, None on a CPU. `error` is the Python exception vLLM raised
+    (type, whole message, layer, phase), when it raised one. The versions and the platform are known
+    whenever the child got as far as importing vLLM, also when the load failed.
+    """
 
     ok: bool
     reason: str | None
@@ -101,6 +117,9 @@ class SmokeResult:
     load_seconds: float | None
     generate_seconds: float | None
     log_tail: str
+    platform: dict[str, Any] | None = None
+    platform_text: str | None = None
+    error: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, for the manifest."""
@@ -110,6 +129,9 @@ class SmokeResult:
             "vllm_version": self.vllm_version,
             "torch_version": self.torch_version,
             "gpu": self.gpu,
+            "platform": self.platform,
+            "platform_text": self.platform_text,
+            "error": self.error,
             "kernels": list(self.kernels),
             "schemes": list(self.schemes),
             "outputs": [dict(output) for output in self.outputs],
@@ -117,6 +139,26 @@ class SmokeResult:
             "generate_seconds": self.generate_seconds,
             "log_tail": self.log_tail,
         }
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """One run of a Python file in the vLLM environment; `reason` says why when `ok` is False.
+
+    `returncode` is None when the script did not start or was killed at the timeout. `stdout` is all it
+    printed (vLLM logs to stderr), `log_tail` the last lines of its stderr.
+    """
+
+    ok: bool
+    returncode: int | None
+    stdout: str
+    log_tail: str
+    seconds: float
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, for the manifest."""
+        return asdict(self)
 
 
 def run_smoke(
@@ -133,7 +175,8 @@ def run_smoke(
 
     Never raises for what vLLM does: a crash, a timeout, a missing or malformed result, or an empty
     or degenerate answer all give ok=False with a reason. The request, result and combined
-    stdout/stderr log (`vllm-child.log`) stay in `workdir`.
+    stdout/stderr log (`vllm-child.log`) stay in `workdir`. `max_model_len` is lowered to the
+    checkpoint's `max_position_embeddings` when that is smaller: vLLM refuses a longer one.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     request_path, result_path, log_path = workdir / REQUEST_NAME, workdir / RESULT_NAME, workdir / LOG_NAME
@@ -142,42 +185,41 @@ def run_smoke(
         "checkpoint": str(checkpoint.absolute()),
         "prompts": list(prompts),
         "max_new_tokens": max_new_tokens,
-        "max_model_len": max_model_len,
+        "max_model_len": _fitting_max_model_len(checkpoint, max_model_len),
         "seed": SEED,
         "gpu_memory_utilization": GPU_MEMORY_UTILIZATION,
     }
     request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
-    command = [str(python), str(CHILD_SCRIPT), str(request_path.absolute()), str(result_path.absolute())]
-    failure: str | None = None
+    arguments = [str(CHILD_SCRIPT), str(request_path.absolute()), str(result_path.absolute())]
     with log_path.open("wb") as log:
-        try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **_CHILD_ENV},
-                cwd=workdir,
-                start_new_session=True,
-            )
-        except OSError as error:
-            failure = f"could not start the vLLM Python {python}: {error}"
-        else:
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                failure = f"timed out after {timeout_s:g} s"
-            finally:
-                # Also after a normal exit: nothing the child started may outlive it and hold the GPU.
-                _end_process_group(process)
-            if failure is None and process.returncode != 0:
-                failure = _crash_reason(process.returncode, log_path)
+        ended = _run_in_own_group(
+            python,
+            arguments,
+            workdir=workdir,
+            env=_CHILD_ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout_s=timeout_s,
+        )
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
     kernels, schemes = _parse_log(log_text)
-    tail = "\n".join(log_text.splitlines()[-LOG_TAIL_LINES:])
-    facts: dict[str, Any] = {}
-    if failure is None:
+    tail = _tail(log_text)
+    error: dict[str, Any] | None = None
+    if ended.failure is None and ended.returncode == 0:
         facts, failure = _read_result(result_path, list(prompts))
+    else:
+        # What the child wrote before it failed: the versions, the platform and, for an exception, the error.
+        partial = _read_json(result_path)
+        facts = _environment_facts(partial)
+        if isinstance(partial, dict) and _is_number(partial.get("load_seconds")):
+            facts["load_seconds"] = float(partial["load_seconds"])  # the load passed; generating failed
+        error = _child_error(partial)
+        if ended.failure is not None:
+            failure = ended.failure
+        elif error is not None:
+            failure = _error_reason(error)
+        else:
+            failure = _crash_reason(ended.returncode, log_path)
     return SmokeResult(
         ok=failure is None,
         reason=failure,
@@ -190,6 +232,62 @@ def run_smoke(
         load_seconds=facts.get("load_seconds"),
         generate_seconds=facts.get("generate_seconds"),
         log_tail=tail,
+        platform=facts.get("platform"),
+        platform_text=_platform_text(facts.get("platform")),
+        error=error,
+    )
+
+
+def _fitting_max_model_len(checkpoint: Path, wanted: int) -> int:
+    """`wanted`, or the checkpoint's smaller `max_position_embeddings` (top level, else `text_config`)."""
+    config = _read_json(checkpoint / "config.json")
+    if not isinstance(config, dict):
+        return wanted
+    text_config = config.get("text_config")
+    for section in (config, text_config if isinstance(text_config, dict) else {}):
+        limit = section.get("max_position_embeddings")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return min(wanted, limit)
+    return wanted
+
+
+def run_script(
+    python: Path,
+    script: Path,
+    *,
+    workdir: Path,
+    timeout_s: float = 900.0,
+    extra_env: Mapping[str, str] | None = None,
+) -> ScriptResult:
+    """Run the Python file `script` with `python` (the vLLM environment's interpreter) in `workdir`.
+
+    The script runs as a user would run it (vLLM's default multiprocessing engine included), offline,
+    in its own process group, which is ended after it exits or times out. Its stdout goes to
+    `<stem>.stdout`, its stderr (vLLM's log) to `<stem>.log`, both in `workdir`. Never raises for what
+    the script does: a non-zero exit, a crash or a timeout give ok=False with a reason.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    stdout_path, log_path = workdir / f"{script.stem}.stdout", workdir / f"{script.stem}.log"
+    with stdout_path.open("wb") as stdout, log_path.open("wb") as log:
+        ended = _run_in_own_group(
+            python,
+            [str(script.absolute())],
+            workdir=workdir,
+            env={**_OFFLINE_ENV, **(extra_env or {})},
+            stdout=stdout,
+            stderr=log,
+            timeout_s=timeout_s,
+        )
+    failure = ended.failure
+    if failure is None and ended.returncode != 0:
+        failure = _crash_reason(ended.returncode, log_path, what=script.name, verb="failed")
+    return ScriptResult(
+        ok=failure is None,
+        returncode=None if ended.failure is not None else ended.returncode,
+        stdout=stdout_path.read_text(encoding="utf-8", errors="replace"),
+        log_tail=_tail(log_path.read_text(encoding="utf-8", errors="replace")),
+        seconds=ended.seconds,
+        reason=failure,
     )
 
 
@@ -239,6 +337,60 @@ def _text(generation: Mapping[str, Any]) -> str:
     return text if isinstance(text, str) else ""
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """How a process run by `_run_in_own_group` ended: `failure` when it did not start or timed out."""
+
+    returncode: int
+    failure: str | None
+    seconds: float
+
+
+def _run_in_own_group(
+    python: Path,
+    arguments: list[str],
+    *,
+    workdir: Path,
+    env: Mapping[str, str],
+    stdout: IO[bytes],
+    stderr: IO[bytes] | int,
+    timeout_s: float,
+) -> _Ended:
+    """Run `python` with `arguments` in `workdir`, in a new process group with stdin from /dev/null, and end
+    the group however it ends.
+
+    The environment is `_ENV_DEFAULTS`, then os.environ (the user's values win over those defaults),
+    then `env`. A relative `python` is taken from the current folder, not from `workdir`.
+    """
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            [str(python.absolute()), *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env={**_ENV_DEFAULTS, **os.environ, **env},
+            cwd=workdir,
+            start_new_session=True,
+        )
+    except OSError as error:
+        return _Ended(-1, f"could not start the vLLM Python {python}: {error}", time.monotonic() - started)
+    failure = None
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        failure = f"timed out after {timeout_s:g} s"
+    finally:
+        seconds = time.monotonic() - started
+        # Also after a normal exit: nothing the child started may outlive it and hold the GPU.
+        _end_process_group(process)
+    return _Ended(process.returncode, failure, seconds)
+
+
+def _tail(text: str) -> str:
+    return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+
+
 def _end_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the child's whole process group, SIGKILL what is left after the grace period, reap the child."""
     group = process.pid
@@ -267,7 +419,7 @@ def _group_alive(group: int, process: subprocess.Popen[bytes]) -> bool:
     return True
 
 
-def _crash_reason(returncode: int, log_path: Path) -> str:
+def _crash_reason(returncode: int, log_path: Path, *, what: str = "vLLM", verb: str = "crashed") -> str:
     if returncode < 0:
         try:
             how = f"killed by {signal.Signals(-returncode).name}"
@@ -276,7 +428,29 @@ def _crash_reason(returncode: int, log_path: Path) -> str:
     else:
         how = f"exit code {returncode}"
     line = _error_line(log_path.read_text(encoding="utf-8", errors="replace"))
-    return f"vLLM crashed ({how}): {line}" if line else f"vLLM crashed ({how}); see {log_path}"
+    return f"{what} {verb} ({how}): {line}" if line else f"{what} {verb} ({how}); see {log_path}"
+
+
+def _error_reason(error: Mapping[str, Any]) -> str:
+    """`<phase>: <Type>: <message>` with the whole message, and the layer it happened in."""
+    message = _tidy(error["message"])
+    reason = f"{error['phase']}: {error['type']}: {message}" if message else f"{error['phase']}: {error['type']}"
+    if error["layer"]:
+        # After a multi-line message (vLLM's per-kernel reasons) the layer gets its own line.
+        reason += f"\nat layer {error['layer']}" if "\n" in message else f" at layer {error['layer']}"
+    return reason
+
+
+def _tidy(message: str) -> str:
+    """Each line stripped, runs of blank lines made one, none at either end."""
+    lines: list[str] = []
+    for raw in message.splitlines():
+        line = raw.strip()
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
 
 
 def _error_line(log_text: str) -> str | None:
@@ -306,6 +480,42 @@ def _parse_log(log_text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(kernels), tuple(schemes)
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _environment_facts(raw: Any) -> dict[str, Any]:
+    """The versions and platform from a result, full or partial; what is missing or malformed is left out."""
+    if not isinstance(raw, dict):
+        return {}
+    facts: dict[str, Any] = {
+        key: raw[key] for key in ("vllm_version", "torch_version") if isinstance(raw.get(key), str)
+    }
+    facts["gpu"] = _gpu_text(raw.get("gpu"))
+    platform = raw.get("platform")
+    if isinstance(platform, dict) and platform.get("kind") in ("gpu", "cpu"):
+        facts["platform"] = platform
+    return facts
+
+
+def _child_error(raw: Any) -> dict[str, Any] | None:
+    """The child's `error` object, when it wrote a well-formed one."""
+    error = raw.get("error") if isinstance(raw, dict) else None
+    if not isinstance(error, dict) or not all(isinstance(error.get(key), str) for key in ("type", "message", "phase")):
+        return None
+    layer = error.get("layer")
+    return {
+        "type": error["type"],
+        "message": error["message"],
+        "layer": layer if isinstance(layer, str) and layer else None,
+        "phase": error["phase"],
+    }
+
+
 def _read_result(result_path: Path, prompts: list[str]) -> tuple[dict[str, Any], str | None]:
     """The facts from the child's result, and why the run failed (None when it passed)."""
     if not result_path.is_file():
@@ -318,9 +528,7 @@ def _read_result(result_path: Path, prompts: list[str]) -> tuple[dict[str, Any],
     if problem is not None:
         return {}, f"the vLLM script's result is garbage: {problem}"
     facts = {
-        "vllm_version": raw["vllm_version"],
-        "torch_version": raw.get("torch_version") if isinstance(raw.get("torch_version"), str) else None,
-        "gpu": _gpu_text(raw.get("gpu")),
+        **_environment_facts(raw),
         "outputs": [
             {"prompt": output["prompt"], "text": output["text"], "token_ids": list(output["token_ids"])}
             for output in raw["outputs"]
@@ -341,8 +549,7 @@ def _shape_problem(raw: Any, prompts: list[str]) -> str | None:
     if not isinstance(raw.get("vllm_version"), str):
         return "no vllm_version"
     for key in ("load_seconds", "generate_seconds"):
-        value = raw.get(key)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        if not _is_number(raw.get(key)):
             return f"{key} is not a number"
     outputs = raw.get("outputs")
     if not isinstance(outputs, list):
@@ -364,6 +571,10 @@ def _shape_problem(raw: Any, prompts: list[str]) -> str | None:
     return None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _gpu_text(gpu: Any) -> str | None:
     if not isinstance(gpu, dict) or not isinstance(gpu.get("name"), str):
         return None
@@ -371,3 +582,18 @@ def _gpu_text(gpu: Any) -> str | None:
     if isinstance(capability, list) and len(capability) == 2:
         return f"{gpu['name']} (capability {capability[0]}.{capability[1]})"
     return str(gpu["name"])
+
+
+def _platform_text(platform: Any) -> str | None:
+    """The platform in words: "NVIDIA H100 80GB HBM3 (compute capability 9.0)", "CPU <name> (x86_64, AVX2)"."""
+    if not isinstance(platform, dict):
+        return None
+    name = platform.get("name") if isinstance(platform.get("name"), str) else ""
+    if platform.get("kind") == "gpu":
+        capability = platform.get("capability")
+        if isinstance(capability, list) and len(capability) == 2:
+            return f"{name or 'GPU'} (compute capability {capability[0]}.{capability[1]})"
+        return name or "GPU"
+    details = [str(platform[key]) for key in ("arch", "isa") if isinstance(platform.get(key), str) and platform[key]]
+    text = f"CPU {name}" if name else "CPU"
+    return f"{text} ({', '.join(details)})" if details else text
