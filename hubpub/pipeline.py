@@ -30,13 +30,15 @@ from hubpub.stages.context import StageContext, StageOutput
 from hubpub.stages.publish import PublishResult
 from hubpub.version import __version__
 from hubpub.vllm import VLLM_VERSION
+from hubpub.vllm.cpu_rules import VLLM_CPU_VERSION
+from hubpub.vllm.environment import environment_fingerprint
 from hubpub.warm import WarmInterpreter
 
 logger = logging.getLogger(__name__)
 
 TOOLS = ("llmcompressor", "compressed-tensors", "transformers", "torch", "lm-eval", "huggingface-hub")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-VLLM_RULES_ID = f"vllm-{VLLM_VERSION}"
+VLLM_RULES_ID = f"vllm-{VLLM_VERSION}+cpu-{VLLM_CPU_VERSION}"
 
 Progress = Callable[[str, str, str], None]
 """Called with (variant, stage, event) where event is started, done, cached, skipped or failed."""
@@ -223,6 +225,9 @@ class ReleaseRun:
         (folder / "README.md").write_text(rendered.text, encoding="utf-8")
         with measured() as measurement:
             snippet = card.run_snippet(rendered.text, self.release.repo_id, checkpoint, folder)
+            vllm_snippet = card.run_vllm_snippet(
+                rendered.text, self.release.repo_id, checkpoint, folder, self.vllm_python
+            )
         result = StageResult(
             stage="card",
             status="done",
@@ -233,6 +238,7 @@ class ReleaseRun:
                 "readme_sha256": sha256_file(folder / "README.md"),
                 "metadata": rendered.metadata,
                 "snippet": snippet,
+                "vllm_snippet": vllm_snippet,
             },
             ci_run_url=ci_run_url(),
         )
@@ -371,6 +377,8 @@ def _inputs(
             "rules": VLLM_RULES_ID,
             "mode": release.verify.vllm,
             "vllm_python": str(vllm_python) if vllm_python else None,
+            # A hubpub-made environment rebuilt from other pins is another vLLM, though its path is the same.
+            "vllm_environment": environment_fingerprint(vllm_python),
             "prompts": list(release.verify.prompts),
             "max_new_tokens": release.verify.max_new_tokens,
             "verified": done["verify"].fingerprint,

@@ -27,10 +27,11 @@ from hubpub.manifest import Manifest
 from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
 from hubpub.vllm import VllmPrediction
+from hubpub.vllm.agreement import PredictionCheck
 
 SNIPPET_MARKER = "<!-- hubpub:snippet transformers -->"
+VLLM_SNIPPET_MARKER = "<!-- hubpub:snippet vllm -->"
 SNIPPET_TIMEOUT_SECONDS = 900
-_FENCE = re.compile(re.escape(SNIPPET_MARKER) + r"\s*```python\n(.*?)```", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -108,20 +109,18 @@ def _templates() -> Path:
     return Path(str(files("hubpub") / "templates"))
 
 
-def extract_snippet(card_text: str) -> str:
-    match = _FENCE.search(card_text)
-    if match is None:
-        raise StageError("the rendered card has no Transformers snippet to run")
-    return match.group(1)
+def extract_snippet(card_text: str, marker: str = SNIPPET_MARKER) -> str | None:
+    """The Python code block right after `marker` in a rendered card, or None when the card has none."""
+    match = re.search(re.escape(marker) + r"\s*```python\n(.*?)```", card_text, re.DOTALL)
+    return match.group(1) if match else None
 
 
 def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -> dict[str, Any]:
     """Run the card's Transformers snippet with the repo id pointing at the staged files."""
     snippet = extract_snippet(card_text)
-    if f'"{repo_id}"' not in snippet:
-        raise StageError(f"the card's Transformers snippet does not name {repo_id}")
-    script = (workdir / "card_snippet.py").resolve()
-    script.write_text(snippet.replace(f'"{repo_id}"', json.dumps(str(checkpoint.resolve()))), encoding="utf-8")
+    if snippet is None:
+        raise StageError("the rendered card has no Transformers snippet to run")
+    script = _snippet_script(snippet, repo_id, checkpoint, workdir / "card_snippet.py", "Transformers")
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     try:
         completed = subprocess.run(
@@ -142,6 +141,42 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
     if not output:
         raise StageError("the card's Transformers snippet printed nothing")
     return {"ran": True, "output": output}
+
+
+def run_vllm_snippet(
+    card_text: str, repo_id: str, checkpoint: Path, workdir: Path, vllm_python: Path | None
+) -> dict[str, Any] | None:
+    """Run the card's vLLM snippet, as a user would, in the vLLM environment against the staged files.
+
+    None when the card shows no vLLM snippet (vLLM did not load the release). A snippet that fails or prints
+    nothing raises StageError: the card is not published.
+    """
+    snippet = extract_snippet(card_text, VLLM_SNIPPET_MARKER)
+    if snippet is None:
+        return None
+    if vllm_python is None:
+        raise StageError("the card shows a vLLM snippet, but no vLLM environment is configured to run it")
+    from hubpub.vllm.smoke import run_script
+
+    script = _snippet_script(snippet, repo_id, checkpoint, workdir / "card_vllm_snippet.py", "vLLM")
+    result = run_script(vllm_python, script, workdir=workdir, timeout_s=SNIPPET_TIMEOUT_SECONDS)
+    if not result.ok:
+        raise StageError(
+            f"the card's vLLM snippet failed, so the card is not published: {result.reason}\n{result.log_tail}"
+        )
+    output = result.stdout.strip()
+    if not output:
+        raise StageError("the card's vLLM snippet printed nothing")
+    return {"ran": True, "output": output, "seconds": round(result.seconds, 1)}
+
+
+def _snippet_script(snippet: str, repo_id: str, checkpoint: Path, script: Path, which: str) -> Path:
+    """The snippet as a script whose repo id names the staged folder instead."""
+    if f'"{repo_id}"' not in snippet:
+        raise StageError(f"the card's {which} snippet does not name {repo_id}")
+    script = script.resolve()
+    script.write_text(snippet.replace(f'"{repo_id}"', json.dumps(str(checkpoint.resolve()))), encoding="utf-8")
+    return script
 
 
 # -- facts ------------------------------------------------------------------------------------
@@ -222,7 +257,8 @@ def card_facts(
         "calibration_text": _calibration_text(calibration),
         "calibration_used": calibration is not None,
         "recipe_yaml": yaml.safe_dump(manifest.recipe, sort_keys=False).strip(),
-        "snippets": _snippets(release, manifest),
+        "snippets": snippets(release, manifest),
+        "vllm_usage": _vllm_usage(manifest),
         "verification": {
             "versions": ", ".join(f"{name} {value}" for name, value in verify["versions"].items()),
             "device": verify["device"],
@@ -235,6 +271,7 @@ def card_facts(
             "max_ratio": perplexity["max_ratio"],
             "artifacts": _artifacts_text(verify["artifacts"]),
             "vllm": _vllm_text(stages.get("vllm")),
+            "vllm_check": _vllm_prediction_check(stages.get("vllm")),
             "vllm_preflight": _vllm_preflight(stages.get("vllm")),
             "generations": verify["generations"],
         },
@@ -338,14 +375,25 @@ def vllm_loaded(stage: Any) -> bool:
     return stage is not None and stage.status == "done" and bool(stage.metrics.get("smoke", {}).get("ok"))
 
 
+def _vllm_build(smoke: dict[str, Any]) -> str:
+    version = smoke.get("vllm_version") or "(version unknown)"
+    distribution = smoke.get("distribution")
+    if distribution and distribution != "vllm":
+        return f"{distribution} {version} (a community build of vLLM)"
+    return f"vLLM {version}"
+
+
+def _vllm_platform(smoke: dict[str, Any]) -> str:
+    return str(smoke.get("platform_text") or smoke.get("gpu") or "an unrecorded platform")
+
+
 def _vllm_text(stage: Any) -> str:
     if stage is None or stage.status == "skipped" or "smoke" not in stage.metrics:
         reason = stage.reason if stage is not None and stage.reason else "not run"
         return f"not loaded in vLLM for this release ({reason})"
     smoke = stage.metrics["smoke"]
     if not smoke["ok"]:
-        version = f" {smoke['vllm_version']}" if smoke.get("vllm_version") else ""
-        return f"failed in vLLM{version}: {smoke['reason']}"
+        return f"no: {_vllm_build(smoke)} on {_vllm_platform(smoke)} failed. {_one_line(smoke['reason'])}"
     kernels = f"; kernels: {', '.join(smoke['kernels'])}" if smoke.get("kernels") else ""
     disagreements = stage.metrics.get("disagreements", [])
     agreement = (
@@ -354,13 +402,47 @@ def _vllm_text(stage: Any) -> str:
         else "; first tokens agree with Transformers"
     )
     return (
-        f"yes: vLLM {smoke['vllm_version']}, torch {smoke['torch_version']}, {smoke['gpu']},"
+        f"yes: {_vllm_build(smoke)}, torch {smoke['torch_version']}, on {_vllm_platform(smoke)},"
         f" load {smoke['load_seconds']:.1f} s{kernels}{agreement}"
     )
 
 
+def _vllm_prediction_check(stage: Any) -> str | None:
+    """What the real load said of the prediction for its platform; None when nothing was compared."""
+    if stage is None or "prediction_check" not in stage.metrics:
+        return None
+    check = PredictionCheck.from_dict(stage.metrics["prediction_check"])
+    if check.agrees is None:
+        return f"no prediction covers {check.observed_on or 'the platform it ran on'}"
+    if check.agrees:
+        return f"the prediction for {check.platform} matched this load"
+    return f"the prediction for {check.platform} was wrong: " + "; ".join(check.differences)
+
+
+def _vllm_usage(manifest: Manifest) -> dict[str, Any]:
+    """The How to Use section's vLLM part: the snippet when vLLM loaded the release, else why there is none."""
+    stage = manifest.stages.get("vllm")
+    if stage is None:
+        return {"runs": False, "text": "No vLLM snippet: this release was not loaded in vLLM."}
+    smoke = stage.metrics.get("smoke")
+    # The card stage runs the snippet it shows before anything is published: a failing one stops the release.
+    if smoke is not None and vllm_loaded(stage):
+        ran = f"This snippet ran against this release's files in {_vllm_build(smoke)} on {_vllm_platform(smoke)}."
+        return {"runs": True, "text": ran}
+    prediction = VllmPrediction.from_dict(stage.metrics["preflight"]) if "preflight" in stage.metrics else None
+    predicted = f" hubpub's static prediction: {prediction.summary()}." if prediction and prediction.quantized else ""
+    if smoke is not None and not smoke["ok"]:
+        failed = f"{_vllm_build(smoke)} on {_vllm_platform(smoke)} did not load this checkpoint."
+        return {"runs": False, "text": f"No vLLM snippet: {failed} {_one_line(smoke['reason'])}{predicted}"}
+    return {"runs": False, "text": f"No vLLM snippet: this release was not loaded in vLLM.{predicted}"}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _vllm_preflight(stage: Any) -> dict[str, Any] | None:
-    """The static prediction per GPU generation, as table rows; None when the stage did not run."""
+    """The static prediction per platform (GPU generations, then CPUs), as table rows; None when it did not run."""
     if stage is None or "preflight" not in stage.metrics:
         return None
     prediction = VllmPrediction.from_dict(stage.metrics["preflight"])
@@ -369,7 +451,8 @@ def _vllm_preflight(stage: Any) -> dict[str, Any] | None:
     rows = [
         {
             "generation": verdict.generation,
-            "capability": verdict.hardware,
+            "hardware": verdict.hardware,
+            "vllm": verdict.vllm,
             "loads": "yes" if verdict.loads else "no",
             "schemes": ", ".join(verdict.schemes) or "–",
             "kernels": ", ".join(verdict.kernels) or "–",
@@ -377,7 +460,8 @@ def _vllm_preflight(stage: Any) -> dict[str, Any] | None:
         }
         for verdict in prediction.verdicts
     ]
-    return {"vllm_version": prediction.vllm_version, "rows": rows, "warnings": list(prediction.warnings)}
+    builds = ", ".join(dict.fromkeys(verdict.vllm for verdict in prediction.verdicts))
+    return {"builds": builds, "rows": rows, "warnings": list(prediction.warnings)}
 
 
 def _evaluation(stage: Any) -> dict[str, Any]:
@@ -437,12 +521,24 @@ def _limitations(release: ReleaseSpec, manifest: Manifest) -> list[str]:
         f"Perplexity was compared on one held-out English text of {perplexity['tokens']} tokens;"
         " it is a smoke test of the quantization, not a benchmark."
     )
-    if not vllm_loaded(manifest.stages.get("vllm")):
+    stage = manifest.stages.get("vllm")
+    smoke = stage.metrics.get("smoke") if stage is not None else None
+    if smoke is not None and not smoke["ok"]:
+        items.append(
+            f"{_vllm_build(smoke)} on {_vllm_platform(smoke)} did not load this checkpoint (see Verification);"
+            " on other platforms its vLLM compatibility is predicted from the checkpoint's files, not observed."
+        )
+    elif not vllm_loaded(stage):
         items.append(
             "Not loaded in vLLM for this release: its vLLM compatibility is predicted from the checkpoint's files"
             " (see Verification), not observed."
-            if _vllm_preflight(manifest.stages.get("vllm"))
+            if _vllm_preflight(stage)
             else "Not checked in vLLM for this release."
+        )
+    else:
+        items.append(
+            f"Loaded in vLLM on {_vllm_platform(smoke or {})} only; on other platforms its vLLM compatibility is"
+            " predicted from the checkpoint's files (see Verification), not observed."
         )
     evaluated = manifest.stages.get("evaluate")
     if evaluated is None or evaluated.status != "done":
@@ -470,7 +566,8 @@ def _citation(release: ReleaseSpec) -> str:
     )
 
 
-def _snippets(release: ReleaseSpec, manifest: Manifest) -> dict[str, str]:
+def snippets(release: ReleaseSpec, manifest: Manifest) -> dict[str, str]:
+    """The card's code blocks: vLLM, Transformers, llm-compressor and the reproduction script."""
     prompt = manifest.stages["verify"].metrics["generations"][0]["prompt"]
     repo = release.repo_id
     transformers = f'''from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -487,10 +584,12 @@ outputs = model.generate(**inputs, max_new_tokens=64, do_sample=False)
 print(tokenizer.decode(outputs[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))'''
     vllm = f'''from vllm import LLM, SamplingParams
 
-llm = LLM(model="{repo}")
-messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
-outputs = llm.chat(messages, SamplingParams(temperature=0, max_tokens=64))
-print(outputs[0].outputs[0].text)'''
+# vLLM starts worker processes that import this file again: keep the work under the main guard.
+if __name__ == "__main__":
+    llm = LLM(model="{repo}")
+    messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
+    outputs = llm.chat(messages, SamplingParams(temperature=0, max_tokens=64))
+    print(outputs[0].outputs[0].text)'''
     llmcompressor = f'''# Apply this release's recipe to the base (or to your own fine-tune of it).
 from huggingface_hub import hf_hub_download
 from llmcompressor import oneshot

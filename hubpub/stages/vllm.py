@@ -1,9 +1,10 @@
 """vLLM stage: predict from the checkpoint's files whether vLLM loads it, then load it in vLLM when one is at hand.
 
-The static preflight needs no GPU and no vLLM: it applies the rules of `hubpub.vllm.rules` to
-`config.json` and the safetensors headers, for each GPU generation. The real smoke test runs
-in the Python environment that has vLLM (never this one), in its own process group, and its
-first tokens are compared with the transformers verification; disagreements are recorded only.
+The static preflight needs no GPU and no vLLM: it applies the rules of `hubpub.vllm` to `config.json` and
+the safetensors headers, for each GPU generation and class of CPU. The real smoke test runs in the Python
+environment that has vLLM (never this one), in its own process group. What it did is compared with the
+prediction for the platform it ran on, and its first tokens with the transformers verification; both
+comparisons are recorded, not gated.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any
 from hubpub.errors import GateError, StageError
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.vllm import VLLM_PYTHON_ENV, VllmPrediction, compare_first_tokens, predict_folder, run_smoke
+from hubpub.vllm.agreement import check_prediction
 
 logger = logging.getLogger(__name__)
 
-NO_ENVIRONMENT = f"no vLLM environment was configured: set {VLLM_PYTHON_ENV}, verify.vllm_python or --vllm-python"
+NO_ENVIRONMENT = (
+    f"no vLLM environment was configured: run `hubpub vllm-env`, or set {VLLM_PYTHON_ENV}, verify.vllm_python or"
+    " --vllm-python"
+)
 
 
 def run(ctx: StageContext) -> StageOutput:
@@ -48,11 +53,24 @@ def run(ctx: StageContext) -> StageOutput:
     metrics["smoke"] = smoke.as_dict()
     transformers_generations = ctx.previous["verify"].metrics.get("generations", [])
     metrics["disagreements"] = compare_first_tokens(transformers_generations, smoke.outputs)
+    check = check_prediction(
+        prediction,
+        platform=smoke.platform,
+        observed_on=smoke.platform_text,
+        loaded=smoke.ok or bool(smoke.outputs),
+        schemes=smoke.schemes,
+        kernels=smoke.kernels,
+        failure=smoke.reason,
+    )
+    metrics["prediction_check"] = check.as_dict()
+    for difference in check.differences:
+        logger.warning("%s: the vLLM prediction was wrong: %s", release.variant, difference)
+    version = f" {smoke.vllm_version}" if smoke.vllm_version else ""
+    where = f" on {smoke.platform_text}" if smoke.platform_text else ""
     if smoke.ok:
-        metrics["summary"] = f"loaded and generated in vLLM {smoke.vllm_version} on {smoke.gpu}"
+        metrics["summary"] = f"loaded and generated in vLLM{version}{where}"
     else:
-        version = f" {smoke.vllm_version}" if smoke.vllm_version else ""
-        metrics["summary"] = f"failed in vLLM{version}: {smoke.reason}"
+        metrics["summary"] = f"failed in vLLM{version}{where}: {smoke.reason}"
         if required:
             raise GateError(f"{release.variant}: the checkpoint {metrics['summary']}")
         logger.warning("%s: %s", release.variant, metrics["summary"])

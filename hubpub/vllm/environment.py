@@ -110,6 +110,14 @@ def read_environment(path: Path) -> VllmEnvironment | None:
     return environment if environment.python.exists() else None
 
 
+def environment_fingerprint(python: Path | None) -> str | None:
+    """The pins of the hubpub-made environment `python` belongs to (its requirements hash), else None."""
+    if python is None:
+        return None
+    environment = read_environment(python.absolute().parent.parent)
+    return environment.requirements_sha256 if environment is not None else None
+
+
 def discover(start_folders: Iterable[Path]) -> Path | None:
     """The Python of the nearest complete `.venv-vllm`, searching each folder and then its parents."""
     for start in start_folders:

@@ -45,7 +45,9 @@ def test_without_vllm_the_prediction_is_recorded_and_the_load_skipped(
     outcome = release(tmp_path, tiny_llama, workdir, "optional")
     stage = outcome.stages["vllm"]
     assert stage.status == "skipped"
-    assert stage.reason.startswith("no vLLM environment was configured: set HUBPUB_VLLM_PYTHON")
+    assert stage.reason.startswith(
+        "no vLLM environment was configured: run `hubpub vllm-env`, or set HUBPUB_VLLM_PYTHON"
+    )
     prediction = stage.metrics["preflight"]
     assert prediction["vllm_version"] == "0.33.0"
     assert [verdict["generation"] for verdict in prediction["verdicts"]] == [
