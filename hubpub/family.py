@@ -334,7 +334,7 @@ def _reverified_manifest(found: _Published, target: HubTarget, vllm_python: Path
     """Download the published files and run the vLLM stage on them; the manifest with its new vLLM record."""
     from hubpub.hashing import HashCache
     from hubpub.measure import measured
-    from hubpub.stages import vllm
+    from hubpub.stages import card, vllm
     from hubpub.stages.context import StageContext
 
     api = client(target)
@@ -357,6 +357,12 @@ def _reverified_manifest(found: _Published, target: HubTarget, vllm_python: Path
     )
     with measured() as measurement:
         output = vllm.run(ctx)
+        if output.metrics.get("smoke", {}).get("ok"):
+            # The re-rendered card will show the vLLM snippet: it must run on these files first.
+            snippet = card.snippets(found.release, manifest)["vllm"]
+            output.metrics["vllm_snippet"] = card.run_vllm_code(
+                snippet, found.release.repo_id, checkpoint, output_dir, vllm_python
+            )
     previous = manifest.stages.get("vllm")
     if previous is not None and previous.metrics == output.metrics and previous.reason == output.skipped:
         return manifest

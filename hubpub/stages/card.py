@@ -154,6 +154,13 @@ def run_vllm_snippet(
     snippet = extract_snippet(card_text, VLLM_SNIPPET_MARKER)
     if snippet is None:
         return None
+    return run_vllm_code(snippet, repo_id, checkpoint, workdir, vllm_python)
+
+
+def run_vllm_code(
+    snippet: str, repo_id: str, checkpoint: Path, workdir: Path, vllm_python: Path | None
+) -> dict[str, Any]:
+    """Run one vLLM snippet (as `snippets()["vllm"]` writes it) against `checkpoint`; raise StageError if it fails."""
     if vllm_python is None:
         raise StageError("the card shows a vLLM snippet, but no vLLM environment is configured to run it")
     from hubpub.vllm.smoke import run_script
@@ -430,10 +437,12 @@ def _vllm_usage(manifest: Manifest) -> dict[str, Any]:
         ran = f"This snippet ran against this release's files in {_vllm_build(smoke)} on {_vllm_platform(smoke)}."
         return {"runs": True, "text": ran}
     prediction = VllmPrediction.from_dict(stage.metrics["preflight"]) if "preflight" in stage.metrics else None
-    predicted = f" hubpub's static prediction: {prediction.summary()}." if prediction and prediction.quantized else ""
+    loads = [verdict.generation for verdict in prediction.verdicts if verdict.loads] if prediction else []
+    predicted = f" hubpub predicts that it loads on {', '.join(loads)} (see Verification)." if loads else ""
     if smoke is not None and not smoke["ok"]:
-        failed = f"{_vllm_build(smoke)} on {_vllm_platform(smoke)} did not load this checkpoint."
-        return {"runs": False, "text": f"No vLLM snippet: {failed} {_one_line(smoke['reason'])}{predicted}"}
+        first_line = smoke["reason"].strip().splitlines()[0] if smoke.get("reason") else "no reason recorded"
+        failed = f"{_vllm_build(smoke)} on {_vllm_platform(smoke)} did not load this checkpoint ({first_line})."
+        return {"runs": False, "text": f"No vLLM snippet: {failed}{predicted}"}
     return {"runs": False, "text": f"No vLLM snippet: this release was not loaded in vLLM.{predicted}"}
 
 

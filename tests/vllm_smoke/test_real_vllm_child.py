@@ -8,32 +8,20 @@ about 10-30 s, so there are two.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from hubpub import api
 from hubpub.vllm.smoke import SmokeResult, run_script, run_smoke
-from tests.conftest import REPO_ROOT, write_spec
+from tests.conftest import write_spec
 
 pytestmark = [pytest.mark.vllm, pytest.mark.model]
 
-VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 # Two of the questions the tiny model learned by heart (tests/tiny_model.py).
 PROMPTS = ["What is the capital of France?", "How many days are in a week?"]
 ANSWERS = ["The capital of France is Paris .", "A week has seven days ."]
 SCHEMES = ("W8A8", "W8A16")
-
-
-@pytest.fixture(scope="session")
-def vllm_python() -> Path:
-    if not (VLLM_PYTHON.is_file() and os.access(VLLM_PYTHON, os.X_OK)):
-        pytest.fail(
-            f"no vLLM environment at {VLLM_PYTHON}: run `make .venv-vllm/hubpub-vllm-env.json`"
-            " or `hubpub vllm-env` (`make test` builds it)"
-        )
-    return VLLM_PYTHON
 
 
 @pytest.fixture(scope="session")
