@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from hubpub import api
+from hubpub.vllm import predict_folder
+from hubpub.vllm.agreement import check_prediction
 from hubpub.vllm.smoke import SmokeResult, run_script, run_smoke
 from tests.conftest import write_spec
 
@@ -46,6 +48,22 @@ def tiny_checkpoints(tiny_llama_for_vllm: Path, tmp_path_factory: pytest.TempPat
     }
 
 
+def agrees_with_prediction(checkpoint: Path, result: SmokeResult) -> bool:
+    """Whether the static preflight predicted what vLLM did on this machine's CPU (its differences fail the test)."""
+    check = check_prediction(
+        predict_folder(checkpoint),
+        platform=result.platform,
+        observed_on=result.platform_text,
+        loaded=result.ok,
+        schemes=result.schemes,
+        kernels=result.kernels,
+        failure=result.reason,
+    )
+    assert check.platform is not None, f"no CPU class of the rules covers {result.platform}"
+    assert check.differences == (), check.differences
+    return check.agrees is True
+
+
 def _smoke(python: Path, checkpoint: Path, workdir: Path) -> SmokeResult:
     return run_smoke(python, checkpoint, PROMPTS, max_new_tokens=12, workdir=workdir, timeout_s=600)
 
@@ -67,6 +85,7 @@ def test_a_w8a8_checkpoint_loads_and_answers_on_the_cpu(
     assert result.gpu is None and result.error is None
     assert result.vllm_version and result.torch_version
     assert result.load_seconds is not None and result.generate_seconds is not None
+    assert agrees_with_prediction(tiny_checkpoints["W8A8"], result)
 
 
 def test_a_w8a16_checkpoint_is_refused_with_every_kernels_reason_and_the_layer(
@@ -87,6 +106,7 @@ def test_a_w8a16_checkpoint_is_refused_with_every_kernels_reason_and_the_layer(
     # Written before the engine was built, so known although the load failed.
     assert result.platform is not None and result.platform["kind"] == "cpu"
     assert result.vllm_version
+    assert agrees_with_prediction(tiny_checkpoints["W8A16"], result)
 
 
 def test_run_script_runs_a_file_with_vllms_interpreter(vllm_python: Path, tmp_path: Path) -> None:
