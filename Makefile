@@ -44,6 +44,8 @@ bench: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(PY) bench/cli_startup.py
 	$(PY) bench/release_overhead.py
 	$(PY) bench/republish.py
+	$(PY) bench/vllm_stage.py
+	$(PY) bench/vllm_environment.py
 
 schema: $(INSTALLED)
 	$(HUBPUB) schema > docs/release-spec.schema.json

