@@ -195,7 +195,7 @@ def ensure_environment(
     )
     marker = {key: value for key, value in environment.as_dict().items() if key not in ("path", "python", "created")}
     (path / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-    logger.info("vLLM environment %s: vLLM %s on %s", path, environment.vllm_version, environment.device_type)
+    logger.debug("vLLM environment %s: vLLM %s on %s", path, environment.vllm_version, environment.device_type)
     return environment
 
 
