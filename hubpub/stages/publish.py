@@ -140,7 +140,7 @@ def _untagged(result: PublishResult, previous: str | None, problem: str, *, held
     tag = f" {result.tag}" if result.tag else ""
     return UnfinishedPublishError(
         f"{problem}\nOn the Hub: main of {result.repo_id} is at {result.commit[:12]}{before}, which {held};"
-        f" it is not tagged{tag}.\nTo repair: {repair}"
+        f" this push did not tag it{tag}.\nTo repair: {repair}"
     )
 
 

@@ -197,7 +197,7 @@ def test_a_failed_round_trip_leaves_no_tag_and_says_what_is_on_the_hub(
     assert differences(hub, folder) == [] and tags(hub) == {}
     assert "measures perplexity" in message
     assert f"On the Hub: main of {REPO_ID} is at {head(hub)[:12]}" in message
-    assert f"failed the round trip; it is not tagged {TAG}" in message
+    assert f"failed the round trip; this push did not tag it {TAG}" in message
     assert "To repair: fix the cause, then run the push again" in message
     monkeypatch.setattr(publish_stage, "PERPLEXITY_TOLERANCE", tolerance)
     code, out, err = run_cli(["push", str(spec), "--workdir", str(workdir), "--hub", hub.url], capsys)
