@@ -162,7 +162,12 @@ HUB_OPTIONS = [
         help="The embedded Hub's folder (with --hub local).",
     ),
     click.option("--dry-run", is_flag=True, help="Show what would be pushed; write nothing remote."),
-    click.option("--no-roundtrip", is_flag=True, help="Skip downloading and loading the release after the push."),
+    click.option(
+        "--no-roundtrip",
+        is_flag=True,
+        help="Skip downloading and loading the release after the push; the tag then marks a commit whose files"
+        " were only checked by sha256 or git blob id on the Hub.",
+    ),
 ]
 
 
@@ -303,6 +308,11 @@ def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None
         roundtrip = published["roundtrip"]
         out.print(
             f"  verified downloaded, byte-identical, loads in transformers (perplexity {roundtrip['perplexity']:.3f})"
+        )
+    else:
+        out.print(
+            f"  checked  the {published['confirmed_files']} staged files are on the Hub at this commit (sha256 or git"
+            " blob id); no round trip ran (--no-roundtrip)"
         )
     repo_id = published["repo_id"]
     if published["target"] == "local":

@@ -70,6 +70,16 @@ class PublishError(HubpubError):
     exit_code = 5
 
 
+class UnfinishedPublishError(PublishError):
+    """Publishing stopped half-way: the remote holds a commit of the release that is not tagged.
+
+    A partial commit that could not be completed, a complete one whose round trip failed, or a remote
+    that could not be read back. The message says what the remote holds and how to repair it.
+    """
+
+    exit_code = 6
+
+
 EXIT_CODES: dict[str, int] = {
     "success": 0,
     "unexpected internal error (a bug: please report it)": HubpubError.exit_code,
@@ -77,5 +87,8 @@ EXIT_CODES: dict[str, int] = {
     "a stage failed": StageError.exit_code,
     "a quality gate failed": GateError.exit_code,
     "publishing failed (the remote is left as it was)": PublishError.exit_code,
+    "publishing stopped half-way (the remote holds an untagged commit: the message says what and how to repair it)": (
+        UnfinishedPublishError.exit_code
+    ),
     "interrupted (Ctrl-C)": 130,
 }

@@ -1,8 +1,10 @@
-"""Publish stage: push the staged repo folder as one tagged commit, then prove it from the Hub.
+"""Publish stage: push the staged repo folder as one commit, prove it from the Hub, then tag it.
 
 Only what differs from the remote head is sent. Nothing is committed when nothing changed. A repo
-that holds another spec's or family's release is refused unless forced. After the push the
-release is downloaded into a fresh folder, compared byte for byte, and loaded in transformers.
+that holds another spec's or family's release is refused unless forced. The commit counts once the
+tree it landed holds every staged file (by sha256 or git blob id). Then the release is downloaded
+into a fresh folder, compared byte for byte, and loaded in transformers; only after that round trip
+is the commit tagged, because tags are never moved.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubpub.errors import PublishError
+from hubpub.errors import PublishError, UnfinishedPublishError
 from hubpub.hashing import sha256_file
 from hubpub.hubclient import HubTarget, UploadPlan, client, commit_plan, ensure_tag, plan_upload
 from hubpub.manifest import MANIFEST_NAME, Manifest, ci_run_url
@@ -42,6 +44,8 @@ class PublishResult:
     tag_status: str | None = None
     roundtrip: dict[str, Any] = field(default_factory=dict)
     readme_diff: str | None = None
+    confirmed_files: int = 0
+    """Staged files found on the Hub at `commit` with their sha256 or git blob id before tagging."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,7 @@ class PublishResult:
             "tag_status": self.tag_status,
             "roundtrip": self.roundtrip,
             "readme_diff": self.readme_diff,
+            "confirmed_files": self.confirmed_files,
         }
 
 
@@ -93,15 +98,50 @@ def run(
             description = f"Published by hubpub {__version__}." + (f" CI run: {ci_run_url()}" if ci_run_url() else "")
             result.commit = commit_plan(api, target, repo_id, staged, plan, title=title, description=description)
             result.status = "committed"
-        if tag and result.commit:
-            result.tag_status = ensure_tag(api, repo_id, tag, result.commit)
+        result.confirmed_files = len(plan.local)
     except PublishError:
         raise
     except Exception as exc:
         raise PublishError(f"publishing {repo_id} to {target.label} failed: {target.scrub(str(exc))}") from None
-    if roundtrip and result.commit:
-        result.roundtrip = _roundtrip(api, target, repo_id, result.commit, staged, manifest)
+    if result.commit is None:
+        return result
+    previous = plan.head if result.status == "committed" else None
+    if roundtrip:
+        try:
+            result.roundtrip = _roundtrip(api, target, repo_id, result.commit, staged, manifest)
+        except Exception as exc:
+            problem = str(exc) if isinstance(exc, PublishError) else f"the round trip could not run: {exc}"
+            raise _untagged(
+                result,
+                previous,
+                target.scrub(problem),
+                held="holds every staged file (checked by sha256 or git blob id) but failed the round trip",
+                repair="fix the cause, then run the push again; it sends only what differs, and tags once the round"
+                " trip passes",
+            ) from None
+    if tag:
+        try:
+            result.tag_status = ensure_tag(api, repo_id, tag, result.commit)
+        except Exception as exc:
+            raise _untagged(
+                result,
+                previous,
+                f"tagging {repo_id}@{result.commit[:12]} {tag} failed: {target.scrub(str(exc))}",
+                held="holds every staged file" + (" and passed the round trip" if roundtrip else ""),
+                repair="run the push again; it sends nothing and tags it",
+            ) from None
     return result
+
+
+def _untagged(result: PublishResult, previous: str | None, problem: str, *, held: str, repair: str) -> PublishError:
+    """Publishing stopped after the commit landed: say where main is, why it has no tag, and what to do."""
+    assert result.commit is not None
+    before = f" (it was at {previous[:12]} before this push)" if previous else ""
+    tag = f" {result.tag}" if result.tag else ""
+    return UnfinishedPublishError(
+        f"{problem}\nOn the Hub: main of {result.repo_id} is at {result.commit[:12]}{before}, which {held};"
+        f" this push did not tag it{tag}.\nTo repair: {repair}"
+    )
 
 
 def _readme_diff(api: Any, repo_id: str, staged: Path, plan: UploadPlan) -> str | None:

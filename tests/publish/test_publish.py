@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd
 
 from hubpub import api
 from hubpub.errors import PublishError
-from hubpub.hub import HubServer, Identity
+from hubpub.hub import HubServer
 from hubpub.hubclient import HubTarget, commit_plan, plan_upload
 from tests.conftest import run_cli, write_spec
-
-TOKEN = "hf_publish_secret_token_123"
-
-
-@pytest.fixture(scope="module")
-def staged(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("staged")
-    spec = write_spec(folder, tiny_llama, "family: tiny\n")
-    api.release([spec], workdir=folder / "work", push=False)
-    return spec, folder / "work"
-
-
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="tester", orgs=("test",))}) as server:
-        yield server
-
-
-def remote(hub: HubServer) -> HfApi:
-    return HfApi(endpoint=hub.url, token=TOKEN)
-
-
-def routes(hub: HubServer, *names: str) -> list[str]:
-    return [route for _, route, _ in hub.requests if route in names]
+from tests.publish.conftest import TOKEN, remote, routes
 
 
 def test_full_release_is_published_tagged_and_proven(staged: tuple[Path, Path], hub: HubServer) -> None:
