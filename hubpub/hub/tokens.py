@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,3 +174,16 @@ def _namespaces(path: Path, node: yaml.Node, where: str) -> frozenset[str] | Non
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise _problem(path, node, where, 'must be a non-empty list of namespaces, or "*" for every namespace')
     return frozenset(_namespace(path, item, node, f"{where}[{index}]") for index, item in enumerate(node.value))
+
+
+def new_token_entry(name: str, namespaces: tuple[str, ...] = (), *, read_only: bool = False) -> tuple[str, str]:
+    """A fresh token and the tokens-file entry that admits it (by its sha256 only)."""
+    for namespace in (name, *namespaces):
+        if not (_NAMESPACE.fullmatch(namespace) and len(namespace) <= REPO_PART_MAX):
+            raise HubConfigError(f"{namespace!r} is not a namespace: use ASCII letters, digits, '-', '_' and '.'")
+    token = f"hf_{secrets.token_urlsafe(30)}"
+    lines = [f"  - name: {name}", f"    sha256: {token_digest(token)}"]
+    if namespaces:
+        lines.append(f"    namespaces: [{', '.join(namespaces)}]")
+    lines.append(f"    role: {'read' if read_only else 'write'}")
+    return token, "\n".join(lines) + "\n"
