@@ -56,6 +56,7 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 UPLOAD_LINK_SECONDS = 24 * 3600
+_NAME_REQUIRED = frozenset({("POST", "branch"), ("DELETE", "branch"), ("DELETE", "tag")})
 LARGE_JSON_ROUTES = frozenset({"preupload", "paths_info", "validate_yaml", "lfs_batch"})
 
 
@@ -252,7 +253,10 @@ class HubServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> HubServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hubpub-hub", daemon=True)
+        # A short poll makes stop() quick; an idle wake-up every 0.1 s costs nothing measurable.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="hubpub-hub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -323,18 +327,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.hub.log_line(f"hub: connection closed after an internal error ({type(exc).__name__})")
 
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed and self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        return parsed
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's answer to requests it cannot parse, as JSON and one log line."""
+        """The stdlib's answer to requests it cannot parse, as JSON with headers, and one log line."""
         reason = message or self.responses.get(code, ("Bad request",))[0]
         self.close_connection = True
+        if getattr(self, "request_version", "") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparsed; the stdlib would answer with a bare body
         response = Response(code, {"error": reason}, {"X-Error-Message": reason}, reason=reason)
-        with contextlib.suppress(OSError):
-            self._write(response, head=getattr(self, "command", None) == "HEAD", close=True)
         self._log_refusal(str(getattr(self, "command", None) or "-"), response)
+        try:
+            self._write(response, head=getattr(self, "command", None) == "HEAD", close=True)
+        except OSError:
+            return
+        self._linger(self.hub.limits.drain)
 
     # -- the edge ------------------------------------------------------------------------------
     def _handle(self, method: str) -> None:
-        self._method = method
         self._token = ""
         self._body = _Body(self.rfile, 0, None)
         route = "unknown"
@@ -343,7 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._body = _Body(self.rfile, declared, self._send_continue if self._expect_continue else None)
             split = urlsplit(self.path)
             self.query = _query(split.query)
-            route, handler = self._route(method, split.path.strip("/").split("/"))
+            # Only the leading "/" goes: `branch/` names an empty branch, not the default one.
+            route, handler = self._route(method, split.path.removeprefix("/").split("/"))
             cap = self.hub.limits.body_cap(route)
             if declared > cap:
                 raise HubError(413, f"The request body of {declared} bytes is over this route's limit of {cap}")
@@ -405,7 +421,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(fault.status, f"injected failure of {route}")
 
     def _finish(self, method: str, route: str, response: Response) -> None:
-        linger = 0
         unread = self._body.remaining
         if unread and not self.close_connection:
             if not self._body.started:
@@ -419,29 +434,30 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
             else:
                 self.close_connection = True
-                linger = unread
         if response.status >= 400:
             self._log_refusal(method, response)
         try:
             self._write(response, head=method == "HEAD", close=self.close_connection)
-            if linger:
-                self._linger(linger)
         except OSError:
             self.close_connection = True
+        else:
+            if self.close_connection:
+                self._linger(max(unread, self.hub.limits.drain))
         self.hub.requests.append((method, route, response.status))
 
-    def _linger(self, unread: int) -> None:
-        """Read away (and drop) what the client is still sending, for a while, so it can read the answer."""
+    def _linger(self, budget: int) -> None:
+        """Before closing, read away (and drop) what the client is still sending, for a while: closing a socket
+        with unread bytes resets the connection, and the client would lose the answer it has not read yet."""
         with contextlib.suppress(OSError):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + self.hub.limits.linger_seconds
             self.connection.settimeout(self.hub.limits.linger_seconds)
-            while unread > 0 and time.monotonic() < deadline:
-                chunk = self.connection.recv(min(1 << 16, unread))
+            while budget > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(min(1 << 16, budget))
                 if not chunk:
                     break
-                unread -= len(chunk)
+                budget -= len(chunk)
 
     def _write(self, response: Response, *, head: bool, close: bool) -> None:
         payload = b"" if response.file is not None else json.dumps(response.body).encode()
@@ -544,6 +560,8 @@ class _Handler(BaseHTTPRequestHandler):
         action = rest[0] if rest else ""
         if len(rest) > 2 and action != "tree":
             return "unknown", None
+        if len(rest) < 2 and (method, action) in _NAME_REQUIRED:
+            return "unknown", None
         argument = validation.url_segment(rest[1], "revision") if len(rest) > 1 else "main"
         table: dict[tuple[str, str], tuple[str, Callable[[], Response]]] = {
             ("GET", ""): ("repo_info", lambda: self._repo_info(repo, "main")),
@@ -592,7 +610,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "name": identity.name,
                 "fullname": identity.name,
                 "email": None,
-                "orgs": [{"name": org, "type": "org"} for org in identity.orgs],
+                "orgs": [{"name": org, "type": "org"} for org in identity.namespaces],
                 "auth": {"type": "access_token", "accessToken": {"displayName": "hubpub", "role": identity.role}},
             }
         )
@@ -770,6 +788,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _delete_ref(self, repo: Repo, kind: str, name: str) -> Response:
         self._writable(repo)
+        if kind == "branch" and name == "main":
+            raise HubError(400, "The main branch cannot be deleted")
         self.hub.store.set_ref(repo, kind, name, None)
         return _ok({})
 

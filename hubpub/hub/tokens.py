@@ -54,6 +54,12 @@ class Identity:
         return not self.read_only and self.owns(namespace)
 
     @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces it owns besides its own name, as whoami lists them."""
+        extra = sorted((self.writable or frozenset()) - {self.name} - set(self.orgs))
+        return (*self.orgs, *extra)
+
+    @property
     def role(self) -> str:
         return "read" if self.read_only else "write"
 
