@@ -4,9 +4,10 @@ It imports nothing else from hubpub, so it runs on its own as `hubpub hub serve`
 """
 
 from hubpub.hub.errors import HubConfigError, HubError
-from hubpub.hub.server import HubServer, Limits
+from hubpub.hub.server import HubServer
 from hubpub.hub.store import HubStore
 from hubpub.hub.tokens import Identity, TokenTable, load_tokens_file, new_token_entry
+from hubpub.hub.wire import Limits
 
 __all__ = [
     "HubConfigError",

@@ -11,12 +11,9 @@ is a plain 500. Each refused request is one line in the log, never with a token 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
-import io
 import json
 import re
 import secrets
@@ -42,49 +39,33 @@ from hubpub.hub.store import (
     Entry,
     HubStore,
     NewCommit,
-    Operation,
     Repo,
     expanded_yaml_nodes,
     front_matter,
 )
 from hubpub.hub.tokens import Identity, TokenTable
+from hubpub.hub.wire import (
+    Body,
+    DroppedConnection,
+    Limits,
+    Response,
+    decode_base64,
+    header_value,
+    ok,
+    parse_commit,
+    parse_json,
+    parse_query,
+    refusal,
+    visibility,
+)
 
 _TYPE_BY_PLURAL = {f"{kind}s": kind for kind in REPO_TYPES}
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 UPLOAD_LINK_SECONDS = 24 * 3600
 _NAME_REQUIRED = frozenset({("POST", "branch"), ("DELETE", "branch"), ("DELETE", "tag")})
-LARGE_JSON_ROUTES = frozenset({"preupload", "paths_info", "validate_yaml", "lfs_batch"})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may send, and how long the server waits for it."""
-
-    json_body: int = 1 << 20
-    large_json_body: int = 16 << 20
-    """preupload, paths-info, validate-yaml and the LFS batch call."""
-    commit_body: int = 128 << 20
-    lfs_object: int = 50 << 30
-    regular_file: int = 10 << 20
-    """The Hub's limit for a file committed without LFS."""
-    drain: int = 1 << 16
-    """Unread body bytes read away after a refusal, to keep the connection usable; more closes it."""
-    linger_seconds: float = 2.0
-    """After a refusal that closes the connection, how long unread bytes are still read away (and dropped),
-    so that the client, still sending, gets the answer instead of a reset."""
-    socket_timeout: float = 60.0
-    max_items: int = 10_000
-
-    def body_cap(self, route: str) -> int:
-        if route == "commit":
-            return self.commit_body
-        if route == "lfs_upload":
-            return self.lfs_object
-        return self.large_json_body if route in LARGE_JSON_ROUTES else self.json_body
 
 
 @dataclass
@@ -122,83 +103,6 @@ class Faults:
                         self.planned.remove(fault)
                     return fault
         return None
-
-
-@dataclass
-class Response:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    file: Path | None = None
-    """Sent instead of `body`, from `offset`, `length` bytes (downloads)."""
-    offset: int = 0
-    length: int = 0
-    reason: str = ""
-    """Why the request was refused, for the log line."""
-
-
-def _ok(body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(200, body, headers or {})
-
-
-def _refusal(error: HubError) -> Response:
-    headers = {"X-Error-Message": error.message, **({"X-Error-Code": error.code} if error.code else {})}
-    return Response(error.status, {"error": error.message, **error.extra}, headers, reason=error.message)
-
-
-def header_value(value: str, limit: int = 512) -> str:
-    """A header value that is printable ASCII: CR/LF cannot split the header, non-Latin-1 cannot break it."""
-    escaped = value.encode("ascii", "backslashreplace").decode("ascii")
-    escaped = _UNSAFE_HEADER_CHARS.sub(lambda match: f"\\x{ord(match.group()):02x}", escaped)
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
-
-
-class _DroppedConnection(Exception):
-    pass
-
-
-class _Body:
-    """The request body: exactly the Content-Length bytes, read on demand, never more."""
-
-    def __init__(
-        self, rfile: io.BufferedIOBase, length: int, before_first_read: Callable[[], None] | None = None
-    ) -> None:
-        self.rfile = rfile
-        self.length = length
-        self.consumed = 0
-        self._before_first_read = before_first_read
-
-    @property
-    def remaining(self) -> int:
-        return self.length - self.consumed
-
-    @property
-    def started(self) -> bool:
-        return self._before_first_read is None
-
-    def read(self, size: int, /) -> bytes:
-        if self._before_first_read is not None:
-            self._before_first_read()
-            self._before_first_read = None
-        chunk = self.rfile.read(min(size, self.remaining)) if self.remaining > 0 else b""
-        self.consumed += len(chunk)
-        return chunk
-
-    def read_all(self) -> bytes:
-        parts = []
-        while self.remaining > 0:
-            chunk = self.read(1 << 20)
-            if not chunk:
-                raise HubError(400, f"The request body was cut short: {self.consumed} of {self.length} bytes arrived")
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def discard(self, budget: int) -> None:
-        while self.remaining > 0 and budget > 0:
-            chunk = self.read(min(1 << 16, budget))
-            if not chunk:
-                return
-            budget -= len(chunk)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -341,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         if getattr(self, "request_version", "") == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # unparsed; the stdlib would answer with a bare body
         response = Response(code, {"error": reason}, {"X-Error-Message": reason}, reason=reason)
-        self._log_refusal(str(getattr(self, "command", None) or "-"), response)
+        self._logrefusal(str(getattr(self, "command", None) or "-"), response)
         try:
             self._write(response, head=getattr(self, "command", None) == "HEAD", close=True)
         except OSError:
@@ -351,13 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the edge ------------------------------------------------------------------------------
     def _handle(self, method: str) -> None:
         self._token = ""
-        self._body = _Body(self.rfile, 0, None)
+        self._body = Body(self.rfile, 0, None)
         route = "unknown"
         try:
             declared = self._framing(method)
-            self._body = _Body(self.rfile, declared, self._send_continue if self._expect_continue else None)
+            self._body = Body(self.rfile, declared, self._send_continue if self._expect_continue else None)
             split = urlsplit(self.path)
-            self.query = _query(split.query)
+            self.query = parse_query(split.query)
             # Only the leading "/" goes: `branch/` names an empty branch, not the default one.
             route, handler = self._route(method, split.path.removeprefix("/").split("/"))
             cap = self.hub.limits.body_cap(route)
@@ -368,11 +272,11 @@ class _Handler(BaseHTTPRequestHandler):
             if handler is None:
                 raise HubError(404, f"No route for {method} {validation.shown(split.path, 120)}")
             response = handler()
-        except _DroppedConnection:
+        except DroppedConnection:
             self.hub.requests.append((method, route, 0))
             return
         except HubError as error:
-            response = _refusal(error)
+            response = refusal(error)
         except TimeoutError:
             self.close_connection = True
             response = Response(408, {"error": "Request timeout"}, reason="the client stopped sending")
@@ -416,14 +320,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            raise _DroppedConnection
+            raise DroppedConnection
         if fault.status:
             raise HubError(fault.status, f"injected failure of {route}")
 
     def _finish(self, method: str, route: str, response: Response) -> None:
         unread = self._body.remaining
         if unread and not self.close_connection:
-            if not self._body.started:
+            if self._body.awaiting_continue:
                 self.close_connection = True  # an Expect: 100-continue client never sent the body
             elif unread <= self.hub.limits.drain:
                 try:
@@ -435,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.close_connection = True
         if response.status >= 400:
-            self._log_refusal(method, response)
+            self._logrefusal(method, response)
         try:
             self._write(response, head=method == "HEAD", close=self.close_connection)
         except OSError:
@@ -482,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block)
                 left -= len(block)
 
-    def _log_refusal(self, method: str, response: Response) -> None:
+    def _logrefusal(self, method: str, response: Response) -> None:
         line = f"hub: {response.status} {header_value(method, 16)} {header_value(_path_only(self), 200)}: "
         line += header_value(response.reason or str(response.status), 300)
         token = getattr(self, "_token", "")
@@ -518,7 +422,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- bodies --------------------------------------------------------------------------------
     def _json(self) -> dict[str, Any]:
-        return _parse_json(self._body.read_all(), "request body")
+        return parse_json(self._body.read_all(), "request body")
 
     # -- routing -------------------------------------------------------------------------------
     def _route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
@@ -545,7 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
         simple: dict[tuple[str, str], tuple[str, Callable[[], Response]]] = {
             ("GET", "whoami-v2"): ("whoami", self._whoami),
-            ("GET", "agent-harnesses"): ("harnesses", lambda: _ok({"standardEnvVars": [], "harnesses": {}})),
+            ("GET", "agent-harnesses"): ("harnesses", lambda: ok({"standardEnvVars": [], "harnesses": {}})),
             ("POST", "validate-yaml"): ("validate_yaml", self._validate_yaml),
             ("POST", "repos/create"): ("create_repo", self._create_repo),
             ("DELETE", "repos/delete"): ("delete_repo", self._delete_repo),
@@ -604,7 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _whoami(self) -> Response:
         identity = self._identity(required=True)
         assert identity is not None
-        return _ok(
+        return ok(
             {
                 "type": "user",
                 "name": identity.name,
@@ -621,13 +525,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json()
         namespace = body.get("organization") or identity.name
         repo = Repo.checked(body.get("type") or "model", namespace, body.get("name"))
-        private = _visibility(body)
+        private = visibility(body)
         if not identity.can_write(repo.namespace):
             raise HubError(403, f"You don't have the rights to create a repo in {repo.namespace}")
         url = self._repo_url(repo)
         if not self.hub.store.create_repo(repo, private=bool(private), author=identity.name):
             raise HubError(409, f"You already created this {repo.type} repo", extra={"url": url})
-        return _ok({"url": url, "name": repo.id, "id": repo.id})
+        return ok({"url": url, "name": repo.id, "id": repo.id})
 
     def _delete_repo(self) -> Response:
         identity = self._identity(required=True)
@@ -636,17 +540,17 @@ class _Handler(BaseHTTPRequestHandler):
         repo = Repo.checked(body.get("type") or "model", body.get("organization") or identity.name, body.get("name"))
         self._writable(repo)
         self.hub.store.delete_repo(repo)
-        return _ok({})
+        return ok({})
 
     def _settings(self, repo: Repo) -> Response:
         self._writable(repo)
         body = self._json()
-        private = _visibility(body)
+        private = visibility(body)
         if private is not None:
             self.hub.store.set_private(repo, private)
         else:
             self.hub.store.meta(repo)
-        return _ok({})
+        return ok({})
 
     def _repo_info(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
@@ -665,7 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
                     sibling["lfs"] = {"sha256": entry.lfs_sha256, "size": entry.size, "pointerSize": pointer_size + 20}
             siblings.append(sibling)
         meta = store.meta(repo)
-        return _ok(
+        return ok(
             {
                 "id": repo.id,
                 "modelId": repo.id,
@@ -720,7 +624,7 @@ class _Handler(BaseHTTPRequestHandler):
                     }
             if recursive or len(relative) == 1:
                 items[path] = self._tree_item(path, entry)
-        return _ok(list(items.values()))
+        return ok(list(items.values()))
 
     def _paths_info(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
@@ -730,12 +634,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise HubError(400, "paths-info needs a form body of UTF-8 `paths=` fields") from None
         tree = self.hub.store.tree(repo, self.hub.store.resolve(repo, revision))
-        return _ok([self._tree_item(path, tree[path]) for path in form.get("paths", []) if path in tree])
+        return ok([self._tree_item(path, tree[path]) for path in form.get("paths", []) if path in tree])
 
     def _refs(self, repo: Repo) -> Response:
         self._readable(repo)
         refs = self.hub.store.refs(repo)
-        return _ok(
+        return ok(
             {
                 "branches": [
                     {"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha}
@@ -753,7 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _commits(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
         store = self.hub.store
-        return _ok(
+        return ok(
             [
                 {
                     "id": commit["id"],
@@ -775,7 +679,7 @@ class _Handler(BaseHTTPRequestHandler):
             validation.text(body["message"], "tag message")
         sha = self.hub.store.resolve(repo, revision)
         self.hub.store.set_ref(repo, "tag", tag, sha)
-        return _ok({})
+        return ok({})
 
     def _create_branch(self, repo: Repo, branch: str) -> Response:
         self._writable(repo)
@@ -784,14 +688,14 @@ class _Handler(BaseHTTPRequestHandler):
         starting_point = body.get("startingPoint") or "main"
         sha = self.hub.store.resolve(repo, validation.text(starting_point, "startingPoint", 1024))
         self.hub.store.set_ref(repo, "branch", name, sha)
-        return _ok({})
+        return ok({})
 
     def _delete_ref(self, repo: Repo, kind: str, name: str) -> Response:
         self._writable(repo)
         if kind == "branch" and name == "main":
             raise HubError(400, "The main branch cannot be deleted")
         self.hub.store.set_ref(repo, kind, name, None)
-        return _ok({})
+        return ok({})
 
     # -- uploads -------------------------------------------------------------------------------
     def _validate_yaml(self) -> Response:
@@ -799,7 +703,7 @@ class _Handler(BaseHTTPRequestHandler):
         content = validation.text(body.get("content", ""), "content", self.hub.limits.large_json_body)
         match = FRONT_MATTER.match(content)
         if not match or not match.group(1).strip():
-            return _ok({"errors": [], "warnings": []})
+            return ok({"errors": [], "warnings": []})
         try:
             if expanded_yaml_nodes(yaml.compose(match.group(1), Loader=yaml.SafeLoader)) > MAX_CARD_NODES:
                 message = f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes"
@@ -811,7 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
         if data is not None and not isinstance(data, dict):
             message = "README.md metadata must be a mapping"
             return Response(400, {"errors": [{"message": message}]}, reason=message)
-        return _ok({"errors": [], "warnings": []})
+        return ok({"errors": [], "warnings": []})
 
     def _preupload(self, repo: Repo, revision: str) -> Response:
         self._writable(repo)
@@ -828,14 +732,14 @@ class _Handler(BaseHTTPRequestHandler):
             item = validation.mapping(item, "each file")
             path = validation.file_path(item.get("path"))
             size = validation.size(item.get("size", 0), self.hub.limits.lfs_object)
-            sample = _base64(item.get("sample", ""), "sample")
+            sample = decode_base64(item.get("sample", ""), "sample")
             lfs = store.wants_lfs(patterns, path, size, sample)
             answer: dict[str, Any] = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
             current = tree.get(path)
             if current is not None:
                 answer["oid"] = current.lfs_sha256 if lfs else current.oid
             answers.append(answer)
-        return _ok({"files": answers, "commitOid": sha})
+        return ok({"files": answers, "commitOid": sha})
 
     def _lfs_batch(self, repo: Repo) -> Response:
         self._writable(repo)
@@ -859,7 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "verify": {"href": f"{link}/verify", "header": {}},
                 }
             objects.append(entry)
-        return _ok({"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
+        return ok({"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
 
     def _lfs_upload(self, repo: Repo, oid: str) -> Response:
         """The signed link stands in for a token (the client sends none): it names repo, object, size and expiry."""
@@ -875,7 +779,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._body.length != size:
             raise HubError(400, f"The body has {self._body.length} bytes; this upload link is for {size}")
         self.hub.store.store_lfs(repo, oid, size, self._body)
-        return _ok({})
+        return ok({})
 
     def _lfs_verify(self, repo: Repo, oid: str) -> Response:
         self._writable(repo)
@@ -883,7 +787,7 @@ class _Handler(BaseHTTPRequestHandler):
         size = validation.size(body.get("size"), self.hub.limits.lfs_object)
         if body.get("oid", oid) != oid or not self.hub.store.has_lfs(repo, oid, size):
             raise HubError(404, f"LFS object {oid} of {size} bytes is not stored in {repo.id}")
-        return _ok({})
+        return ok({})
 
     def _commit(self, repo: Repo, revision: str) -> Response:
         identity = self._writable(repo)
@@ -900,7 +804,7 @@ class _Handler(BaseHTTPRequestHandler):
             parent_commit=header.get("parentCommit"),
         )
         sha = self.hub.store.commit(repo, change)
-        return _ok(
+        return ok(
             {
                 "success": True,
                 "commitOid": sha,
@@ -930,7 +834,7 @@ class _Handler(BaseHTTPRequestHandler):
                 drop_after_bytes=None if drop is None else validation.size(drop, 1 << 40, "drop_after_bytes"),
                 delay=min(max(float(delay), 0.0), 60.0),
             )
-        return _ok({"planned": len(self.hub.faults.planned)})
+        return ok({"planned": len(self.hub.faults.planned)})
 
     # -- downloads -----------------------------------------------------------------------------
     def _resolve(self, repo: Repo, revision: str, path: str) -> Response:
@@ -975,106 +879,7 @@ def _path_only(handler: BaseHTTPRequestHandler) -> str:
         return raw.split("?", 1)[0]
 
 
-def _query(raw: str) -> dict[str, list[str]]:
-    try:
-        return parse_qs(raw, errors="strict", max_num_fields=100)
-    except (ValueError, UnicodeDecodeError):
-        raise HubError(400, "Invalid query string") from None
-
-
 def _repo(kind: str, raw_namespace: str, raw_name: str) -> Repo:
     return Repo.checked(
         kind, validation.url_segment(raw_namespace, "namespace"), validation.url_segment(raw_name, "repo name")
     )
-
-
-def _visibility(body: dict[str, Any]) -> bool | None:
-    """True for private, False for public, None when the body says nothing (old clients send `private`)."""
-    visibility = body.get("visibility")
-    if visibility is not None:
-        if visibility not in ("private", "public"):
-            raise HubError(400, "visibility must be private or public")
-        return bool(visibility == "private")
-    private = body.get("private")
-    if private is None:
-        return None
-    if not isinstance(private, bool):
-        raise HubError(400, "private must be true or false")
-    return bool(private)
-
-
-def _parse_json(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw.decode("utf-8") or "{}")
-    except UnicodeDecodeError:
-        raise HubError(400, f"The {what} is not UTF-8") from None
-    except RecursionError:
-        raise HubError(400, f"The {what} is nested too deeply") from None
-    except ValueError as exc:
-        raise HubError(400, f"The {what} is not JSON: {exc}") from None
-    return validation.mapping(data, f"The {what}")
-
-
-def _base64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise HubError(400, f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise HubError(400, f"{what} is not valid base64") from None
-
-
-def parse_commit(raw: bytes, limits: Limits) -> tuple[dict[str, Any], list[Operation]]:
-    """The NDJSON commit body: a header line first, then one line per operation; any doubt is a 400."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HubError(400, "The commit body is not UTF-8") from None
-    header: dict[str, Any] | None = None
-    operations: list[Operation] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        item = _parse_json(line.encode("utf-8"), f"commit line {number}")
-        key, value = item.get("key"), validation.mapping(item.get("value"), f"commit line {number}'s value")
-        if (key == "header") != (header is None):
-            raise HubError(400, f"commit line {number}: the header comes first, and only once")
-        if key == "header":
-            header = _commit_header(value)
-        elif key == "file":
-            operations.append(_regular_file(value, limits))
-        elif key == "lfsFile":
-            path = validation.file_path(value.get("path"))
-            if value.get("algo", "sha256") != "sha256":
-                raise HubError(400, f"{validation.shown(path)}: LFS objects are addressed by sha256")
-            size = None if value.get("size") is None else validation.size(value["size"], limits.lfs_object)
-            operations.append(Operation("lfsFile", path, sha256=validation.lfs_oid(value.get("oid")), size=size))
-        elif key == "deletedFile":
-            operations.append(Operation("deletedFile", validation.file_path(value.get("path"))))
-        elif key == "deletedFolder":
-            operations.append(Operation("deletedFolder", validation.folder_path(value.get("path"))))
-        else:
-            raise HubError(400, f"commit line {number}: unknown key {validation.shown(key)}")
-    if header is None:
-        raise HubError(400, "The commit body has no header line")
-    return header, operations
-
-
-def _commit_header(value: dict[str, Any]) -> dict[str, Any]:
-    header: dict[str, Any] = {
-        "summary": validation.text(value.get("summary", ""), "summary"),
-        "description": validation.text(value.get("description") or "", "description", 1 << 20),
-    }
-    if value.get("parentCommit") is not None:
-        header["parentCommit"] = validation.commit_id(value["parentCommit"], "parentCommit")
-    return header
-
-
-def _regular_file(value: dict[str, Any], limits: Limits) -> Operation:
-    path = validation.file_path(value.get("path"))
-    if value.get("encoding", "base64") != "base64":
-        raise HubError(400, f"{validation.shown(path)}: file content must be base64")
-    content = _base64(value.get("content"), f"the content of {validation.shown(path)}")
-    if len(content) > limits.regular_file:
-        raise HubError(400, f"{validation.shown(path)} is over {limits.regular_file} bytes: upload it through LFS")
-    return Operation("file", path, content)
