@@ -28,19 +28,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
 from hubpub.hub import validation
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.store import (
-    FRONT_MATTER,
-    MAX_CARD_NODES,
     REPO_TYPES,
+    CardMetadataError,
     Entry,
     HubStore,
     NewCommit,
     Repo,
-    expanded_yaml_nodes,
+    card_metadata,
     front_matter,
 )
 from hubpub.hub.tokens import Identity, TokenTable
@@ -701,20 +698,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _validate_yaml(self) -> Response:
         body = self._json()
         content = validation.text(body.get("content", ""), "content", self.hub.limits.large_json_body)
-        match = FRONT_MATTER.match(content)
-        if not match or not match.group(1).strip():
-            return ok({"errors": [], "warnings": []})
         try:
-            if expanded_yaml_nodes(yaml.compose(match.group(1), Loader=yaml.SafeLoader)) > MAX_CARD_NODES:
-                message = f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes"
-                return Response(400, {"errors": [{"message": message}]}, reason=message)
-            data = yaml.safe_load(match.group(1))
-        except (yaml.YAMLError, RecursionError) as exc:
-            message = f"Invalid YAML in README.md metadata: {type(exc).__name__}: {exc}"
-            return Response(400, {"errors": [{"message": message}]}, reason=message)
-        if data is not None and not isinstance(data, dict):
-            message = "README.md metadata must be a mapping"
-            return Response(400, {"errors": [{"message": message}]}, reason=message)
+            card_metadata(content)
+        except CardMetadataError as error:
+            return Response(400, {"errors": [{"message": str(error)}]}, reason=str(error))
         return ok({"errors": [], "warnings": []})
 
     def _preupload(self, repo: Repo, revision: str) -> Response:

@@ -75,21 +75,44 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
 
-def front_matter(text: str) -> dict[str, Any] | None:
-    """The YAML metadata block at the top of a model card, or None when it is absent, not a mapping, or a
-    document whose aliases would expand past MAX_CARD_NODES nodes (a "billion laughs" card)."""
+class CardMetadataError(ValueError):
+    """A model card's metadata block that is not a YAML mapping the Hub would take."""
+
+
+def card_metadata(text: str) -> dict[str, Any] | None:
+    """The YAML metadata block at the top of a model card; None when there is none.
+
+    A block over MAX_CARD_METADATA characters, or whose aliases expand past MAX_CARD_NODES nodes (a
+    "billion laughs" card), is refused before it is built, like invalid YAML and non-mappings.
+    """
     match = FRONT_MATTER.match(text)
-    if not match:
+    if not match or not match.group(1).strip():
         return None
+    source = match.group(1)
+    if len(source) > MAX_CARD_METADATA:
+        raise CardMetadataError(f"README.md metadata is over {MAX_CARD_METADATA} characters")
     try:
-        if expanded_yaml_nodes(yaml.compose(match.group(1), Loader=yaml.SafeLoader)) > MAX_CARD_NODES:
-            return None
-        data = yaml.safe_load(match.group(1))
-    except (yaml.YAMLError, RecursionError):
+        if expanded_yaml_nodes(yaml.compose(source, Loader=_SAFE_LOADER)) > MAX_CARD_NODES:
+            raise CardMetadataError(f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes")
+        data = yaml.load(source, Loader=_SAFE_LOADER)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise CardMetadataError(f"Invalid YAML in README.md metadata: {type(exc).__name__}: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise CardMetadataError("README.md metadata must be a mapping")
+    return data
+
+
+def front_matter(text: str) -> dict[str, Any] | None:
+    """The card's metadata, or None when it is absent or not one the Hub would take."""
+    try:
+        return card_metadata(text)
+    except CardMetadataError:
         return None
-    return data if isinstance(data, dict) else None
 
 
+MAX_CARD_METADATA = 1 << 20
+# libyaml refuses deep nesting at once; the pure-Python loader takes seconds to reach its recursion limit.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CARD_NODES = 100_000
 
 

@@ -250,3 +250,26 @@ def test_expect_100_continue_is_answered_only_once_the_token_is_good(hub: Hub, h
         connection.send(body)
         assert connection.reply().status == 200
     assert hub.api().list_repo_files("alice/repo") == [".gitattributes", "a.txt"]
+
+
+BILLION_LAUGHS = (
+    "---\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{chr(98 + level)}: &{chr(98 + level)} [*{chr(97 + level)}, *{chr(97 + level)}, *{chr(97 + level)},"
+        f" *{chr(97 + level)}, *{chr(97 + level)}, *{chr(97 + level)}, *{chr(97 + level)}, *{chr(97 + level)}]\n"
+        for level in range(9)
+    )
+    + "---\n# card\n"
+)
+
+
+def test_card_metadata_that_would_explode_or_is_huge_is_refused_quickly(hub: Hub) -> None:
+    started = time.monotonic()
+    for content in (BILLION_LAUGHS, "---\nk: " + "v" * (2 << 20) + "\n---\n", "---\n" + "[" * 5000 + "\n---\n"):
+        reply = exchange(hub.url, json_request("POST", "/api/validate-yaml", {"content": content}))
+        assert reply.status == 400 and reply.json()["errors"], reply.body  # type: ignore[index]
+    hub.api().create_repo("alice/laughs")  # a raw commit: the client itself would stop at validate-yaml
+    body = commit_body(add_file("README.md", BILLION_LAUGHS.encode()))
+    assert exchange(hub.url, request("POST", "/api/models/alice/laughs/commit/main", body, token=ALICE)).status == 200
+    assert hub.api().model_info("alice/laughs").card_data is None
+    assert time.monotonic() - started < 10
