@@ -6,9 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from hubpub.hub import HubServer, Limits
 from tests.hub.harness import TOKENS, Hub
+
+# No example database in the checkout; every property test sets its own bounded number of examples.
+settings.register_profile("hubpub", database=None, deadline=None)
+settings.load_profile("hubpub")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from huggingface_hub.utils import HFValidationError, validate_repo_id
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubpub.hub import HubServer
@@ -100,7 +100,7 @@ NAMES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150)
 @given(name=NAMES)
 def test_the_server_accepts_exactly_the_names_huggingface_hub_accepts(shared_hub: Hub, name: str) -> None:
     """The client's own validator (the Hub's rule) is the oracle; an accepted repo lands where its id says."""

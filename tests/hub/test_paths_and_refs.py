@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubpub.hub import HubServer
@@ -133,7 +133,7 @@ def safe_everywhere(path: str) -> bool:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150)
 @given(path=PATHS)
 def test_an_accepted_path_is_one_every_client_can_write_inside_its_folder(shared_hub: Hub, path: str) -> None:
     try:
@@ -156,7 +156,7 @@ REF_PIECES = st.sampled_from(["v1", ".", "..", "/", "@{", "@", ".lock", "~", "^"
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is the oracle for ref names")
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100)
 @given(name=st.one_of(st.text(max_size=20), st.lists(REF_PIECES, min_size=1, max_size=6).map("".join)))
 def test_the_server_accepts_the_tag_names_git_accepts(shared_hub: Hub, name: str) -> None:
     try:
