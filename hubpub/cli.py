@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from hubpub import api, ci
 from hubpub.errors import EXIT_CODES, HubpubError, PublishError, SpecError, UsageError
+from hubpub.hub.errors import HubConfigError
 from hubpub.output import StageProgress, configure_logging, console, error_console, report_spec_problems
 from hubpub.version import __version__
 
@@ -489,26 +490,69 @@ def hub() -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
-@click.option("--token", envvar="HUBPUB_HUB_TOKEN", help="The token clients must send (default: a new random one).")
-@click.option("--user", default="hubpub", show_default=True, help="The account name the token belongs to.")
-def serve(folder: Path, host: str, port: int, token: str | None, user: str) -> None:
-    """Serve the embedded Hub until interrupted; point HF_ENDPOINT at the printed URL."""
+@click.option(
+    "--token",
+    envvar="HUBPUB_HUB_TOKEN",
+    help="The one token clients must send, writing everywhere (default: a new random one). Not with --tokens.",
+)
+@click.option("--user", default="hubpub", show_default=True, help="The account name --token belongs to.")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A tokens file (YAML or JSON): one token per person or CI box, each with the namespaces it may write"
+    " and a role (read or write). `hubpub hub new-token` makes entries.",
+)
+def serve(folder: Path, host: str, port: int, token: str | None, user: str, tokens_file: Path | None) -> None:
+    """Serve the embedded Hub until interrupted; point HF_ENDPOINT at the printed URL.
+
+    Each refused request is one line on stderr. The Hub speaks plain HTTP: beyond this machine,
+    put it behind TLS (a reverse proxy) so tokens do not cross the network in clear.
+    """
     import secrets
 
-    from hubpub.hub import HubServer, Identity
+    from hubpub.hub import HubServer, Identity, TokenTable, load_tokens_file
 
-    generated = token is None
-    token = token or f"hf_{secrets.token_urlsafe(24)}"
-    server = HubServer(folder, tokens={token: Identity(name=user)}, host=host, port=port)
+    if tokens_file is not None and token is not None:
+        raise UsageError("--token (or HUBPUB_HUB_TOKEN) and --tokens exclude each other: list every token in the file")
+    generated = tokens_file is None and token is None
+    try:
+        if tokens_file is not None:
+            tokens: TokenTable | dict[str, Identity] = load_tokens_file(tokens_file)
+        else:
+            token = token or f"hf_{secrets.token_urlsafe(24)}"
+            tokens = {token: Identity(name=user)}
+        server = HubServer(folder, tokens=tokens, host=host, port=port, log=lambda line: click.echo(line, err=True))
+    except HubConfigError as error:
+        raise UsageError(str(error)) from None
     click.echo(f"hubpub hub serving {folder} at {server.url}", err=False)
     click.echo(f"  export HF_ENDPOINT={server.url} HF_TOKEN=<the token> HF_HUB_DISABLE_XET=1", err=False)
     if generated:
         click.echo(f"  token: {token}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"note: listening on {host} over plain HTTP; tokens cross the network in clear", err=True)
     sys.stdout.flush()
     try:
         server.serve_forever()
     finally:
-        server.httpd.server_close()
+        server.close()
+
+
+@hub.command("new-token")
+@click.argument("name")
+@click.option("--namespace", "namespaces", multiple=True, help="A namespace it may write besides NAME (repeatable).")
+@click.option("--read-only", is_flag=True, help="It reads private repos of its namespaces and writes nothing.")
+def new_token(name: str, namespaces: tuple[str, ...], read_only: bool) -> None:
+    """Make a token for `hub serve --tokens`: prints it once, and the entry (its sha256 only) for the file."""
+    from hubpub.hub import new_token_entry
+
+    try:
+        token, entry = new_token_entry(name, namespaces, read_only=read_only)
+    except HubConfigError as error:
+        raise UsageError(str(error)) from None
+    click.echo(f"token for {name} (shown once; the Hub keeps only its sha256): {token}")
+    click.echo("add this entry under `tokens:` in the tokens file:")
+    click.echo(entry, nl=False)
 
 
 @cli.command()
@@ -526,6 +570,9 @@ def main(argv: list[str] | None = None) -> None:
     except SpecError as error:
         report_spec_problems(error.problems)
         sys.exit(error.exit_code)
+    except HubConfigError as error:
+        error_console().print(f"[red]error[/red]: {escape(str(error))}")
+        sys.exit(UsageError.exit_code)
     except HubpubError as error:
         error_console().print(f"[red]error[/red]: {escape(str(error))}")
         if ci.under_github_actions():

@@ -3,7 +3,20 @@
 It imports nothing else from hubpub, so it runs on its own as `hubpub hub serve`.
 """
 
-from hubpub.hub.server import HubServer, Identity
+from hubpub.hub.errors import HubConfigError, HubError
+from hubpub.hub.server import HubServer
 from hubpub.hub.store import HubStore
+from hubpub.hub.tokens import Identity, TokenTable, load_tokens_file, new_token_entry
+from hubpub.hub.wire import Limits
 
-__all__ = ["HubServer", "HubStore", "Identity"]
+__all__ = [
+    "HubConfigError",
+    "HubError",
+    "HubServer",
+    "HubStore",
+    "Identity",
+    "Limits",
+    "TokenTable",
+    "load_tokens_file",
+    "new_token_entry",
+]

@@ -1,13 +1,16 @@
 """The embedded Hub's HTTP side: the routes huggingface_hub 1.33 uses, tokens, and fault injection.
 
-Routing splits the raw path before percent-decoding (revisions arrive as `refs%2Fpr%2F1`). Every
-answer carries a Content-Length and a JSON body, errors the `X-Error-Code` the client maps to its
-exception classes, and request bodies are always drained so keep-alive connections stay usable.
+Every request goes through the same edge, in this order: framing (one exact Content-Length, no
+chunked bodies), the route and the names in its URL, the route's size cap, the token, and only
+then the body, read exactly. Routing splits the raw path before percent-decoding (revisions
+arrive as `refs%2Fpr%2F1`). Every answer carries a Content-Length and a JSON body, errors the
+`X-Error-Code` the client maps to its exception classes, header values are plain printable ASCII,
+and no request, however malformed, gets a traceback or a dropped connection: an unexpected error
+is a plain 500. Each refused request is one line in the log, never with a token in it.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -17,33 +20,49 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
-from hubpub.hub.store import FRONT_MATTER, REPO_TYPES, Entry, HubStore, HubStoreError, Operation, Repo, front_matter
+from hubpub.hub import validation
+from hubpub.hub.errors import HubConfigError, HubError
+from hubpub.hub.store import (
+    REPO_TYPES,
+    CardMetadataError,
+    Entry,
+    HubStore,
+    NewCommit,
+    Repo,
+    card_metadata,
+    front_matter,
+)
+from hubpub.hub.tokens import Identity, TokenTable
+from hubpub.hub.wire import (
+    Body,
+    DroppedConnection,
+    Limits,
+    Response,
+    decode_base64,
+    header_value,
+    ok,
+    parse_commit,
+    parse_json,
+    parse_query,
+    refusal,
+    visibility,
+)
 
 _TYPE_BY_PLURAL = {f"{kind}s": kind for kind in REPO_TYPES}
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a token belongs to, and which namespaces it may write (None: every namespace)."""
-
-    name: str = "hubpub"
-    orgs: tuple[str, ...] = ()
-    writable: frozenset[str] | None = None
-
-    def can_write(self, namespace: str) -> bool:
-        if self.writable is None:
-            return True
-        return namespace in self.writable or namespace == self.name or namespace in self.orgs
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+_RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+UPLOAD_LINK_SECONDS = 24 * 3600
+_NAME_REQUIRED = frozenset({("POST", "branch"), ("DELETE", "branch"), ("DELETE", "tag")})
 
 
 @dataclass
@@ -83,47 +102,50 @@ class Faults:
         return None
 
 
-class _Reply(Exception):
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    hub: HubServer
 
-
-def _error(status: int, message: str, code: str | None = None, extra: dict[str, Any] | None = None) -> _Reply:
-    headers = {"X-Error-Message": message}
-    if code:
-        headers["X-Error-Code"] = code
-    return _Reply(status, {"error": message, **(extra or {})}, headers)
-
-
-class _DroppedConnection(Exception):
-    pass
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints a traceback; a connection that failed outside a request is one line.
+        self.hub.log_line(f"connection from {client_address[0]} failed outside a request")
 
 
 class HubServer:
-    """A Hub-compatible server on 127.0.0.1, running in a background thread."""
+    """A Hub-compatible server on 127.0.0.1, running in a background thread.
+
+    `tokens` maps tokens to identities (or is a TokenTable of digests, from a tokens file). `log`
+    receives one line per refused request; the library stays quiet unless given one.
+    """
 
     def __init__(
         self,
         root: Path,
         *,
-        tokens: dict[str, Identity] | None = None,
+        tokens: Mapping[str, Identity] | TokenTable | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         admin_token: str | None = None,
+        limits: Limits | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.store = HubStore(root)
-        self.tokens = tokens if tokens is not None else {}
+        self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
         self.faults = Faults()
         self.admin_token = admin_token
-        self.requests: list[tuple[str, str, int]] = []
+        self.limits = limits or Limits()
+        self._log = log
+        self.requests: deque[tuple[str, str, int]] = deque(maxlen=100_000)
+        """(method, route, status) of recent requests, for tests."""
         self.received_bytes: dict[str, int] = {}
         """Request body bytes received, by route (what clients sent)."""
-        self._signing_key = secrets.token_bytes(32)
-        handler = type("Handler", (_Handler,), {"hub": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        handler = type("Handler", (_Handler,), {"hub": self, "timeout": self.limits.socket_timeout})
+        try:
+            self.httpd = _HTTPServer((host, port), handler)
+        except OSError as exc:
+            self.store.close()
+            raise HubConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.httpd.hub = self
         self._thread: threading.Thread | None = None
 
     @property
@@ -132,18 +154,25 @@ class HubServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> HubServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hubpub-hub", daemon=True)
+        # A short poll makes stop() quick; an idle wake-up every 0.1 s costs nothing measurable.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="hubpub-hub", daemon=True
+        )
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever()
 
+    def close(self) -> None:
+        self.httpd.server_close()
+        self.store.close()
+
     def stop(self) -> None:
         self.httpd.shutdown()
-        self.httpd.server_close()
         if self._thread is not None:
             self._thread.join()
+        self.close()
 
     def __enter__(self) -> HubServer:
         return self.start()
@@ -151,179 +180,294 @@ class HubServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def sign(self, oid: str) -> str:
-        return hmac.new(self._signing_key, oid.encode(), hashlib.sha256).hexdigest()
+    def log_line(self, line: str) -> None:
+        if self._log is not None:
+            self._log(line)
+
+    def sign(self, repo: Repo, oid: str, size: int, expires: int) -> str:
+        """The signature of an upload link; the key lives in the store, so links outlive a restart."""
+        message = f"{repo.type}/{repo.namespace}/{repo.name}/{oid}/{size}/{expires}".encode()
+        return hmac.new(self.store.signing_key, message, hashlib.sha256).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
     hub: HubServer
     protocol_version = "HTTP/1.1"
+    server_version = "hubpub-hub"
+    sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:
-        return
+        return  # refusals are logged once, by _finish and send_error
 
     def do_GET(self) -> None:
-        self._dispatch("GET")
+        self._handle("GET")
 
     def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
+        self._handle("HEAD")
 
     def do_POST(self) -> None:
-        self._dispatch("POST")
+        self._handle("POST")
 
     def do_PUT(self) -> None:
-        self._dispatch("PUT")
+        self._handle("PUT")
 
     def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+        self._handle("DELETE")
 
-    # -- plumbing ------------------------------------------------------------------------------
-    def _dispatch(self, method: str) -> None:
-        self._body_read = False
-        split = urlsplit(self.path)
-        self.query = parse_qs(split.query)
-        segments = split.path.strip("/").split("/")
-        route, handler = self._route(method, segments)
-        received = int(self.headers.get("Content-Length") or 0)
-        self.hub.received_bytes[route] = self.hub.received_bytes.get(route, 0) + received
-        status = 200
+    def handle_expect_100(self) -> bool:
+        self._expect_continue = True  # "100 Continue" goes out only when the body is about to be read
+        return True
+
+    def handle_one_request(self) -> None:
+        self._expect_continue = False
         try:
-            fault = self.hub.faults.take(route)
-            if fault is not None:
-                if fault.delay_seconds:
-                    time.sleep(fault.delay_seconds)
-                if fault.drop_after_bytes is not None:
-                    self._drop(fault.drop_after_bytes)
-                if fault.status:
-                    raise _error(fault.status, f"injected failure of {route}")
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:  # a bug outside _handle: close, log one line, no traceback
+            self.close_connection = True
+            self.hub.log_line(f"hub: connection closed after an internal error ({type(exc).__name__})")
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed and self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        return parsed
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's answer to requests it cannot parse, as JSON with headers, and one log line."""
+        reason = message or self.responses.get(code, ("Bad request",))[0]
+        self.close_connection = True
+        if getattr(self, "request_version", "") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparsed; the stdlib would answer with a bare body
+        response = Response(code, {"error": reason}, {"X-Error-Message": reason}, reason=reason)
+        self._logrefusal(str(getattr(self, "command", None) or "-"), response)
+        try:
+            self._write(response, head=getattr(self, "command", None) == "HEAD", close=True)
+        except OSError:
+            return
+        self._linger(self.hub.limits.drain)
+
+    # -- the edge ------------------------------------------------------------------------------
+    def _handle(self, method: str) -> None:
+        self._token = ""
+        self._body = Body(self.rfile, 0, None)
+        route = "unknown"
+        try:
+            declared = self._framing(method)
+            self._body = Body(self.rfile, declared, self._send_continue if self._expect_continue else None)
+            split = urlsplit(self.path)
+            self.query = parse_query(split.query)
+            # Only the leading "/" goes: `branch/` names an empty branch, not the default one.
+            route, handler = self._route(method, split.path.removeprefix("/").split("/"))
+            cap = self.hub.limits.body_cap(route)
+            if declared > cap:
+                raise HubError(413, f"The request body of {declared} bytes is over this route's limit of {cap}")
+            self.hub.received_bytes[route] = self.hub.received_bytes.get(route, 0) + declared
+            self._take_fault(route)
             if handler is None:
-                raise _error(404, f"no route for {method} {split.path}")
-            handler()  # returns only after writing its own response (downloads)
-        except _DroppedConnection:
+                raise HubError(404, f"No route for {method} {validation.shown(split.path, 120)}")
+            response = handler()
+        except DroppedConnection:
             self.hub.requests.append((method, route, 0))
             return
-        except _Reply as reply:
-            status = reply.status
-            self._send(reply.status, reply.body, reply.headers, head=method == "HEAD")
-        except HubStoreError as exc:
-            status = exc.status
-            headers = {"X-Error-Message": str(exc), **({"X-Error-Code": exc.code} if exc.code else {})}
-            self._send(exc.status, {"error": str(exc)}, headers, head=method == "HEAD")
-        self.hub.requests.append((method, route, status))
+        except HubError as error:
+            response = refusal(error)
+        except TimeoutError:
+            self.close_connection = True
+            response = Response(408, {"error": "Request timeout"}, reason="the client stopped sending")
+        except ConnectionError:
+            self.close_connection = True
+            self.hub.requests.append((method, route, 0))
+            return
+        except Exception as exc:
+            reason = f"internal error ({type(exc).__name__})"
+            response = Response(500, {"error": "Internal Server Error"}, reason=reason)
+        self._finish(method, route, response)
 
-    def _drop(self, after_bytes: int) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(min(after_bytes, length))
-        self._body_read = True
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-        raise _DroppedConnection
+    def _framing(self, method: str) -> int:
+        """The body's exact length; anything that leaves it in doubt closes the connection after the answer."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.close_connection = True
+            raise HubError(411, "Chunked request bodies are not supported: send a Content-Length")
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            if method in ("POST", "PUT"):
+                self.close_connection = True
+                raise HubError(411, "A Content-Length header is required")
+            return 0
+        if len(values) > 1 or not _CONTENT_LENGTH.fullmatch(next(iter(values))):
+            self.close_connection = True
+            raise HubError(400, "Invalid Content-Length: it must be one whole number of bytes")
+        return int(next(iter(values)))
 
-    def _body(self) -> bytes:
-        if self._body_read:
-            return b""
-        self._body_read = True
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _json(self) -> Any:
-        raw = self._body()
-        try:
-            return json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            raise _error(400, "request body is not JSON") from None
-
-    def _send(self, status: int, body: Any, headers: dict[str, str], *, head: bool = False) -> None:
-        self._body()
-        payload = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("X-Request-Id", secrets.token_hex(8))
-        for name, value in headers.items():
-            self.send_header(name, value)
+    def _send_continue(self) -> None:
+        self.send_response_only(100)
         self.end_headers()
-        if not head:
-            self.wfile.write(payload)
 
-    def _ok(self, body: Any, headers: dict[str, str] | None = None) -> None:
-        raise _Reply(200, body, headers)
+    def _take_fault(self, route: str) -> None:
+        fault = self.hub.faults.take(route)
+        if fault is None:
+            return
+        if fault.delay_seconds:
+            time.sleep(fault.delay_seconds)
+        if fault.drop_after_bytes is not None:
+            self._body.discard(fault.drop_after_bytes)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            raise DroppedConnection
+        if fault.status:
+            raise HubError(fault.status, f"injected failure of {route}")
+
+    def _finish(self, method: str, route: str, response: Response) -> None:
+        unread = self._body.remaining
+        if unread and not self.close_connection:
+            if self._body.awaiting_continue:
+                self.close_connection = True  # an Expect: 100-continue client never sent the body
+            elif unread <= self.hub.limits.drain:
+                try:
+                    self._body.discard(unread)
+                except OSError:
+                    self.close_connection = True
+                if self._body.remaining:
+                    self.close_connection = True
+            else:
+                self.close_connection = True
+        if response.status >= 400:
+            self._logrefusal(method, response)
+        try:
+            self._write(response, head=method == "HEAD", close=self.close_connection)
+        except OSError:
+            self.close_connection = True
+        else:
+            if self.close_connection:
+                self._linger(max(unread, self.hub.limits.drain))
+        self.hub.requests.append((method, route, response.status))
+
+    def _linger(self, budget: int) -> None:
+        """Before closing, read away (and drop) what the client is still sending, for a while: closing a socket
+        with unread bytes resets the connection, and the client would lose the answer it has not read yet."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.hub.limits.linger_seconds
+            self.connection.settimeout(self.hub.limits.linger_seconds)
+            while budget > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(min(1 << 16, budget))
+                if not chunk:
+                    break
+                budget -= len(chunk)
+
+    def _write(self, response: Response, *, head: bool, close: bool) -> None:
+        payload = b"" if response.file is not None else json.dumps(response.body).encode()
+        self.send_response(response.status)
+        headers = {"Content-Type": "application/json", **response.headers}
+        headers["Content-Length"] = str(response.length if response.file is not None else len(payload))
+        headers["X-Request-Id"] = secrets.token_hex(8)
+        if close:
+            headers["Connection"] = "close"
+        for name, value in headers.items():
+            self.send_header(name, header_value(value))
+        self.end_headers()
+        if head:
+            return
+        if response.file is None:
+            self.wfile.write(payload)
+            return
+        with response.file.open("rb") as handle:
+            handle.seek(response.offset)
+            left = response.length
+            while left > 0 and (block := handle.read(min(1 << 20, left))):
+                self.wfile.write(block)
+                left -= len(block)
+
+    def _logrefusal(self, method: str, response: Response) -> None:
+        line = f"hub: {response.status} {header_value(method, 16)} {header_value(_path_only(self), 200)}: "
+        line += header_value(response.reason or str(response.status), 300)
+        token = getattr(self, "_token", "")
+        self.hub.log_line(line.replace(token, "***") if token else line)
 
     # -- identity ------------------------------------------------------------------------------
     def _identity(self, *, required: bool) -> Identity | None:
-        header = self.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        if token:
-            identity = self.hub.tokens.get(token)
-            if identity is None:
-                raise _error(401, "Invalid credentials in Authorization header", "RepoNotFound")
-            return identity
-        if required:
-            raise _error(401, "You must be authenticated to access this resource")
-        return None
+        header = self.headers.get("Authorization")
+        if header is None:
+            if required:
+                raise HubError(401, "You must be authenticated to access this resource")
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        self._token = token.strip()
+        identity = self.hub.tokens.lookup(self._token) if scheme.lower() == "bearer" and self._token else None
+        if identity is None:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return identity
 
     def _readable(self, repo: Repo) -> None:
-        meta = self.hub.store.meta(repo)
         identity = self._identity(required=False)
-        if meta["private"] and (identity is None or not identity.can_write(repo.namespace)):
-            raise _error(404, "Repository Not Found", "RepoNotFound")
+        meta = self.hub.store.meta(repo)
+        if meta["private"] and (identity is None or not identity.owns(repo.namespace)):
+            raise HubError(404, f"Repository Not Found: {repo.id}", "RepoNotFound")
 
     def _writable(self, repo: Repo) -> Identity:
         identity = self._identity(required=True)
         assert identity is not None
         if not identity.can_write(repo.namespace):
-            raise _error(403, f"You don't have the rights to write to {repo.id}")
+            read_only = " (this token is read-only)" if identity.read_only else ""
+            raise HubError(403, f"You don't have the rights to write to {repo.id}{read_only}")
         return identity
 
+    # -- bodies --------------------------------------------------------------------------------
+    def _json(self) -> dict[str, Any]:
+        return parse_json(self._body.read_all(), "request body")
+
     # -- routing -------------------------------------------------------------------------------
-    def _route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], None] | None]:
+    def _route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
         if parts[:1] == ["api"]:
             return self._api_route(method, parts[1:])
-        if parts[:1] == ["_lfs"] and len(parts) >= 2:
-            if method == "PUT" and len(parts) == 2:
-                return "lfs_upload", lambda: self._lfs_upload(parts[1])
-            if method == "POST" and parts[2:] == ["verify"]:
-                return "lfs_verify", lambda: self._lfs_verify(parts[1])
-        if parts[:1] == ["_hubpub"] and parts[1:] == ["faults"] and method == "POST":
+        if parts[:1] == ["_lfs"]:
+            return self._lfs_route(method, parts[1:])
+        if parts == ["_hubpub", "faults"] and method == "POST":
             return "admin", self._admin_faults
         kind = "model"
         if parts[:1] in (["datasets"], ["spaces"]):
             kind = _TYPE_BY_PLURAL[parts[0]]
             parts = parts[1:]
-        if len(parts) >= 5 and parts[1].endswith(".git") and parts[2:5] == ["info", "lfs", "objects"]:
-            repo = Repo(kind, unquote(parts[0]), unquote(parts[1].removesuffix(".git")))
-            if method == "POST" and parts[5:] == ["batch"]:
-                return "lfs_batch", lambda: self._lfs_batch(repo)
+        if len(parts) == 6 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"]:
+            repo = _repo(kind, parts[0], parts[1].removesuffix(".git"))
+            return "lfs_batch", (lambda: self._lfs_batch(repo)) if method == "POST" else None
         if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
-            repo = Repo(kind, unquote(parts[0]), unquote(parts[1]))
-            path = "/".join(unquote(part) for part in parts[4:])
-            return "resolve", lambda: self._resolve(repo, unquote(parts[3]), path, head=method == "HEAD")
+            repo = _repo(kind, parts[0], parts[1])
+            revision = validation.url_segment(parts[3], "revision")
+            path = "/".join(validation.url_segment(part, "path") for part in parts[4:])
+            return "resolve", lambda: self._resolve(repo, revision, path)
         return "unknown", None
 
-    def _api_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], None] | None]:
-        simple: dict[tuple[str, str], tuple[str, Callable[[], None]]] = {
+    def _api_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
+        simple: dict[tuple[str, str], tuple[str, Callable[[], Response]]] = {
             ("GET", "whoami-v2"): ("whoami", self._whoami),
-            ("GET", "agent-harnesses"): ("harnesses", lambda: self._ok({"standardEnvVars": [], "harnesses": {}})),
+            ("GET", "agent-harnesses"): ("harnesses", lambda: ok({"standardEnvVars": [], "harnesses": {}})),
             ("POST", "validate-yaml"): ("validate_yaml", self._validate_yaml),
+            ("POST", "repos/create"): ("create_repo", self._create_repo),
+            ("DELETE", "repos/delete"): ("delete_repo", self._delete_repo),
         }
         joined = "/".join(parts)
         if (method, joined) in simple:
             return simple[(method, joined)]
-        if parts[:1] == ["repos"] and parts[1:2] == ["create"] and method == "POST":
-            return "create_repo", self._create_repo
-        if parts[:1] == ["repos"] and parts[1:2] == ["delete"] and method == "DELETE":
-            return "delete_repo", self._delete_repo
         if len(parts) < 3 or parts[0] not in _TYPE_BY_PLURAL:
             return "unknown", None
-        repo = Repo(_TYPE_BY_PLURAL[parts[0]], unquote(parts[1]), unquote(parts[2]))
+        repo = _repo(_TYPE_BY_PLURAL[parts[0]], parts[1], parts[2])
         rest = parts[3:]
         action = rest[0] if rest else ""
-        argument = unquote(rest[1]) if len(rest) > 1 else "main"
-        table: dict[tuple[str, str], tuple[str, Callable[[], None]]] = {
+        if len(rest) > 2 and action != "tree":
+            return "unknown", None
+        if len(rest) < 2 and (method, action) in _NAME_REQUIRED:
+            return "unknown", None
+        argument = validation.url_segment(rest[1], "revision") if len(rest) > 1 else "main"
+        table: dict[tuple[str, str], tuple[str, Callable[[], Response]]] = {
             ("GET", ""): ("repo_info", lambda: self._repo_info(repo, "main")),
             ("GET", "revision"): ("repo_info", lambda: self._repo_info(repo, argument)),
-            ("GET", "tree"): ("tree", lambda: self._tree(repo, argument, "/".join(unquote(p) for p in rest[2:]))),
+            ("GET", "tree"): ("tree", lambda: self._tree(repo, argument, rest[2:])),
             ("POST", "paths-info"): ("paths_info", lambda: self._paths_info(repo, argument)),
             ("GET", "refs"): ("refs", lambda: self._refs(repo)),
             ("GET", "commits"): ("commits", lambda: self._commits(repo, argument)),
@@ -335,58 +479,77 @@ class _Handler(BaseHTTPRequestHandler):
             ("DELETE", "branch"): ("branch", lambda: self._delete_ref(repo, "branch", argument)),
             ("PUT", "settings"): ("settings", lambda: self._settings(repo)),
         }
-        return table.get((method, action), ("unknown", None))
+        route, handler = table.get((method, action), ("unknown", None))
+        return route, handler
+
+    def _lfs_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
+        if len(parts) < 4 or parts[0] not in _TYPE_BY_PLURAL:
+            return "unknown", None
+        repo = _repo(_TYPE_BY_PLURAL[parts[0]], parts[1], parts[2])
+        oid = validation.lfs_oid(validation.url_segment(parts[3], "LFS oid"))
+        if method == "PUT" and len(parts) == 4:
+            return "lfs_upload", lambda: self._lfs_upload(repo, oid)
+        if method == "POST" and parts[4:] == ["verify"]:
+            return "lfs_verify", lambda: self._lfs_verify(repo, oid)
+        return "unknown", None
+
+    def _base_url(self) -> str:
+        """The URL clients reached this server at (its Host header), so links work through any interface."""
+        host = (self.headers.get("Host") or "").strip()
+        return f"http://{host}" if _HOST.fullmatch(host) else self.hub.url
+
+    def _repo_url(self, repo: Repo) -> str:
+        return f"{self._base_url()}/{_TYPE_PREFIX[repo.type]}{repo.id}"
 
     # -- account and repos ---------------------------------------------------------------------
-    def _whoami(self) -> None:
+    def _whoami(self) -> Response:
         identity = self._identity(required=True)
         assert identity is not None
-        self._ok(
+        return ok(
             {
                 "type": "user",
                 "name": identity.name,
                 "fullname": identity.name,
                 "email": None,
-                "orgs": [{"name": org, "type": "org"} for org in identity.orgs],
-                "auth": {"type": "access_token", "accessToken": {"displayName": "hubpub", "role": "write"}},
+                "orgs": [{"name": org, "type": "org"} for org in identity.namespaces],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "hubpub", "role": identity.role}},
             }
         )
 
-    def _repo_url(self, repo: Repo) -> str:
-        return f"{self.hub.url}/{_TYPE_PREFIX[repo.type]}{repo.id}"
-
-    def _create_repo(self) -> None:
-        body = self._json()
+    def _create_repo(self) -> Response:
         identity = self._identity(required=True)
         assert identity is not None
+        body = self._json()
         namespace = body.get("organization") or identity.name
-        repo = Repo(body.get("type") or "model", namespace, body["name"])
-        if repo.type not in REPO_TYPES:
-            raise _error(400, f"unknown repo type {repo.type}")
-        self._writable(repo)
-        private = body.get("visibility") == "private" or bool(body.get("private"))
+        repo = Repo.checked(body.get("type") or "model", namespace, body.get("name"))
+        private = visibility(body)
+        if not identity.can_write(repo.namespace):
+            raise HubError(403, f"You don't have the rights to create a repo in {repo.namespace}")
         url = self._repo_url(repo)
-        if not self.hub.store.create_repo(repo, private=private, author=identity.name):
-            raise _error(409, "You already created this model repo", extra={"url": url})
-        self._ok({"url": url, "name": repo.id, "id": repo.id})
+        if not self.hub.store.create_repo(repo, private=bool(private), author=identity.name):
+            raise HubError(409, f"You already created this {repo.type} repo", extra={"url": url})
+        return ok({"url": url, "name": repo.id, "id": repo.id})
 
-    def _delete_repo(self) -> None:
-        body = self._json()
+    def _delete_repo(self) -> Response:
         identity = self._identity(required=True)
         assert identity is not None
-        repo = Repo(body.get("type") or "model", body.get("organization") or identity.name, body["name"])
+        body = self._json()
+        repo = Repo.checked(body.get("type") or "model", body.get("organization") or identity.name, body.get("name"))
         self._writable(repo)
         self.hub.store.delete_repo(repo)
-        self._ok({})
+        return ok({})
 
-    def _settings(self, repo: Repo) -> None:
-        body = self._json()
+    def _settings(self, repo: Repo) -> Response:
         self._writable(repo)
-        if "visibility" in body or "private" in body:
-            self.hub.store.set_private(repo, body.get("visibility") == "private" or bool(body.get("private")))
-        self._ok({})
+        body = self._json()
+        private = visibility(body)
+        if private is not None:
+            self.hub.store.set_private(repo, private)
+        else:
+            self.hub.store.meta(repo)
+        return ok({})
 
-    def _repo_info(self, repo: Repo, revision: str) -> None:
+    def _repo_info(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
         store = self.hub.store
         sha = store.resolve(repo, revision)
@@ -403,7 +566,7 @@ class _Handler(BaseHTTPRequestHandler):
                     sibling["lfs"] = {"sha256": entry.lfs_sha256, "size": entry.size, "pointerSize": pointer_size + 20}
             siblings.append(sibling)
         meta = store.meta(repo)
-        self._ok(
+        return ok(
             {
                 "id": repo.id,
                 "modelId": repo.id,
@@ -435,13 +598,14 @@ class _Handler(BaseHTTPRequestHandler):
             item["lfs"] = {"oid": entry.lfs_sha256, "size": entry.size, "pointerSize": 134}
         return item
 
-    def _tree(self, repo: Repo, revision: str, prefix: str) -> None:
+    def _tree(self, repo: Repo, revision: str, raw_prefix: list[str]) -> Response:
+        prefix = "/".join(validation.url_segment(part, "path") for part in raw_prefix)
         self._readable(repo)
         tree = self.hub.store.tree(repo, self.hub.store.resolve(repo, revision))
         recursive = self.query.get("recursive", ["false"])[0] == "true"
         base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         if base and not any(path.startswith(base) for path in tree):
-            raise _error(404, f"{prefix} does not exist", "EntryNotFound")
+            raise HubError(404, f"{validation.shown(prefix)} does not exist", "EntryNotFound")
         items: dict[str, dict[str, Any]] = {}
         for path, entry in sorted(tree.items()):
             if not path.startswith(base):
@@ -457,18 +621,22 @@ class _Handler(BaseHTTPRequestHandler):
                     }
             if recursive or len(relative) == 1:
                 items[path] = self._tree_item(path, entry)
-        self._ok(list(items.values()))
+        return ok(list(items.values()))
 
-    def _paths_info(self, repo: Repo, revision: str) -> None:
+    def _paths_info(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
-        form = parse_qs(self._body().decode())
+        raw = self._body.read_all()
+        try:
+            form = parse_qs(raw.decode("utf-8"), errors="strict", max_num_fields=self.hub.limits.max_items)
+        except ValueError:
+            raise HubError(400, "paths-info needs a form body of UTF-8 `paths=` fields") from None
         tree = self.hub.store.tree(repo, self.hub.store.resolve(repo, revision))
-        self._ok([self._tree_item(path, tree[path]) for path in form.get("paths", []) if path in tree])
+        return ok([self._tree_item(path, tree[path]) for path in form.get("paths", []) if path in tree])
 
-    def _refs(self, repo: Repo) -> None:
+    def _refs(self, repo: Repo) -> Response:
         self._readable(repo)
         refs = self.hub.store.refs(repo)
-        self._ok(
+        return ok(
             {
                 "branches": [
                     {"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha}
@@ -483,10 +651,10 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _commits(self, repo: Repo, revision: str) -> None:
+    def _commits(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
         store = self.hub.store
-        self._ok(
+        return ok(
             [
                 {
                     "id": commit["id"],
@@ -500,135 +668,130 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     # -- refs ----------------------------------------------------------------------------------
-    def _create_tag(self, repo: Repo, revision: str) -> None:
-        body = self._json()
+    def _create_tag(self, repo: Repo, revision: str) -> Response:
         self._writable(repo)
+        body = self._json()
+        tag = validation.ref_name(body.get("tag"), "tag")
+        if body.get("message") is not None:
+            validation.text(body["message"], "tag message")
         sha = self.hub.store.resolve(repo, revision)
-        self.hub.store.set_ref(repo, "tag", body["tag"], sha)
-        self._ok({})
+        self.hub.store.set_ref(repo, "tag", tag, sha)
+        return ok({})
 
-    def _create_branch(self, repo: Repo, branch: str) -> None:
+    def _create_branch(self, repo: Repo, branch: str) -> Response:
+        self._writable(repo)
+        name = validation.ref_name(branch, "branch")
         body = self._json()
-        self._writable(repo)
-        sha = self.hub.store.resolve(repo, body.get("startingPoint") or "main")
-        self.hub.store.set_ref(repo, "branch", branch, sha)
-        self._ok({})
+        starting_point = body.get("startingPoint") or "main"
+        sha = self.hub.store.resolve(repo, validation.text(starting_point, "startingPoint", 1024))
+        self.hub.store.set_ref(repo, "branch", name, sha)
+        return ok({})
 
-    def _delete_ref(self, repo: Repo, kind: str, name: str) -> None:
+    def _delete_ref(self, repo: Repo, kind: str, name: str) -> Response:
         self._writable(repo)
+        if kind == "branch" and name == "main":
+            raise HubError(400, "The main branch cannot be deleted")
         self.hub.store.set_ref(repo, kind, name, None)
-        self._ok({})
+        return ok({})
 
     # -- uploads -------------------------------------------------------------------------------
-    def _validate_yaml(self) -> None:
+    def _validate_yaml(self) -> Response:
         body = self._json()
-        match = FRONT_MATTER.match(str(body.get("content", "")))
-        if match:
-            try:
-                data = yaml.safe_load(match.group(1))
-            except yaml.YAMLError as exc:
-                raise _Reply(400, {"errors": [{"message": f"Invalid YAML in README.md metadata: {exc}"}]}) from None
-            if data is not None and not isinstance(data, dict):
-                raise _Reply(400, {"errors": [{"message": "README.md metadata must be a mapping"}]})
-        self._ok({"errors": [], "warnings": []})
+        content = validation.text(body.get("content", ""), "content", self.hub.limits.large_json_body)
+        try:
+            card_metadata(content)
+        except CardMetadataError as error:
+            return Response(400, {"errors": [{"message": str(error)}]}, reason=str(error))
+        return ok({"errors": [], "warnings": []})
 
-    def _preupload(self, repo: Repo, revision: str) -> None:
-        body = self._json()
+    def _preupload(self, repo: Repo, revision: str) -> Response:
         self._writable(repo)
         if "create_pr" in self.query:
-            raise _error(400, "pull requests are not supported by the embedded Hub")
+            raise HubError(400, "pull requests are not supported by the embedded Hub")
         store = self.hub.store
         sha = store.resolve(repo, revision)
+        body = self._json()
+        files = validation.listing(body.get("files"), "files", self.hub.limits.max_items)
         patterns = store.lfs_patterns(repo, sha)
         tree = store.tree(repo, sha)
         answers = []
-        for item in body.get("files", []):
-            sample = base64.b64decode(item.get("sample", ""))
-            lfs = store.wants_lfs(patterns, item["path"], int(item.get("size", 0)), sample)
-            answer: dict[str, Any] = {
-                "path": item["path"],
-                "uploadMode": "lfs" if lfs else "regular",
-                "shouldIgnore": False,
-            }
-            current = tree.get(item["path"])
+        for item in files:
+            item = validation.mapping(item, "each file")
+            path = validation.file_path(item.get("path"))
+            size = validation.size(item.get("size", 0), self.hub.limits.lfs_object)
+            sample = decode_base64(item.get("sample", ""), "sample")
+            lfs = store.wants_lfs(patterns, path, size, sample)
+            answer: dict[str, Any] = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
+            current = tree.get(path)
             if current is not None:
                 answer["oid"] = current.lfs_sha256 if lfs else current.oid
             answers.append(answer)
-        self._ok({"files": answers, "commitOid": sha})
+        return ok({"files": answers, "commitOid": sha})
 
-    def _lfs_batch(self, repo: Repo) -> None:
-        body = self._json()
+    def _lfs_batch(self, repo: Repo) -> Response:
         self._writable(repo)
+        self.hub.store.meta(repo)
+        body = self._json()
+        if body.get("operation", "upload") != "upload":
+            raise HubError(400, "the embedded Hub's LFS batch API takes uploads only")
+        items = validation.listing(body.get("objects"), "objects", self.hub.limits.max_items)
         objects = []
-        for item in body.get("objects", []):
-            oid, size = item["oid"], int(item["size"])
+        expires = int(time.time()) + UPLOAD_LINK_SECONDS
+        for item in items:
+            item = validation.mapping(item, "each object")
+            oid = validation.lfs_oid(item.get("oid"))
+            size = validation.size(item.get("size"), self.hub.limits.lfs_object)
             entry: dict[str, Any] = {"oid": oid, "size": size}
-            if not self.hub.store.has_lfs(oid, size):
-                signature = self.hub.sign(oid)
+            if not self.hub.store.has_lfs(repo, oid, size):
+                link = f"{self._base_url()}/_lfs/{repo.type}s/{repo.id}/{oid}"
+                signature = self.hub.sign(repo, oid, size, expires)
                 entry["actions"] = {
-                    "upload": {"href": f"{self.hub.url}/_lfs/{oid}?size={size}&sig={signature}", "header": {}},
-                    "verify": {"href": f"{self.hub.url}/_lfs/{oid}/verify", "header": {}},
+                    "upload": {"href": f"{link}?size={size}&expires={expires}&sig={signature}", "header": {}},
+                    "verify": {"href": f"{link}/verify", "header": {}},
                 }
             objects.append(entry)
-        self._ok({"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
+        return ok({"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
 
-    def _lfs_upload(self, oid: str) -> None:
+    def _lfs_upload(self, repo: Repo, oid: str) -> Response:
+        """The signed link stands in for a token (the client sends none): it names repo, object, size and expiry."""
+        size_text, expires_text = self.query.get("size", [""])[0], self.query.get("expires", [""])[0]
         signature = self.query.get("sig", [""])[0]
-        if not hmac.compare_digest(signature, self.hub.sign(oid)):
-            raise _error(403, "invalid upload signature")
-        size = int(self.headers.get("Content-Length") or 0)
-        self._body_read = True
-        try:
-            self.hub.store.store_lfs(oid, size, self.rfile)
-        except HubStoreError:
-            self.close_connection = True
-            raise
-        self._ok({})
+        if not (_CONTENT_LENGTH.fullmatch(size_text) and _CONTENT_LENGTH.fullmatch(expires_text)):
+            raise HubError(403, "invalid upload link")
+        size, expires = int(size_text), int(expires_text)
+        if not hmac.compare_digest(signature, self.hub.sign(repo, oid, size, expires)):
+            raise HubError(403, "invalid upload signature")
+        if expires < time.time():
+            raise HubError(403, "the upload link has expired; ask the LFS batch API for a new one")
+        if self._body.length != size:
+            raise HubError(400, f"The body has {self._body.length} bytes; this upload link is for {size}")
+        self.hub.store.store_lfs(repo, oid, size, self._body)
+        return ok({})
 
-    def _lfs_verify(self, oid: str) -> None:
+    def _lfs_verify(self, repo: Repo, oid: str) -> Response:
+        self._writable(repo)
         body = self._json()
-        self._identity(required=True)
-        if not self.hub.store.has_lfs(oid, int(body.get("size", -1))):
-            raise _error(404, f"LFS object {oid} is not stored")
-        self._ok({})
+        size = validation.size(body.get("size"), self.hub.limits.lfs_object)
+        if body.get("oid", oid) != oid or not self.hub.store.has_lfs(repo, oid, size):
+            raise HubError(404, f"LFS object {oid} of {size} bytes is not stored in {repo.id}")
+        return ok({})
 
-    def _commit(self, repo: Repo, revision: str) -> None:
-        raw = self._body()
+    def _commit(self, repo: Repo, revision: str) -> Response:
         identity = self._writable(repo)
         if "create_pr" in self.query:
-            raise _error(400, "pull requests are not supported by the embedded Hub")
-        header: dict[str, Any] = {}
-        operations: list[Operation] = []
-        try:
-            for line in raw.decode().splitlines():
-                if not line.strip():
-                    continue
-                item = json.loads(line)
-                key, value = item["key"], item["value"]
-                if key == "header":
-                    header = value
-                elif key == "file":
-                    operations.append(Operation("file", value["path"], base64.b64decode(value["content"])))
-                elif key == "lfsFile":
-                    operations.append(
-                        Operation("lfsFile", value["path"], sha256=value["oid"], size=value.get("size", 0))
-                    )
-                elif key in ("deletedFile", "deletedFolder"):
-                    operations.append(Operation(key, value["path"]))
-                else:
-                    raise _error(400, f"unknown commit line key {key}")
-        except (json.JSONDecodeError, KeyError, ValueError) as exc:
-            raise _error(400, f"malformed commit body: {exc}") from None
-        sha = self.hub.store.commit(
-            repo,
+            raise HubError(400, "pull requests are not supported by the embedded Hub")
+        self.hub.store.meta(repo)
+        header, operations = parse_commit(self._body.read_all(), self.hub.limits)
+        change = NewCommit(
             revision,
-            operations,
-            title=header.get("summary", ""),
-            message=header.get("description", ""),
+            tuple(operations),
+            title=header["summary"],
+            message=header["description"],
             author=identity.name,
             parent_commit=header.get("parentCommit"),
         )
-        self._ok(
+        sha = self.hub.store.commit(repo, change)
+        return ok(
             {
                 "success": True,
                 "commitOid": sha,
@@ -638,36 +801,38 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _admin_faults(self) -> None:
+    def _admin_faults(self) -> Response:
+        authorization = self.headers.get("Authorization") or ""
+        expected = f"Bearer {self.hub.admin_token}"
+        if not self.hub.admin_token or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            raise HubError(403, "fault injection needs the admin token")
         body = self._json()
-        if not self.hub.admin_token or self.headers.get("Authorization") != f"Bearer {self.hub.admin_token}":
-            raise _error(403, "fault injection needs the admin token")
         if body.get("clear"):
             self.hub.faults.clear()
-        for fault in body.get("faults", []):
+        for fault in validation.listing(body.get("faults", []), "faults", 100):
+            fault = validation.mapping(fault, "each fault")
+            drop, delay = fault.get("drop_after_bytes"), fault.get("delay", 0)
+            if isinstance(delay, bool) or not isinstance(delay, int | float):
+                raise HubError(400, "delay must be a number of seconds")
             self.hub.faults.add(
-                fault["route"],
-                status=fault.get("status", 500),
-                times=fault.get("times", 1),
-                drop_after_bytes=fault.get("drop_after_bytes"),
-                delay=fault.get("delay", 0.0),
+                validation.text(fault.get("route"), "route", 64),
+                status=validation.size(fault.get("status", 500), 599, "status"),
+                times=validation.size(fault.get("times", 1), 1_000_000, "times"),
+                drop_after_bytes=None if drop is None else validation.size(drop, 1 << 40, "drop_after_bytes"),
+                delay=min(max(float(delay), 0.0), 60.0),
             )
-        self._ok({"planned": len(self.hub.faults.planned)})
+        return ok({"planned": len(self.hub.faults.planned)})
 
     # -- downloads -----------------------------------------------------------------------------
-    def _resolve(self, repo: Repo, revision: str, path: str, *, head: bool) -> None:
+    def _resolve(self, repo: Repo, revision: str, path: str) -> Response:
         self._readable(repo)
         store = self.hub.store
         sha = store.resolve(repo, revision)
         entry = store.tree(repo, sha).get(path)
         if entry is None:
             # X-Repo-Commit lets the client remember the miss for this commit.
-            raise _Reply(
-                404,
-                {"error": f"Entry not found: {path}"},
-                {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": sha},
-            )
-        blob = store.open_entry(repo, entry)
+            headers = {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": sha}
+            return Response(404, {"error": f"Entry not found: {validation.shown(path)}"}, headers, reason="no entry")
         headers = {
             "ETag": f'"{entry.oid}"',
             "X-Repo-Commit": sha,
@@ -676,22 +841,32 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if entry.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{entry.lfs_sha256}"', "X-Linked-Size": str(entry.size)})
-        start = 0
-        range_header = self.headers.get("Range", "")
-        range_match = re.match(r"bytes=(\d+)-$", range_header)
-        if range_match:
-            start = min(int(range_match.group(1)), entry.size)
-        length = entry.size - start
-        self._body()
-        self.send_response(206 if range_match else 200)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if range_match:
-            self.send_header("Content-Range", f"bytes {start}-{entry.size - 1}/{entry.size}")
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        if not head:
-            with blob.open("rb") as handle:
-                handle.seek(start)
-                while block := handle.read(1 << 20):
-                    self.wfile.write(block)
+        blob = store.open_entry(repo, entry)
+        wanted = _RANGE.fullmatch(self.headers.get("Range", "").strip())
+        if wanted is None:
+            return Response(200, headers=headers, file=blob, length=entry.size)
+        start = int(wanted.group(1))
+        end = min(int(wanted.group(2)), entry.size - 1) if wanted.group(2) else entry.size - 1
+        if start >= entry.size:
+            message = f"Range starts at {start}, past the end of {entry.size} bytes"
+            headers = {"Content-Range": f"bytes */{entry.size}", "X-Error-Message": message}
+            return Response(416, {"error": message}, headers, reason=message)
+        if end < start:
+            return Response(200, headers=headers, file=blob, length=entry.size)
+        headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+        return Response(206, headers=headers, file=blob, offset=start, length=end - start + 1)
+
+
+def _path_only(handler: BaseHTTPRequestHandler) -> str:
+    """The request's path without its query (upload links carry their signature there)."""
+    raw = str(getattr(handler, "path", "") or "")
+    try:
+        return urlsplit(raw).path
+    except ValueError:
+        return raw.split("?", 1)[0]
+
+
+def _repo(kind: str, raw_namespace: str, raw_name: str) -> Repo:
+    return Repo.checked(
+        kind, validation.url_segment(raw_namespace, "namespace"), validation.url_segment(raw_name, "repo name")
+    )

@@ -1,29 +1,44 @@
 """Repositories, commits, refs and objects of the embedded Hub, persisted under one folder.
 
-Layout: `repos/<type>s/<namespace>/<name>/` holds `meta.json`, `refs.json`, `commits/<sha>.json`
-(each commit records its whole file tree) and `blobs/<git sha1>` for regular files. LFS objects
-are shared by all repos under `lfs/<sha256>`. Every write goes through one lock and lands by rename.
+Layout (store layout 2):
+
+    store.json     the layout version
+    lock           flock'ed around every write, so several processes can share one store
+    signing-key    signs LFS upload links, so links stay valid across restarts
+    tmp/           partial files and staged repos; what a killed process left is removed at open
+    repos/<type>s/<namespace>/<name>/
+                   meta.json, refs.json, commits/<sha>.json (each records its whole tree),
+                   blobs/<git sha1> (regular files), lfs/<sha256> (LFS objects uploaded to this repo)
+
+Every write lands by rename while the lock is held; a repo appears and disappears in one rename.
+Each LFS object belongs to one repo: knowing a sha256 never lets another repo link it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
-import io
 import json
 import os
 import re
+import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import yaml
 
-REPO_TYPES = ("model", "dataset", "space")
+from hubpub.hub import validation
+from hubpub.hub.errors import HubConfigError, HubError
+from hubpub.hub.validation import REPO_TYPES as REPO_TYPES
+
+LAYOUT = 2
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
     for pattern in (
@@ -49,15 +64,6 @@ DEFAULT_GITATTRIBUTES = "".join(
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 
 
-class HubStoreError(Exception):
-    """A request the store refuses; `code` is the Hub's X-Error-Code when it has one."""
-
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
 def git_blob_sha1(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
 
@@ -69,16 +75,60 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
 
-def front_matter(text: str) -> dict[str, Any] | None:
-    """The YAML metadata block at the top of a model card, or None when it is absent or not a mapping."""
+class CardMetadataError(ValueError):
+    """A model card's metadata block that is not a YAML mapping the Hub would take."""
+
+
+def card_metadata(text: str) -> dict[str, Any] | None:
+    """The YAML metadata block at the top of a model card; None when there is none.
+
+    A block over MAX_CARD_METADATA characters, or whose aliases expand past MAX_CARD_NODES nodes (a
+    "billion laughs" card), is refused before it is built, like invalid YAML and non-mappings.
+    """
     match = FRONT_MATTER.match(text)
-    if not match:
+    if not match or not match.group(1).strip():
         return None
+    source = match.group(1)
+    if len(source) > MAX_CARD_METADATA:
+        raise CardMetadataError(f"README.md metadata is over {MAX_CARD_METADATA} characters")
     try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
+        if expanded_yaml_nodes(yaml.compose(source, Loader=_SAFE_LOADER)) > MAX_CARD_NODES:
+            raise CardMetadataError(f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes")
+        data = yaml.load(source, Loader=_SAFE_LOADER)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise CardMetadataError(f"Invalid YAML in README.md metadata: {type(exc).__name__}: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise CardMetadataError("README.md metadata must be a mapping")
+    return data
+
+
+def front_matter(text: str) -> dict[str, Any] | None:
+    """The card's metadata, or None when it is absent or not one the Hub would take."""
+    try:
+        return card_metadata(text)
+    except CardMetadataError:
         return None
-    return data if isinstance(data, dict) else None
+
+
+MAX_CARD_METADATA = 1 << 20
+# libyaml refuses deep nesting at once; the pure-Python loader takes seconds to reach its recursion limit.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_CARD_NODES = 100_000
+
+
+def expanded_yaml_nodes(node: yaml.Node | None, budget: int = MAX_CARD_NODES) -> int:
+    """How many nodes a composed document has once aliases are expanded, counting no further than past `budget`."""
+    count = 0
+    pending = [node] if node is not None else []
+    while pending and count <= budget:
+        current = pending.pop()
+        count += 1
+        if isinstance(current, yaml.SequenceNode):
+            pending.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                pending.extend((key, value))
+    return count
 
 
 def now_iso() -> str:
@@ -114,6 +164,15 @@ class Repo:
     namespace: str
     name: str
 
+    @classmethod
+    def checked(cls, kind: object, namespace: object, name: object) -> Repo:
+        """A repo from untrusted parts: each is held to the Hub's rules (400 otherwise)."""
+        return cls(
+            validation.repo_type(kind),
+            validation.repo_part(namespace, "namespace"),
+            validation.repo_part(name, "repo name"),
+        )
+
     @property
     def id(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -125,84 +184,151 @@ class Operation:
     path: str
     content: bytes = b""
     sha256: str = ""
-    size: int = 0
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class NewCommit:
+    """A commit to make: operations on top of a branch, and who says what about them."""
+
+    branch: str
+    operations: tuple[Operation, ...]
+    title: str
+    message: str
+    author: str
+    parent_commit: str | None = None
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
 
 
 class HubStore:
+    """One folder of repos, safe to share between threads and between processes."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.lock = threading.RLock()
-        (root / "repos").mkdir(parents=True, exist_ok=True)
-        (root / "lfs").mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self.root = root.resolve()
+            for folder in ("repos", "tmp"):
+                (self.root / folder).mkdir(exist_ok=True)
+            self._lock_fd: int | None = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise HubConfigError(f"cannot open the Hub store at {root}: {exc}") from None
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        with self.write_lock():
+            self._upgrade_layout()
+            self._remove_leftovers()
+            self.signing_key = self._load_signing_key()
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Held around every write: a thread lock within this process, an flock between processes."""
+        with self._thread_lock:
+            if self._lock_fd is None:
+                raise HubError(503, "the Hub store is closed")
+            if self._depth == 0:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    # -- paths ---------------------------------------------------------------------------------
+    def _inside(self, path: Path) -> Path:
+        if not path.resolve().is_relative_to(self.root):
+            raise HubError(400, "Invalid path: it leads outside the Hub's store")
+        return path
+
+    def repo_dir(self, repo: Repo) -> Path:
+        checked = Repo.checked(repo.type, repo.namespace, repo.name)
+        return self._inside(self.root / "repos" / f"{checked.type}s" / checked.namespace / checked.name)
+
+    def _lfs_file(self, folder: Path, sha256: str) -> Path:
+        return self._inside(folder / "lfs" / validation.lfs_oid(sha256))
+
+    def _temporary(self, purpose: str) -> Path:
+        return self.root / "tmp" / f"{purpose}-{os.getpid()}-{secrets.token_hex(8)}"
 
     # -- repos ---------------------------------------------------------------------------------
-    def _dir(self, repo: Repo) -> Path:
-        return self.root / "repos" / f"{repo.type}s" / repo.namespace / repo.name
-
     def exists(self, repo: Repo) -> bool:
-        return (self._dir(repo) / "meta.json").is_file()
+        return (self.repo_dir(repo) / "meta.json").is_file()
 
     def meta(self, repo: Repo) -> dict[str, Any]:
         try:
-            meta: dict[str, Any] = json.loads((self._dir(repo) / "meta.json").read_text(encoding="utf-8"))
+            meta: dict[str, Any] = json.loads((self.repo_dir(repo) / "meta.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise HubStoreError(404, f"Repository Not Found for url: {repo.id}", "RepoNotFound") from None
+            raise HubError(404, f"Repository Not Found: {repo.id}", "RepoNotFound") from None
         return meta
 
     def create_repo(self, repo: Repo, *, private: bool, author: str) -> bool:
-        """Create the repo with the Hub's initial `.gitattributes` commit; False when it exists."""
-        with self.lock:
+        """Create the repo with the Hub's initial `.gitattributes` commit, in one rename; False when it exists."""
+        with self.write_lock():
+            folder = self.repo_dir(repo)
             if self.exists(repo):
                 return False
-            folder = self._dir(repo)
-            (folder / "commits").mkdir(parents=True, exist_ok=True)
-            (folder / "blobs").mkdir(exist_ok=True)
-            self._write_json(folder / "refs.json", {"branches": {}, "tags": {}})
-            self._write_json(folder / "meta.json", {"private": private, "createdAt": now_iso()})
-            self.commit(
-                repo,
-                "main",
-                [Operation("file", ".gitattributes", DEFAULT_GITATTRIBUTES.encode())],
-                title="initial commit",
-                message="",
-                author=author,
-                create_branch=True,
-            )
+            if folder.exists():
+                # A repo half-made by a hubpub whose creation was not yet atomic.
+                self._discard(folder)
+            staging = self._temporary("repo")
+            for part in ("commits", "blobs", "lfs"):
+                (staging / part).mkdir(parents=True)
+            self._write_json(staging / "refs.json", {"branches": {}, "tags": {}})
+            self._write_json(staging / "meta.json", {"private": private, "createdAt": now_iso()})
+            gitattributes = Operation("file", ".gitattributes", DEFAULT_GITATTRIBUTES.encode())
+            initial = NewCommit("main", (gitattributes,), title="initial commit", message="", author=author)
+            self._commit_in(staging, initial, create_branch=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, folder)
             return True
 
     def delete_repo(self, repo: Repo) -> None:
-        with self.lock:
+        with self.write_lock():
             self.meta(repo)
-            shutil.rmtree(self._dir(repo))
+            self._discard(self.repo_dir(repo))
 
     def set_private(self, repo: Repo, private: bool) -> None:
-        with self.lock:
+        with self.write_lock():
             meta = self.meta(repo)
             meta["private"] = private
-            self._write_json(self._dir(repo) / "meta.json", meta)
+            self._write_json(self.repo_dir(repo) / "meta.json", meta)
 
     # -- refs and commits ----------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
         self.meta(repo)
-        refs: dict[str, dict[str, str]] = json.loads((self._dir(repo) / "refs.json").read_text(encoding="utf-8"))
-        return refs
+        return _read_refs(self.repo_dir(repo))
 
     def resolve(self, repo: Repo, revision: str) -> str:
-        """The commit sha a branch, tag or sha names; 404 RevisionNotFound otherwise."""
+        """The commit sha a full commit id, branch, tag or unique prefix (7+ hex digits) names; 404 otherwise."""
         refs = self.refs(repo)
-        name = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
-        if name in refs["branches"]:
-            return refs["branches"][name]
-        if name in refs["tags"]:
-            return refs["tags"][name]
-        if len(revision) >= 7 and all(char in "0123456789abcdef" for char in revision):
-            matches = [path.stem for path in (self._dir(repo) / "commits").glob(f"{revision}*.json")]
+        commits = self.repo_dir(repo) / "commits"
+        if _FULL_SHA.fullmatch(revision) and (commits / f"{revision}.json").is_file():
+            return revision
+        branch = revision.removeprefix("refs/heads/")
+        if branch in refs["branches"]:
+            return refs["branches"][branch]
+        tag = revision.removeprefix("refs/tags/")
+        if tag in refs["tags"]:
+            return refs["tags"][tag]
+        if _SHA_PREFIX.fullmatch(revision):
+            matches = [path.stem for path in commits.glob(f"{revision}*.json")]
             if len(matches) == 1:
                 return matches[0]
-        raise HubStoreError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        raise HubError(404, f"Invalid rev id: {validation.shown(revision)}", "RevisionNotFound")
 
     def read_commit(self, repo: Repo, sha: str) -> dict[str, Any]:
-        commit: dict[str, Any] = json.loads((self._dir(repo) / "commits" / f"{sha}.json").read_text(encoding="utf-8"))
+        path = self.repo_dir(repo) / "commits" / f"{validation.commit_id(sha)}.json"
+        commit: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return commit
 
     def tree(self, repo: Repo, sha: str) -> dict[str, Entry]:
@@ -215,94 +341,109 @@ class HubStore:
             yield commit
             current = commit["parent"]
 
-    def commit(
-        self,
-        repo: Repo,
-        branch: str,
-        operations: Iterable[Operation],
-        *,
-        title: str,
-        message: str,
-        author: str,
-        parent_commit: str | None = None,
-        create_branch: bool = False,
-    ) -> str:
-        """Apply the operations on top of the branch head as one commit and move the branch."""
-        with self.lock:
-            refs = self.refs(repo)
-            head = refs["branches"].get(branch)
-            if head is None and not create_branch:
-                raise HubStoreError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
-            if parent_commit and (head is None or not head.startswith(parent_commit)):
-                raise HubStoreError(412, "A commit has happened since. Please refresh and try again.")
-            tree = {path: entry.as_json() for path, entry in self.tree(repo, head).items()} if head else {}
-            for operation in operations:
-                self._apply(repo, tree, operation)
-            date = now_iso()
-            body = {"parent": head, "tree": tree, "title": title, "message": message, "author": author, "date": date}
-            sha = hashlib.sha1(json.dumps(body, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
-            self._write_json(self._dir(repo) / "commits" / f"{sha}.json", {"id": sha, **body})
-            refs["branches"][branch] = sha
-            self._write_json(self._dir(repo) / "refs.json", refs)
-            return sha
+    def commit(self, repo: Repo, change: NewCommit) -> str:
+        """Apply the operations on top of the branch head as one commit and move the branch.
 
-    def _apply(self, repo: Repo, tree: dict[str, Any], operation: Operation) -> None:
+        `parent_commit`, when given, must be the branch head (412 otherwise). Nothing is written
+        unless every operation applies and the resulting tree is valid.
+        """
+        with self.write_lock():
+            self.meta(repo)
+            return self._commit_in(self.repo_dir(repo), change)
+
+    def _commit_in(self, folder: Path, change: NewCommit, *, create_branch: bool = False) -> str:
+        refs = _read_refs(folder)
+        head = refs["branches"].get(change.branch)
+        if head is None and not create_branch:
+            raise HubError(404, f"Invalid rev id: {validation.shown(change.branch)}", "RevisionNotFound")
+        if change.parent_commit is not None and change.parent_commit != head:
+            raise HubError(412, "A commit has happened since. Please refresh and try again.")
+        tree: dict[str, Any] = {}
+        if head:
+            tree = json.loads((folder / "commits" / f"{head}.json").read_text(encoding="utf-8"))["tree"]
+        new_blobs: dict[str, bytes] = {}
+        for operation in change.operations:
+            self._apply(folder, tree, operation, new_blobs)
+        validation.tree_shape(tree)
+        for oid, content in new_blobs.items():
+            blob = folder / "blobs" / oid
+            if not blob.is_file():
+                self._write_bytes(blob, content)
+        body = {
+            "parent": head,
+            "tree": tree,
+            "title": change.title,
+            "message": change.message,
+            "author": change.author,
+            "date": now_iso(),
+        }
+        sha = hashlib.sha1(json.dumps(body, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+        self._write_json(folder / "commits" / f"{sha}.json", {"id": sha, **body})
+        refs["branches"][change.branch] = sha
+        self._write_json(folder / "refs.json", refs)
+        return sha
+
+    def _apply(self, folder: Path, tree: dict[str, Any], operation: Operation, new_blobs: dict[str, bytes]) -> None:
         if operation.kind == "file":
             oid = git_blob_sha1(operation.content)
-            blob = self._dir(repo) / "blobs" / oid
-            if not blob.is_file():
-                self._write_bytes(blob, operation.content)
+            new_blobs[oid] = operation.content
             tree[operation.path] = {"oid": oid, "size": len(operation.content)}
         elif operation.kind == "lfsFile":
-            stored = self.lfs_path(operation.sha256)
+            stored = self._lfs_file(folder, operation.sha256)
             if not stored.is_file():
-                raise HubStoreError(422, f"LFS object {operation.sha256} of {operation.path} was never uploaded")
+                raise HubError(422, f"LFS object {operation.sha256} of {operation.path} was not uploaded to this repo")
             size = stored.stat().st_size
+            if operation.size is not None and operation.size != size:
+                raise HubError(400, f"LFS object {operation.sha256} has {size} bytes, not {operation.size}")
             pointer = lfs_pointer(operation.sha256, size)
             tree[operation.path] = {"oid": git_blob_sha1(pointer), "size": size, "lfs": operation.sha256}
         elif operation.kind == "deletedFile":
             if tree.pop(operation.path, None) is None:
-                raise HubStoreError(404, f"A file with this name doesn't exist: {operation.path}", "EntryNotFound")
+                raise HubError(404, f"A file with this name doesn't exist: {operation.path}", "EntryNotFound")
         elif operation.kind == "deletedFolder":
             prefix = operation.path.rstrip("/") + "/"
             doomed = [path for path in tree if path.startswith(prefix)]
             if not doomed:
-                raise HubStoreError(404, f"A folder with this name doesn't exist: {operation.path}", "EntryNotFound")
+                raise HubError(404, f"A folder with this name doesn't exist: {operation.path}", "EntryNotFound")
             for path in doomed:
                 del tree[path]
         else:
-            raise HubStoreError(400, f"unknown commit operation {operation.kind}")
+            raise HubError(400, f"unknown commit operation {validation.shown(operation.kind)}")
 
-    def set_ref(self, repo: Repo, kind: str, name: str, sha: str | None, *, exist_ok: bool = False) -> None:
+    def set_ref(self, repo: Repo, kind: str, name: str, sha: str | None) -> None:
         """Create (sha given) or delete (sha None) a branch or tag."""
-        with self.lock:
+        with self.write_lock():
             refs = self.refs(repo)
             table = refs["branches" if kind == "branch" else "tags"]
             if sha is None:
                 if name not in table:
-                    raise HubStoreError(404, f"{kind} {name} not found", "RevisionNotFound")
+                    raise HubError(404, f"{kind} {validation.shown(name)} not found", "RevisionNotFound")
                 del table[name]
             else:
-                if name in table and not exist_ok:
-                    raise HubStoreError(409, f"{kind} {name} already exists")
+                if name in table:
+                    raise HubError(409, f"{kind} {validation.shown(name)} already exists")
                 table[name] = sha
-            self._write_json(self._dir(repo) / "refs.json", refs)
+            self._write_json(self.repo_dir(repo) / "refs.json", refs)
 
     # -- content -------------------------------------------------------------------------------
-    def lfs_path(self, sha256: str) -> Path:
-        return self.root / "lfs" / sha256
-
-    def has_lfs(self, sha256: str, size: int) -> bool:
-        stored = self.lfs_path(sha256)
+    def has_lfs(self, repo: Repo, sha256: str, size: int) -> bool:
+        stored = self._lfs_file(self.repo_dir(repo), sha256)
         return stored.is_file() and stored.stat().st_size == size
 
-    def store_lfs(self, sha256: str, size: int, body: io.BufferedIOBase | BinaryIO) -> None:
-        """Receive an LFS object; it lands only when its size and sha256 match."""
-        partial = self.root / "lfs" / f"{sha256}.{threading.get_ident()}.partial"
+    def store_lfs(self, repo: Repo, sha256: str, size: int, body: Readable) -> None:
+        """Receive an LFS object for one repo; it lands only when its size and sha256 match.
+
+        The partial file is flock'ed while it is written, so a store opened meanwhile by another
+        process leaves it alone, and removes it only once its writer is gone.
+        """
+        self.meta(repo)
+        target = self._lfs_file(self.repo_dir(repo), sha256)
+        partial = self._temporary("lfs")
         digest = hashlib.sha256()
         received = 0
         try:
-            with partial.open("wb") as handle:
+            with partial.open("xb") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 while received < size:
                     block = body.read(min(1 << 20, size - received))
                     if not block:
@@ -310,16 +451,24 @@ class HubStore:
                     digest.update(block)
                     handle.write(block)
                     received += len(block)
-            if received != size or digest.hexdigest() != sha256:
-                raise HubStoreError(400, f"LFS object {sha256}: received {received} of {size} bytes, or a wrong hash")
-            partial.replace(self.lfs_path(sha256))
+                if received != size:
+                    raise HubError(400, f"LFS object {sha256}: the body was cut short at {received} of {size} bytes")
+                if digest.hexdigest() != sha256:
+                    raise HubError(400, f"LFS object {sha256}: the bytes received hash to {digest.hexdigest()}")
+                handle.flush()
+                with self.write_lock():
+                    self.meta(repo)
+                    os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
 
     def open_entry(self, repo: Repo, entry: Entry) -> Path:
+        folder = self.repo_dir(repo)
         if entry.lfs_sha256:
-            return self.lfs_path(entry.lfs_sha256)
-        return self._dir(repo) / "blobs" / entry.oid
+            return self._lfs_file(folder, entry.lfs_sha256)
+        if not _FULL_SHA.fullmatch(entry.oid):
+            raise HubError(500, "the store holds a malformed blob id")
+        return self._inside(folder / "blobs" / entry.oid)
 
     def lfs_patterns(self, repo: Repo, sha: str) -> list[str]:
         entry = self.tree(repo, sha).get(".gitattributes")
@@ -333,12 +482,94 @@ class HubStore:
         matches = any(fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(path, pattern) for pattern in patterns)
         return size > LFS_SIZE_THRESHOLD or matches or b"\0" in sample
 
+    # -- upkeep --------------------------------------------------------------------------------
+    def _upgrade_layout(self) -> None:
+        marker = self.root / "store.json"
+        if marker.is_file():
+            layout = json.loads(marker.read_text(encoding="utf-8")).get("layout")
+            if not isinstance(layout, int) or layout > LAYOUT:
+                raise HubConfigError(f"{self.root} holds a Hub store of layout {layout!r}, newer than this hubpub's")
+        legacy = self.root / "lfs"
+        if legacy.is_dir():
+            self._move_shared_lfs_objects_into_repos(legacy)
+        if not marker.is_file():
+            self._write_json(marker, {"layout": LAYOUT})
+
+    def _move_shared_lfs_objects_into_repos(self, legacy: Path) -> None:
+        """Layout 1 shared `lfs/<sha256>` between all repos: give each repo the objects its history names."""
+        for meta in (self.root / "repos").glob("*/*/*/meta.json"):
+            folder = meta.parent
+            (folder / "lfs").mkdir(exist_ok=True)
+            for commit in (folder / "commits").glob("*.json"):
+                for entry in json.loads(commit.read_text(encoding="utf-8"))["tree"].values():
+                    sha256 = entry.get("lfs")
+                    if not (isinstance(sha256, str) and _LFS_OID.fullmatch(sha256)):
+                        continue
+                    source, target = legacy / sha256, folder / "lfs" / sha256
+                    if source.is_file() and not source.is_symlink() and not target.exists():
+                        try:
+                            os.link(source, target)
+                        except OSError:
+                            self._write_bytes(target, source.read_bytes())
+        for partial in (self.root / "repos").rglob("*.partial"):
+            partial.unlink(missing_ok=True)
+        self._discard(legacy)
+
+    def _remove_leftovers(self) -> None:
+        """Remove what killed writers left in tmp/: staged repos, partial files whose writer is gone."""
+        for leftover in (self.root / "tmp").iterdir():
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+                continue
+            try:
+                handle = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                leftover.unlink(missing_ok=True)
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                leftover.unlink(missing_ok=True)
+            except BlockingIOError:
+                pass  # an upload in another process is still writing it
+            finally:
+                os.close(handle)
+
+    def _load_signing_key(self) -> bytes:
+        path = self.root / "signing-key"
+        if path.is_file():
+            key = path.read_bytes()
+            if len(key) == 32:
+                return key
+        key = secrets.token_bytes(32)
+        partial = self._temporary("key")
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(handle, key)
+        finally:
+            os.close(handle)
+        os.replace(partial, path)
+        return key
+
     # -- helpers -------------------------------------------------------------------------------
+    def _discard(self, folder: Path) -> None:
+        doomed = self._temporary("discarded")
+        os.rename(folder, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def _write_json(self, path: Path, data: Any) -> None:
         self._write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def _write_bytes(self, path: Path, content: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        partial = self._temporary("write")
         partial.write_bytes(content)
-        partial.replace(path)
+        os.replace(partial, path)
+
+
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+_SHA_PREFIX = re.compile(r"[0-9a-f]{7,39}")
+_LFS_OID = re.compile(r"[0-9a-f]{64}")
+
+
+def _read_refs(folder: Path) -> dict[str, dict[str, str]]:
+    refs: dict[str, dict[str, str]] = json.loads((folder / "refs.json").read_text(encoding="utf-8"))
+    return refs

@@ -1,0 +1,195 @@
+"""Who a token is and what it may do, and the tokens file that lets a team or a CI box share one Hub.
+
+A tokens file is YAML (or JSON):
+
+    tokens:
+      - name: ci                 # the account the token acts as (whoami, commit author)
+        sha256: 9f86d08...       # sha256 of the token, in hex (or `token: hf_...`, the token itself)
+        namespaces: [team]       # where it may write (and read private repos) besides its own name; "*": all
+        role: write              # write (default) or read
+
+Only sha256 digests of tokens are kept in memory, so a token never sits in the server's tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hubpub.hub.errors import HubConfigError
+from hubpub.hub.validation import REPO_PART_MAX
+
+MIN_TOKEN_LENGTH = 16
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9._-]+")
+_FIELDS = ("name", "token", "sha256", "namespaces", "role")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a token belongs to, and which namespaces it may write (None: every namespace).
+
+    A token owns its own name, its orgs and `writable`; it reads private repos there, and writes
+    there unless it is read-only. Namespaces compare without case, as on huggingface.co.
+    """
+
+    name: str = "hubpub"
+    orgs: tuple[str, ...] = ()
+    writable: frozenset[str] | None = None
+    read_only: bool = False
+
+    def owns(self, namespace: str) -> bool:
+        if self.writable is None:
+            return True
+        owned = {owner.lower() for owner in (*self.writable, self.name, *self.orgs)}
+        return namespace.lower() in owned
+
+    def can_write(self, namespace: str) -> bool:
+        return not self.read_only and self.owns(namespace)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces it owns besides its own name, as whoami lists them."""
+        extra = sorted((self.writable or frozenset()) - {self.name} - set(self.orgs))
+        return (*self.orgs, *extra)
+
+    @property
+    def role(self) -> str:
+        return "read" if self.read_only else "write"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+class TokenTable:
+    """Identities by the sha256 of their token."""
+
+    def __init__(self, by_digest: Mapping[str, Identity]) -> None:
+        self.by_digest = dict(by_digest)
+
+    @classmethod
+    def from_tokens(cls, tokens: Mapping[str, Identity]) -> TokenTable:
+        return cls({token_digest(token): identity for token, identity in tokens.items()})
+
+    def lookup(self, token: str) -> Identity | None:
+        return self.by_digest.get(token_digest(token))
+
+
+def load_tokens_file(path: Path) -> TokenTable:
+    """Read a tokens file; any mistake is a HubConfigError that names the file, line and column."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HubConfigError(f"{path}: cannot read the tokens file: {exc}") from None
+    try:
+        document = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise HubConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if document is None:
+        raise HubConfigError(f"{path}: empty tokens file; it needs a `tokens:` list")
+    tokens_node = _top_level_tokens(path, document)
+    table: dict[str, Identity] = {}
+    for index, entry in enumerate(tokens_node.value):
+        digest, identity = _entry(path, f"tokens[{index}]", entry)
+        if digest in table:
+            raise _problem(path, entry, f"tokens[{index}]", "the same token is listed twice")
+        table[digest] = identity
+    return TokenTable(table)
+
+
+def _problem(path: Path, node: yaml.Node, where: str, message: str) -> HubConfigError:
+    return HubConfigError(f"{path}:{node.start_mark.line + 1}:{node.start_mark.column + 1}: {where}: {message}")
+
+
+def _top_level_tokens(path: Path, document: yaml.Node) -> yaml.SequenceNode:
+    if not isinstance(document, yaml.MappingNode):
+        raise _problem(path, document, "top level", "must be a mapping with a `tokens:` list")
+    found: yaml.Node | None = None
+    for key, value in document.value:
+        if _scalar(key) != "tokens":
+            raise _problem(path, key, str(_scalar(key)), "unknown key; the file holds only `tokens:`")
+        found = value
+    if not isinstance(found, yaml.SequenceNode) or not found.value:
+        raise _problem(path, found or document, "tokens", "must be a non-empty list of tokens")
+    return found
+
+
+def _scalar(node: yaml.Node) -> str | None:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else None
+
+
+def _entry(path: Path, where: str, node: yaml.Node) -> tuple[str, Identity]:
+    if not isinstance(node, yaml.MappingNode):
+        raise _problem(path, node, where, "each token is a mapping of name, sha256 (or token), namespaces, role")
+    fields: dict[str, yaml.Node] = {}
+    for key, value in node.value:
+        name = _scalar(key)
+        if name not in _FIELDS:
+            raise _problem(path, key, f"{where}.{name}", f"unknown key; use {', '.join(_FIELDS)}")
+        if name in fields:
+            raise _problem(path, key, f"{where}.{name}", "given twice")
+        fields[name] = value
+    account = _namespace(path, fields.get("name"), node, f"{where}.name")
+    digest = _token_digest(path, fields, node, where)
+    role = _scalar(fields["role"]) if "role" in fields else "write"
+    if role not in ("read", "write"):
+        raise _problem(path, fields["role"], f"{where}.role", "must be read or write")
+    namespaces: frozenset[str] | None = frozenset({account})
+    if "namespaces" in fields:
+        namespaces = _namespaces(path, fields["namespaces"], f"{where}.namespaces")
+    return digest, Identity(name=account, writable=namespaces, read_only=role == "read")
+
+
+def _namespace(path: Path, node: yaml.Node | None, parent: yaml.Node, where: str) -> str:
+    value = _scalar(node) if node is not None else None
+    if value is None:
+        raise _problem(path, node or parent, where, "required: a namespace-like name")
+    if not (_NAMESPACE.fullmatch(value) and len(value) <= REPO_PART_MAX):
+        raise _problem(path, node or parent, where, "use ASCII letters, digits, '-', '_' and '.' (at most 96)")
+    return value
+
+
+def _token_digest(path: Path, fields: dict[str, yaml.Node], parent: yaml.Node, where: str) -> str:
+    if ("token" in fields) == ("sha256" in fields):
+        raise _problem(path, parent, where, "give exactly one of sha256 (preferred) or token")
+    if "sha256" in fields:
+        digest = (_scalar(fields["sha256"]) or "").lower()
+        if not _DIGEST.fullmatch(digest):
+            raise _problem(path, fields["sha256"], f"{where}.sha256", "must be 64 hex digits")
+        return digest
+    token = _scalar(fields["token"]) or ""
+    if len(token) < MIN_TOKEN_LENGTH or any(char.isspace() for char in token):
+        raise _problem(
+            path, fields["token"], f"{where}.token", f"must be at least {MIN_TOKEN_LENGTH} characters, no spaces"
+        )
+    return token_digest(token)
+
+
+def _namespaces(path: Path, node: yaml.Node, where: str) -> frozenset[str] | None:
+    if isinstance(node, yaml.ScalarNode) and node.value == "*":
+        return None
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise _problem(path, node, where, 'must be a non-empty list of namespaces, or "*" for every namespace')
+    return frozenset(_namespace(path, item, node, f"{where}[{index}]") for index, item in enumerate(node.value))
+
+
+def new_token_entry(name: str, namespaces: tuple[str, ...] = (), *, read_only: bool = False) -> tuple[str, str]:
+    """A fresh token and the tokens-file entry that admits it (by its sha256 only)."""
+    for namespace in (name, *namespaces):
+        if not (_NAMESPACE.fullmatch(namespace) and len(namespace) <= REPO_PART_MAX):
+            raise HubConfigError(f"{namespace!r} is not a namespace: use ASCII letters, digits, '-', '_' and '.'")
+    token = f"hf_{secrets.token_urlsafe(30)}"
+    lines = [f"  - name: {name}", f"    sha256: {token_digest(token)}"]
+    if namespaces:
+        lines.append(f"    namespaces: [{', '.join(namespaces)}]")
+    lines.append(f"    role: {'read' if read_only else 'write'}")
+    return token, "\n".join(lines) + "\n"

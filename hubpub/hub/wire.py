@@ -1,0 +1,227 @@
+"""What crosses the wire: size limits, bodies read exactly, answers whose headers cannot be split, and the
+request bodies parsed strictly (JSON, base64, the NDJSON commit), each doubt a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from hubpub.hub import validation
+from hubpub.hub.errors import HubError
+from hubpub.hub.store import Operation
+
+_UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+LARGE_JSON_ROUTES = frozenset({"preupload", "paths_info", "validate_yaml", "lfs_batch"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send, and how long the server waits for it."""
+
+    json_body: int = 1 << 20
+    large_json_body: int = 16 << 20
+    """preupload, paths-info, validate-yaml and the LFS batch call."""
+    commit_body: int = 128 << 20
+    lfs_object: int = 50 << 30
+    regular_file: int = 10 << 20
+    """The Hub's limit for a file committed without LFS."""
+    drain: int = 1 << 16
+    """Unread body bytes read away after a refusal, to keep the connection usable; more closes it."""
+    linger_seconds: float = 2.0
+    """After a refusal that closes the connection, how long unread bytes are still read away (and dropped),
+    so that the client, still sending, gets the answer instead of a reset."""
+    socket_timeout: float = 60.0
+    max_items: int = 10_000
+
+    def body_cap(self, route: str) -> int:
+        if route == "commit":
+            return self.commit_body
+        if route == "lfs_upload":
+            return self.lfs_object
+        return self.large_json_body if route in LARGE_JSON_ROUTES else self.json_body
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+    """Sent instead of `body`, from `offset`, `length` bytes (downloads)."""
+    offset: int = 0
+    length: int = 0
+    reason: str = ""
+    """Why the request was refused, for the log line."""
+
+
+def ok(body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(200, body, headers or {})
+
+
+def refusal(error: HubError) -> Response:
+    headers = {"X-Error-Message": error.message, **({"X-Error-Code": error.code} if error.code else {})}
+    return Response(error.status, {"error": error.message, **error.extra}, headers, reason=error.message)
+
+
+def header_value(value: str, limit: int = 512) -> str:
+    """A header value that is printable ASCII: CR/LF cannot split the header, non-Latin-1 cannot break it."""
+    escaped = value.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = _UNSAFE_HEADER_CHARS.sub(lambda match: f"\\x{ord(match.group()):02x}", escaped)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+class DroppedConnection(Exception):
+    pass
+
+
+class Body:
+    """The request body: exactly the Content-Length bytes, read on demand, never more."""
+
+    def __init__(
+        self, rfile: io.BufferedIOBase, length: int, before_first_read: Callable[[], None] | None = None
+    ) -> None:
+        self.rfile = rfile
+        self.length = length
+        self.consumed = 0
+        self._before_first_read = before_first_read
+
+    @property
+    def remaining(self) -> int:
+        return self.length - self.consumed
+
+    @property
+    def awaiting_continue(self) -> bool:
+        """The client sent `Expect: 100-continue` and has not been told to send the body yet."""
+        return self._before_first_read is not None
+
+    def read(self, size: int, /) -> bytes:
+        if self._before_first_read is not None:
+            self._before_first_read()
+            self._before_first_read = None
+        chunk = self.rfile.read(min(size, self.remaining)) if self.remaining > 0 else b""
+        self.consumed += len(chunk)
+        return chunk
+
+    def read_all(self) -> bytes:
+        parts = []
+        while self.remaining > 0:
+            chunk = self.read(1 << 20)
+            if not chunk:
+                raise HubError(400, f"The request body was cut short: {self.consumed} of {self.length} bytes arrived")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def discard(self, budget: int) -> None:
+        while self.remaining > 0 and budget > 0:
+            chunk = self.read(min(1 << 16, budget))
+            if not chunk:
+                return
+            budget -= len(chunk)
+
+
+def parse_query(raw: str) -> dict[str, list[str]]:
+    try:
+        return parse_qs(raw, errors="strict", max_num_fields=100)
+    except (ValueError, UnicodeDecodeError):
+        raise HubError(400, "Invalid query string") from None
+
+
+def visibility(body: dict[str, Any]) -> bool | None:
+    """True for private, False for public, None when the body says nothing (old clients send `private`)."""
+    visibility = body.get("visibility")
+    if visibility is not None:
+        if visibility not in ("private", "public"):
+            raise HubError(400, "visibility must be private or public")
+        return bool(visibility == "private")
+    private = body.get("private")
+    if private is None:
+        return None
+    if not isinstance(private, bool):
+        raise HubError(400, "private must be true or false")
+    return bool(private)
+
+
+def parse_json(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode("utf-8") or "{}")
+    except UnicodeDecodeError:
+        raise HubError(400, f"The {what} is not UTF-8") from None
+    except RecursionError:
+        raise HubError(400, f"The {what} is nested too deeply") from None
+    except ValueError as exc:
+        raise HubError(400, f"The {what} is not JSON: {exc}") from None
+    return validation.mapping(data, f"The {what}")
+
+
+def decode_base64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise HubError(400, f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise HubError(400, f"{what} is not valid base64") from None
+
+
+def parse_commit(raw: bytes, limits: Limits) -> tuple[dict[str, Any], list[Operation]]:
+    """The NDJSON commit body: a header line first, then one line per operation; any doubt is a 400."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HubError(400, "The commit body is not UTF-8") from None
+    header: dict[str, Any] | None = None
+    operations: list[Operation] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        item = parse_json(line.encode("utf-8"), f"commit line {number}")
+        key, value = item.get("key"), validation.mapping(item.get("value"), f"commit line {number}'s value")
+        if (key == "header") != (header is None):
+            raise HubError(400, f"commit line {number}: the header comes first, and only once")
+        if key == "header":
+            header = _commit_header(value)
+        elif key == "file":
+            operations.append(_regular_file(value, limits))
+        elif key == "lfsFile":
+            path = validation.file_path(value.get("path"))
+            if value.get("algo", "sha256") != "sha256":
+                raise HubError(400, f"{validation.shown(path)}: LFS objects are addressed by sha256")
+            size = None if value.get("size") is None else validation.size(value["size"], limits.lfs_object)
+            operations.append(Operation("lfsFile", path, sha256=validation.lfs_oid(value.get("oid")), size=size))
+        elif key == "deletedFile":
+            operations.append(Operation("deletedFile", validation.file_path(value.get("path"))))
+        elif key == "deletedFolder":
+            operations.append(Operation("deletedFolder", validation.folder_path(value.get("path"))))
+        else:
+            raise HubError(400, f"commit line {number}: unknown key {validation.shown(key)}")
+    if header is None:
+        raise HubError(400, "The commit body has no header line")
+    return header, operations
+
+
+def _commit_header(value: dict[str, Any]) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "summary": validation.text(value.get("summary", ""), "summary"),
+        "description": validation.text(value.get("description") or "", "description", 1 << 20),
+    }
+    if value.get("parentCommit") is not None:
+        header["parentCommit"] = validation.commit_id(value["parentCommit"], "parentCommit")
+    return header
+
+
+def _regular_file(value: dict[str, Any], limits: Limits) -> Operation:
+    path = validation.file_path(value.get("path"))
+    if value.get("encoding", "base64") != "base64":
+        raise HubError(400, f"{validation.shown(path)}: file content must be base64")
+    content = decode_base64(value.get("content"), f"the content of {validation.shown(path)}")
+    if len(content) > limits.regular_file:
+        raise HubError(400, f"{validation.shown(path)} is over {limits.regular_file} bytes: upload it through LFS")
+    return Operation("file", path, content)
