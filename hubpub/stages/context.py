@@ -9,6 +9,7 @@ from typing import Any
 
 from hubpub.hashing import HashCache
 from hubpub.manifest import StageResult
+from hubpub.placement import CPU, Placement
 from hubpub.spec import ReleaseSpec
 from hubpub.warm import WarmInterpreter
 
@@ -27,6 +28,8 @@ class StageContext:
     """A fresh interpreter with torch imported, started early, for work that must run in a new process."""
     vllm_python: Path | None = None
     """The Python interpreter of a separate environment that has vLLM, when one is configured."""
+    placement: Placement = CPU
+    """Where this stage's model goes (GPUs and budgets, or the CPU), decided by the resource plan."""
 
     def output_of(self, stage: str, key: str) -> Path:
         return Path(self.previous[stage].outputs[key])

@@ -1,0 +1,53 @@
+"""Where a stage puts a model: which GPUs, how much of each, or the CPU.
+
+The resource plan decides a placement per stage before anything runs; stages hand it to the child
+process that loads the model, as plain JSON, so children need nothing else from the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Placement:
+    gpu_budgets: dict[int, int] = field(default_factory=dict)
+    """CUDA device index (as this process sees it, after CUDA_VISIBLE_DEVICES) -> bytes the stage may use there."""
+    cpu_offload_bytes: int = 0
+    """Host RAM that may take layers the GPUs cannot hold (0: no offload)."""
+    tensor_parallel_size: int = 1
+    """For vLLM: how many of the GPUs one engine spans."""
+
+    @property
+    def on_gpu(self) -> bool:
+        return bool(self.gpu_budgets)
+
+    def as_request(self) -> dict[str, Any]:
+        return {
+            "gpu_budgets": {str(index): budget for index, budget in sorted(self.gpu_budgets.items())},
+            "cpu_offload_bytes": self.cpu_offload_bytes,
+            "tensor_parallel_size": self.tensor_parallel_size,
+        }
+
+    @classmethod
+    def from_request(cls, value: dict[str, Any] | None) -> Placement:
+        if not value:
+            return CPU
+        return cls(
+            gpu_budgets={int(index): int(budget) for index, budget in value.get("gpu_budgets", {}).items()},
+            cpu_offload_bytes=int(value.get("cpu_offload_bytes", 0)),
+            tensor_parallel_size=int(value.get("tensor_parallel_size", 1)),
+        )
+
+    def transformers_kwargs(self) -> dict[str, Any]:
+        """Arguments for `from_pretrained`: spread over the planned GPUs, or nothing (the CPU)."""
+        if not self.on_gpu:
+            return {}
+        max_memory: dict[int | str, int] = {index: budget for index, budget in self.gpu_budgets.items()}
+        if self.cpu_offload_bytes:
+            max_memory["cpu"] = self.cpu_offload_bytes
+        return {"device_map": "auto", "max_memory": max_memory}
+
+
+CPU = Placement()
