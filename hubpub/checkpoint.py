@@ -7,6 +7,7 @@ names every tensor with its dtype and shape; that is all preflight checks need.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,3 +144,16 @@ def linear_layers(tensors: dict[str, TensorInfo], config: dict[str, Any]) -> lis
 
 def _is_embedding(name: str) -> bool:
     return any(part in _EMBEDDING_NAMES for part in name.split("."))
+
+
+def matches_layer(name: str, pattern: str) -> bool:
+    """compressed-tensors matching: `re:` regexes match from the start; other names match exactly."""
+    if pattern.startswith("re:"):
+        return re.match(pattern.removeprefix("re:"), name) is not None
+    return name == pattern
+
+
+def selected_for_quantization(name: str, targets: tuple[str, ...], ignore: tuple[str, ...]) -> bool:
+    """Whether the recipe's `targets` and `ignore` quantize the Linear layer `name`."""
+    targeted = any(target == "Linear" or matches_layer(name, target) for target in targets)
+    return targeted and not any(matches_layer(name, entry) for entry in ignore)

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from hubpub.errors import SpecError, SpecProblem
@@ -267,6 +268,40 @@ class Push(SpecModel):
     tag: TagSafe | None = Field(default=None, description="The Hub tag of the release commit (default v{version}).")
 
 
+class Runner(SpecModel):
+    """The machine a variant's release job runs on, as the resource plan checks it before any download.
+
+    Sizes are decimal gigabytes (10^9 bytes). Without this section the plan checks the machine it runs on.
+    """
+
+    gpus: int = Field(default=0, ge=0, description="GPUs the job may use (0: the CPU only).")
+    gpu_memory_gb: float | None = Field(
+        default=None, gt=0, description="Memory of each GPU in GB; required when gpus is above 0."
+    )
+    ram_gb: float | None = Field(default=None, gt=0, description="Host RAM in GB (default: not checked).")
+    disk_gb: float | None = Field(
+        default=None, gt=0, description="Free disk for the work folder in GB (default: not checked)."
+    )
+    cpu_offload: bool = Field(
+        default=False,
+        description="Let a model that does not fit the GPUs spill layers into host RAM (slow); otherwise the plan"
+        " refuses.",
+    )
+
+    @field_validator("gpu_memory_gb")
+    @classmethod
+    def _memory_with_gpus(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and not info.data.get("gpus"):
+            raise ValueError("gpu_memory_gb needs gpus above 0")
+        return value
+
+    @model_validator(mode="after")
+    def _gpus_with_memory(self) -> Runner:
+        if self.gpus and self.gpu_memory_gb is None:
+            raise ValueError(f"gpus: {self.gpus} needs gpu_memory_gb, the memory of each GPU in GB")
+        return self
+
+
 class ReleaseSpec(SpecModel):
     """One release: a base model, a quantization scheme, and what to check and publish."""
 
@@ -296,6 +331,11 @@ class ReleaseSpec(SpecModel):
         default=("self-hosted", "gpu"),
         min_length=1,
         description="GitHub Actions runner labels for this variant's release job (`hubpub matrix`).",
+    )
+    runner: Runner | None = Field(
+        default=None,
+        description="The resources of the machine the release job runs on; `hubpub plan` and `release` check"
+        " every stage against them before anything is downloaded.",
     )
 
     @field_validator("algorithm")

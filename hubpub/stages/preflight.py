@@ -6,14 +6,13 @@ runs before the calibration data is read.
 
 from __future__ import annotations
 
-import re
-
 from hubpub.checkpoint import (
     LinearLayer,
     linear_layers,
     read_config,
     read_tensors,
     safetensors_files,
+    selected_for_quantization,
     text_config,
     ties_embeddings,
 )
@@ -32,7 +31,7 @@ def run(ctx: StageContext) -> StageOutput:
     tensors = read_tensors(base_dir)
     layers = linear_layers(tensors, config)
     release = ctx.release
-    quantized = [layer for layer in layers if _selected(layer.name, release.targets, release.ignore)]
+    quantized = [layer for layer in layers if selected_for_quantization(layer.name, release.targets, release.ignore)]
     ignored = sorted(layer.name for layer in layers if layer not in quantized)
     problems = _fused_problems(layers, quantized) + _tied_problems(config, quantized)
     group_size = release.effective_group_size if release.scheme_info.uses_groups else None
@@ -55,18 +54,6 @@ def run(ctx: StageContext) -> StageOutput:
             "group_size": group_size,
         }
     )
-
-
-def _matches(name: str, pattern: str) -> bool:
-    """compressed-tensors matching: `re:` regexes match from the start; other names match exactly."""
-    if pattern.startswith("re:"):
-        return re.match(pattern.removeprefix("re:"), name) is not None
-    return name == pattern
-
-
-def _selected(name: str, targets: tuple[str, ...], ignore: tuple[str, ...]) -> bool:
-    targeted = any(target == "Linear" or _matches(name, target) for target in targets)
-    return targeted and not any(_matches(name, entry) for entry in ignore)
 
 
 def _fused_problems(layers: list[LinearLayer], quantized: list[LinearLayer]) -> list[str]:
