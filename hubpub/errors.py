@@ -52,6 +52,35 @@ class PreflightError(HubpubError):
     exit_code = 2
 
 
+class ResourceError(HubpubError):
+    """The machine cannot run the release as planned; found before anything is downloaded."""
+
+    exit_code = 2
+
+
+class RunnerTooSmallError(ResourceError):
+    """A stage needs more host RAM, GPU memory or disk than the runner has (the resource plan's refusal)."""
+
+    def __init__(self, variant: str, machine: str, refusals: list[str]) -> None:
+        self.refusals = refusals
+        super().__init__(
+            f"{variant}: the runner ({machine}) is too small; nothing was downloaded:\n- "
+            + "\n- ".join(refusals)
+            + "\nSee `hubpub plan` for every stage's needs; declare the runner in the spec's `runner:` section."
+        )
+
+
+class CudaUnavailableError(ResourceError):
+    """The spec's runner declares GPUs but CUDA is not usable here: a GPU job never falls back to the CPU."""
+
+    def __init__(self, variant: str, gpus: int, found: str) -> None:
+        super().__init__(
+            f"{variant}: the spec's runner declares {gpus} GPU(s), but CUDA is not usable here ({found})."
+            " A GPU release does not fall back to the CPU: run it on a GPU runner with a CUDA build of torch,"
+            " or set `runner.gpus: 0`."
+        )
+
+
 class StageError(HubpubError):
     """A pipeline stage could not complete (a broken checkpoint, a failed load)."""
 
@@ -84,6 +113,9 @@ EXIT_CODES: dict[str, int] = {
     "success": 0,
     "unexpected internal error (a bug: please report it)": HubpubError.exit_code,
     "invalid spec or command-line usage": SpecError.exit_code,
+    "the runner is too small for a stage, or lacks the GPUs the spec declares (nothing downloaded)": (
+        ResourceError.exit_code
+    ),
     "a stage failed": StageError.exit_code,
     "a quality gate failed": GateError.exit_code,
     "publishing failed (the remote is left as it was)": PublishError.exit_code,
