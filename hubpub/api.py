@@ -13,6 +13,7 @@ from hubpub.stages import STAGE_ORDER
 if TYPE_CHECKING:
     from hubpub.family import MatrixEntry, RepublishResult
     from hubpub.pipeline import Progress, ReleaseOutcome
+    from hubpub.resources import ResourcePlan
     from hubpub.stages.publish import PublishResult
     from hubpub.vllm.environment import Flavour, VllmEnvironment
 
@@ -62,9 +63,13 @@ class ReleasePlan:
     downloads: list[str]
     hub_tag: str | None
     private: bool
+    resources: ResourcePlan | None = None
+    """Each stage's host RAM, GPU memory and disk on the spec's runner (or this machine), and where it runs."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        facts = asdict(self)
+        facts["resources"] = self.resources.as_dict() if self.resources else None
+        return facts
 
 
 def load_specs(paths: list[Path]) -> list[SpecFile]:
@@ -91,16 +96,28 @@ def matrix(paths: list[Path], tag: str | None = None) -> list[MatrixEntry]:
     return family_matrix(load_specs(paths), tag)
 
 
-def plan(paths: list[Path], variant: str | None = None) -> list[ReleasePlan]:
-    """The effective release of each variant of each spec: repo, recipe, stages and downloads."""
-    return [
-        _plan_release(spec_file.path, release)
-        for spec_file in load_specs(paths)
-        for release in spec_file.select(variant)
-    ]
+def plan(paths: list[Path], variant: str | None = None, *, workdir: Path = DEFAULT_WORKDIR) -> list[ReleasePlan]:
+    """The effective release of each variant of each spec: repo, recipe, stages, downloads, and the resources each
+    stage needs on the spec's runner (or, without one, this machine, with `workdir`'s free disk).
+
+    Only the base's config is read (config.json alone from the Hub); a config that cannot be read makes the
+    resources unestimable, with the reason, rather than an error.
+    """
+    from hubpub.resources import ModelShape, base_shape, release_resources, runner_machine
+
+    shapes: dict[tuple[Any, ...], ModelShape | str] = {}
+    plans = []
+    for spec_file in load_specs(paths):
+        for release in spec_file.select(variant):
+            key = (release.base_model, release.base_revision, release.source)
+            if key not in shapes:
+                shapes[key] = base_shape(release)
+            resources = release_resources(release, runner_machine(release, workdir), shapes[key])
+            plans.append(_plan_release(spec_file.path, release, resources))
+    return plans
 
 
-def _plan_release(spec_path: Path, release: ReleaseSpec) -> ReleasePlan:
+def _plan_release(spec_path: Path, release: ReleaseSpec, resources: ResourcePlan | None = None) -> ReleasePlan:
     scheme = release.scheme_info
     uses_calibration = scheme.needs_calibration(release.algorithm)
     calibration = release.calibration
@@ -133,6 +150,7 @@ def _plan_release(spec_path: Path, release: ReleaseSpec) -> ReleasePlan:
         downloads=_downloads(release, uses_calibration),
         hub_tag=release.hub_tag,
         private=release.push.private,
+        resources=resources,
     )
 
 
@@ -302,15 +320,23 @@ def evaluate(
 ) -> list[ReleaseOutcome]:
     """Run the stages up to and including evaluation (reusing cached ones); no card, no publishing."""
     from hubpub.errors import UsageError
-    from hubpub.pipeline import ReleaseRun
+    from hubpub.pipeline import ReleaseRun, check_resources
 
     releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
     missing = [item.repo_id for _, item in releases if item.evaluation is None]
     if missing:
         raise UsageError(f"no `evaluation` in the spec for {', '.join(missing)}")
+    plans = check_resources(releases, workdir)
     outcomes = []
     for spec_path, item in releases:
-        run = ReleaseRun(spec_path, item, workdir=workdir, force=frozenset(force), progress=progress)
+        run = ReleaseRun(
+            spec_path,
+            item,
+            workdir=workdir,
+            force=frozenset(force),
+            progress=progress,
+            resources=plans.get(item.repo_id),
+        )
         run.prepare()
         outcomes.append(run.outcome())
     return outcomes

@@ -86,9 +86,11 @@ def validate(specs: tuple[Path, ...]) -> None:
 @SPEC_PATHS
 @VARIANT
 @AS_JSON
-def plan(specs: tuple[Path, ...], variant: str | None, as_json: bool) -> None:
-    """Show the effective release of each variant, its stages and what it would download."""
-    plans = api.plan(list(specs), variant=variant)
+@workdir_option("Work folder whose free disk the plan checks when the spec declares no runner.")
+def plan(specs: tuple[Path, ...], variant: str | None, as_json: bool, workdir: Path) -> None:
+    """Show the effective release of each variant, its stages, what it would download and the resources (host
+    RAM, GPU memory, disk) each stage needs on the spec's runner or this machine."""
+    plans = api.plan(list(specs), variant=variant, workdir=workdir)
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in plans], indent=2))
         return
@@ -145,7 +147,41 @@ def _print_plan(out: Any, item: api.ReleasePlan) -> None:
     out.print(f"[bold]{escape(item.repo_id)}[/bold]  (variant {escape(item.variant)}, {escape(item.spec_file)})")
     for label, value in rows:
         out.print(f"  {label:<12} {escape(value)}")
+    if item.resources is not None:
+        _print_resources(out, item.resources)
     out.print()
+
+
+def _print_resources(out: Any, resources: Any) -> None:
+    from rich.table import Table
+
+    if not resources.estimable:
+        out.print(f"  {'resources':<12} [yellow]not estimated[/yellow]: {escape(resources.reason or '')}")
+        return
+    gb = 1e9
+    out.print(
+        f"  {'resources':<12} {resources.parameters / 1e9:.2f} B parameters; base {resources.base_bytes / gb:.2f} GB,"
+        f" checkpoint {resources.checkpoint_bytes / gb:.2f} GB; on {escape(resources.machine)}"
+    )
+    table = Table("stage", "host RAM", "GPU", "disk", "placement", "", box=None, pad_edge=False, padding=(0, 2))
+    for stage in resources.stages:
+        placement = stage.placement
+        where = (
+            f"GPU {','.join(str(index) for index in sorted(placement.gpu_budgets))}"
+            + (f", tp {placement.tensor_parallel_size}" if stage.stage == "vllm" else "")
+            + (f", offload {placement.cpu_offload_bytes / gb:.1f} GB" if placement.cpu_offload_bytes else "")
+            if placement.on_gpu
+            else "CPU"
+        )
+        table.add_row(
+            f"  {stage.stage}",
+            f"{stage.ram_bytes / gb:.2f} GB",
+            f"{stage.gpu_bytes / gb:.2f} GB" if stage.gpu_bytes else "–",
+            f"{stage.disk_bytes / gb:.2f} GB",
+            where,
+            f"[red]{escape(stage.refusal)}[/red]" if stage.refusal else escape(stage.note),
+        )
+    out.print(table)
 
 
 HUB_OPTIONS = [
