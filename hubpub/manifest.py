@@ -52,6 +52,9 @@ class Manifest(Record):
     device: str | None
     ci_run_url: str | None
     stages: dict[str, StageResult]
+    resources: dict[str, Any] | None = Field(
+        default=None, description="The resource plan's estimates per stage (bytes), beside the measured peaks."
+    )
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_NAME

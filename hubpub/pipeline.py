@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,8 @@ from hubpub.hub.store import front_matter
 from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
+from hubpub.placement import CPU, Placement
+from hubpub.resources import Machine, ModelShape, ResourcePlan
 from hubpub.spec import ReleaseSpec, load_spec
 from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify, vllm
 from hubpub.stages.context import StageContext, StageOutput
@@ -115,8 +117,10 @@ class ReleaseRun:
         force: frozenset[str] = frozenset(),
         progress: Progress | None = None,
         vllm_python: str | None = None,
+        resources: ResourcePlan | None = None,
     ) -> None:
         self.spec_path = spec_path
+        self.resources = resources
         self.vllm_python = _vllm_python(vllm_python, release, spec_path)
         self.release = release
         self.root = release_dir(workdir, release)
@@ -134,7 +138,7 @@ class ReleaseRun:
         )
 
     def manifest(self) -> Manifest:
-        return _manifest(self.spec_path, self.release, self.versions, self.results)
+        return _manifest(self.spec_path, self.release, self.versions, self.results, self.resources)
 
     def prepare(self) -> None:
         warm: list[WarmInterpreter] = []
@@ -169,6 +173,7 @@ class ReleaseRun:
             self.force,
             warm_interpreter,
             self.vllm_python,
+            self.resources.placement(stage) if self.resources else CPU,
         )
 
     def finish(self, family: list[ReleaseRun], publishing: PublishOptions | None) -> ReleaseOutcome:
@@ -247,6 +252,57 @@ class ReleaseRun:
         return folder
 
 
+def check_resources(items: list[tuple[Path, ReleaseSpec]], workdir: Path) -> dict[str, ResourcePlan]:
+    """The resource plan of each variant (by repo id), checked before anything is downloaded.
+
+    A spec whose runner declares GPUs needs usable CUDA here (a GPU job never falls back to the CPU). Each
+    variant is checked against its declared runner and against this machine; any refusal raises
+    RunnerTooSmallError naming the stage. Plans that cannot be estimated (an unknown architecture) pass.
+    """
+    from hubpub.errors import CudaUnavailableError
+    from hubpub.resources import base_shape, declared_machine, detect_machine, release_resources
+    from hubpub.resources.runner import cuda_usable
+
+    plans: dict[str, ResourcePlan] = {}
+    detected: Machine | None = None
+    shapes: dict[tuple[Any, ...], ModelShape | str] = {}
+    for _, release in items:
+        runner = release.runner
+        key = (release.base_model, release.base_revision, release.source)
+        if key not in shapes:
+            shapes[key] = base_shape(release)
+        # The declared runner first: a runner too small is the spec's problem on any machine.
+        if runner is not None:
+            _refuse(release_resources(release, declared_machine(runner), shapes[key]))
+            if runner.gpus:
+                usable, found = cuda_usable()
+                if not usable:
+                    raise CudaUnavailableError(release.variant, runner.gpus, found)
+        if detected is None:
+            detected = detect_machine(workdir, cpu_offload=bool(runner and runner.cpu_offload))
+            detected = replace(detected, disk_bytes=_with_workdir_files(detected.disk_bytes, workdir))
+        plan = _refuse(release_resources(release, detected, shapes[key]))
+        plans[release.repo_id] = plan
+        if not plan.estimable:
+            logger.warning("%s: resources not checked: %s", release.variant, plan.reason)
+    return plans
+
+
+def _refuse(plan: ResourcePlan) -> ResourcePlan:
+    from hubpub.errors import RunnerTooSmallError
+
+    if plan.refusals:
+        raise RunnerTooSmallError(plan.variant, plan.machine, plan.refusals)
+    return plan
+
+
+def _with_workdir_files(free: int | None, workdir: Path) -> int | None:
+    """Free disk plus what the work folder already holds: a re-run reuses those files rather than writing them again."""
+    if free is None or not workdir.is_dir():
+        return free
+    return free + sum(path.stat().st_size for path in workdir.rglob("*") if path.is_file() and not path.is_symlink())
+
+
 def run_releases(
     items: list[tuple[Path, ReleaseSpec]],
     *,
@@ -256,9 +312,22 @@ def run_releases(
     progress: Progress | None = None,
     vllm_python: str | None = None,
 ) -> list[ReleaseOutcome]:
-    """Run the selected variants: every one up to its card first, then cards and publishing."""
+    """Run the selected variants: every one up to its card first, then cards and publishing.
+
+    Every variant's resource plan is checked first, so a runner too small for any of them stops the run
+    before anything is downloaded.
+    """
+    plans = check_resources(items, workdir)
     runs = [
-        ReleaseRun(path, item, workdir=workdir, force=force, progress=progress, vllm_python=vllm_python)
+        ReleaseRun(
+            path,
+            item,
+            workdir=workdir,
+            force=force,
+            progress=progress,
+            vllm_python=vllm_python,
+            resources=plans.get(item.repo_id),
+        )
         for path, item in items
     ]
     for run in runs:
@@ -399,6 +468,7 @@ def _run_cached(
     force: frozenset[str],
     warm_interpreter: Callable[[], WarmInterpreter],
     vllm_python: Path | None,
+    placement: Placement = CPU,
 ) -> StageResult:
     inputs, volatile = _inputs(stage, release, hashes, versions, done, vllm_python)
     key = fingerprint({"stage": stage, **inputs})
@@ -421,6 +491,7 @@ def _run_cached(
         hashes=hashes,
         warm_interpreter=interpreter,
         vllm_python=vllm_python,
+        placement=placement,
     )
     logger.debug("%s: %s started", release.variant, stage)
     with measured() as measurement:
@@ -470,7 +541,11 @@ def _stage_folder(root: Path, checkpoint: Path, card_dir: Path) -> Path:
 
 
 def _manifest(
-    spec_path: Path, release: ReleaseSpec, versions: dict[str, str | None], results: dict[str, StageResult]
+    spec_path: Path,
+    release: ReleaseSpec,
+    versions: dict[str, str | None],
+    results: dict[str, StageResult],
+    resources: ResourcePlan | None = None,
 ) -> Manifest:
     # The manifest describes how the staged files were made, so a re-run that reuses every stage
     # writes the same manifest and publishing it again changes nothing.
@@ -502,6 +577,8 @@ def _manifest(
         device=quantized.metrics.get("device") if quantized and quantized.status != "failed" else None,
         ci_run_url=quantized.ci_run_url if quantized else ci_run_url(),
         stages=recorded,
+        # The estimates, beside the stages' measured peaks; the machine's free RAM and disk change between runs.
+        resources=resources.recorded() if resources is not None and resources.estimable else None,
     )
 
 
