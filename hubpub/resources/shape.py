@@ -147,12 +147,12 @@ def config_from_gguf(path: Path) -> dict[str, Any]:
 
     transformers converts GGUF weights to bfloat16, so that is the dtype of the base hubpub makes.
     """
-    from gguf import GGUFReader
+    from hubpub.resources.gguf_header import read_gguf_header
 
-    reader = GGUFReader(path)
-    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.")}
+    header = read_gguf_header(path)
+    fields = header.fields
     arch = str(fields.get("general.architecture", "unknown"))
-    tensors = {tensor.name: [int(size) for size in tensor.shape] for tensor in reader.tensors}
+    tensors = header.tensors
 
     def key(name: str) -> Any:
         return fields.get(f"{arch}.{name}")
