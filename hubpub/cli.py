@@ -163,7 +163,7 @@ def _print_resources(out: Any, resources: Any) -> None:
         f"  {'resources':<12} {resources.parameters / 1e9:.2f} B parameters; base {resources.base_bytes / gb:.2f} GB,"
         f" checkpoint {resources.checkpoint_bytes / gb:.2f} GB; on {escape(resources.machine)}"
     )
-    table = Table("stage", "host RAM", "GPU", "disk", "placement", "", box=None, pad_edge=False, padding=(0, 2))
+    table = Table("stage", "host RAM", "GPU", "disk", "placement", "fits", box=None, pad_edge=False, padding=(0, 2))
     for stage in resources.stages:
         placement = stage.placement
         where = (
@@ -179,9 +179,12 @@ def _print_resources(out: Any, resources: Any) -> None:
             f"{stage.gpu_bytes / gb:.2f} GB" if stage.gpu_bytes else "–",
             f"{stage.disk_bytes / gb:.2f} GB",
             where,
-            f"[red]{escape(stage.refusal)}[/red]" if stage.refusal else escape(stage.note),
+            "[red]no[/red]" if stage.refusal else "yes",
         )
     out.print(table)
+    for stage in resources.stages:
+        if stage.refusal:
+            out.print(f"  [red]{escape(stage.refusal)}[/red]")
 
 
 HUB_OPTIONS = [
