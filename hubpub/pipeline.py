@@ -24,6 +24,7 @@ from hubpub.hub.store import front_matter
 from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
+from hubpub.sharedcache import cache_dir as shared_cache_dir
 from hubpub.spec import ReleaseSpec, load_spec
 from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify, vllm
 from hubpub.stages.context import StageContext, StageOutput
@@ -115,12 +116,13 @@ class ReleaseRun:
         force: frozenset[str] = frozenset(),
         progress: Progress | None = None,
         vllm_python: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.spec_path = spec_path
         self.vllm_python = _vllm_python(vllm_python, release, spec_path)
         self.release = release
         self.root = release_dir(workdir, release)
-        self.cache_dir = workdir / "cache"
+        self.cache_dir = shared_cache_dir(workdir, cache_dir)
         self.hashes = HashCache(self.cache_dir / "sha256.json")
         self.versions = tool_versions()
         self.force = force
@@ -255,10 +257,13 @@ def run_releases(
     publishing: PublishOptions | None = None,
     progress: Progress | None = None,
     vllm_python: str | None = None,
+    cache_dir: Path | None = None,
 ) -> list[ReleaseOutcome]:
     """Run the selected variants: every one up to its card first, then cards and publishing."""
     runs = [
-        ReleaseRun(path, item, workdir=workdir, force=force, progress=progress, vllm_python=vllm_python)
+        ReleaseRun(
+            path, item, workdir=workdir, force=force, progress=progress, vllm_python=vllm_python, cache_dir=cache_dir
+        )
         for path, item in items
     ]
     for run in runs:
