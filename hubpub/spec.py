@@ -85,6 +85,8 @@ RepoId = Annotated[str, AfterValidator(_check_repo_id)]
 HubId = Annotated[str, AfterValidator(_check_hub_id)]
 TagSafe = Annotated[str, AfterValidator(_check_tag_safe)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+# GitHub Actions ends a job on a self-hosted runner after 5 days (hosted runners: 6 hours).
+MAX_JOB_MINUTES = 5 * 24 * 60
 RunnerLabel = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 
 
@@ -296,6 +298,12 @@ class ReleaseSpec(SpecModel):
         default=("self-hosted", "gpu"),
         min_length=1,
         description="GitHub Actions runner labels for this variant's release job (`hubpub matrix`).",
+    )
+    timeout_minutes: int = Field(
+        default=360,
+        gt=0,
+        le=MAX_JOB_MINUTES,
+        description="Time limit of this variant's release and publish jobs on GitHub Actions (`hubpub matrix`).",
     )
 
     @field_validator("algorithm")
