@@ -204,6 +204,7 @@ def release(
     roundtrip: bool = True,
     progress: Progress | None = None,
     vllm_python: str | None = None,
+    cache_dir: Path | None = None,
 ) -> list[ReleaseOutcome]:
     """Run the pipeline for every selected variant, stage each repo folder, and publish it.
 
@@ -211,7 +212,8 @@ def release(
     overrides the guard against pushing over another release). `hub` is `local` (the embedded Hub
     in `hub_dir`), `hf`, or a URL. With `dry_run` nothing remote is written. `vllm_python` is the
     interpreter of an environment with vLLM for the real load (default: $HUBPUB_VLLM_PYTHON, then
-    the spec's `verify.vllm_python`).
+    the spec's `verify.vllm_python`). `cache_dir` holds what releases share, such as base metrics and
+    file hashes (default: $HUBPUB_CACHE_DIR, then `workdir/cache`).
     """
     from hubpub.errors import UsageError
 
@@ -221,22 +223,23 @@ def release(
     releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
     from hubpub.pipeline import PublishOptions, run_releases
 
-    if not push:
-        return run_releases(
-            releases, workdir=workdir, force=frozenset(force), progress=progress, vllm_python=vllm_python
-        )
-    from hubpub.hubclient import open_target
-
-    with open_target(hub, local_dir=hub_dir) as target:
-        options = PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip)
+    def run(publishing: PublishOptions | None) -> list[ReleaseOutcome]:
         return run_releases(
             releases,
             workdir=workdir,
             force=frozenset(force),
-            publishing=options,
+            publishing=publishing,
             progress=progress,
             vllm_python=vllm_python,
+            cache_dir=cache_dir,
         )
+
+    if not push:
+        return run(None)
+    from hubpub.hubclient import open_target
+
+    with open_target(hub, local_dir=hub_dir) as target:
+        return run(PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip))
 
 
 def push(
@@ -317,8 +320,12 @@ def evaluate(
     workdir: Path = DEFAULT_WORKDIR,
     force: tuple[str, ...] = (),
     progress: Progress | None = None,
+    cache_dir: Path | None = None,
 ) -> list[ReleaseOutcome]:
-    """Run the stages up to and including evaluation (reusing cached ones); no card, no publishing."""
+    """Run the stages up to and including evaluation (reusing cached ones); no card, no publishing.
+
+    `cache_dir` is as for `release`.
+    """
     from hubpub.errors import UsageError
     from hubpub.pipeline import ReleaseRun, check_resources
 
@@ -336,6 +343,7 @@ def evaluate(
             force=frozenset(force),
             progress=progress,
             resources=plans.get(item.repo_id),
+            cache_dir=cache_dir,
         )
         run.prepare()
         outcomes.append(run.outcome())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,11 @@ from hubpub.errors import StageError
 from hubpub.spec import Calibration
 
 
-def read_rows(calibration: Calibration) -> list[dict[str, Any]]:
-    """All rows of the calibration source, as dictionaries."""
+def read_rows(calibration: Calibration) -> Sequence[Any]:
+    """The rows of the calibration source: a local file's as dictionaries, a Hub dataset's split as loaded.
+
+    A Hub split can hold millions of rows: `sample_texts` reads only the ones it picks.
+    """
     if calibration.is_local:
         return _local_rows(Path(calibration.dataset))
     from datasets import load_dataset
@@ -23,7 +28,12 @@ def read_rows(calibration: Calibration) -> list[dict[str, Any]]:
         raise StageError(
             f"could not load calibration dataset {calibration.dataset} [{calibration.split}]: {exc}"
         ) from exc
-    return [dict(row) for row in dataset]
+    if calibration.column not in dataset.column_names:
+        raise StageError(
+            f"calibration dataset {calibration.dataset} [{calibration.split}] has no column '{calibration.column}'"
+            f" (columns: {', '.join(dataset.column_names)})"
+        )
+    return dataset  # type: ignore[no-any-return]
 
 
 def _local_rows(path: Path) -> list[dict[str, Any]]:
@@ -51,15 +61,21 @@ def _local_rows(path: Path) -> list[dict[str, Any]]:
     return loaded
 
 
-def sample_texts(calibration: Calibration, rows: list[dict[str, Any]], chat_template: Any) -> list[str]:
-    """Shuffle with the seed, take num_samples, and turn each row into text (chats through the template)."""
-    order = list(range(len(rows)))
+def sample_indices(calibration: Calibration, count: int) -> list[int]:
+    """The rows to calibrate on: `count` indices shuffled with the seed, the first num_samples of them."""
+    order = array("q", range(count))  # 8 bytes a row, not a Python int each
     random.Random(calibration.seed).shuffle(order)
-    chosen = [rows[index] for index in order[: calibration.num_samples]]
+    return order[: calibration.num_samples].tolist()
+
+
+def sample_texts(calibration: Calibration, rows: Sequence[Any], chat_template: Any) -> list[str]:
+    """Shuffle with the seed, take num_samples, and turn each row into text (chats through the template)."""
+    indices = sample_indices(calibration, len(rows))
+    chosen = [rows[index] for index in indices] if isinstance(rows, list) else rows.select(indices)  # type: ignore[attr-defined]
     texts = []
     for position, row in enumerate(chosen):
         if not isinstance(row, dict) or calibration.column not in row:
-            raise StageError(f"calibration row {order[position]} has no column '{calibration.column}'")
+            raise StageError(f"calibration row {indices[position]} has no column '{calibration.column}'")
         value = row[calibration.column]
         texts.append(chat_template(value) if calibration.is_chat else str(value))
     return texts
@@ -77,7 +93,10 @@ def build_dataset(calibration: Calibration, tokenizer: Any) -> tuple[Any, dict[s
         return str(tokenizer.apply_chat_template(messages, tokenize=False))
 
     texts = sample_texts(calibration, rows, render)
-    encoded = tokenizer(texts, truncation=True, max_length=calibration.max_seq_length)
+    # A chat template writes the BOS token itself when the model has one: adding another would double it.
+    encoded = tokenizer(
+        texts, truncation=True, max_length=calibration.max_seq_length, add_special_tokens=not calibration.is_chat
+    )
     dataset = Dataset.from_dict({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]})
     details = {
         "dataset": calibration.dataset if not calibration.is_local else Path(calibration.dataset).name,

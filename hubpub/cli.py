@@ -46,6 +46,14 @@ def workdir_option(help_text: str) -> Callable[[Command], Command]:
     )
 
 
+CACHE_DIR = click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where releases share GGUF conversions, file hashes and base metrics (default: $HUBPUB_CACHE_DIR, else"
+    " WORKDIR/cache); point jobs of one machine at the same folder to evaluate a base once.",
+)
+
+
 def json_stdout(as_json: bool) -> contextlib.AbstractContextManager[Any]:
     """Third-party libraries print to stdout; with --json it must hold the result alone."""
     return contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout)
@@ -237,6 +245,7 @@ def update_options(command: Command) -> Command:
     metavar="STAGE",
     help="Redo this stage even when cached (repeatable); `--force publish` also pushes over another release.",
 )
+@CACHE_DIR
 @hub_options
 @VLLM_PYTHON
 @AS_JSON
@@ -246,6 +255,7 @@ def release(
     no_push: bool,
     workdir: Path,
     force: tuple[str, ...],
+    cache_dir: Path | None,
     hub: str,
     hub_dir: Path,
     dry_run: bool,
@@ -267,6 +277,7 @@ def release(
             roundtrip=not no_roundtrip,
             progress=progress.update,
             vllm_python=vllm_python,
+            cache_dir=cache_dir,
         )
     if ci.under_github_actions():
         ci.append_summary(ci.release_summary(outcomes))
@@ -450,13 +461,21 @@ def verify(
 @VARIANT
 @workdir_option("Where stage outputs are cached.")
 @click.option("--force", "force", multiple=True, metavar="STAGE", help="Redo this stage even when cached.")
+@CACHE_DIR
 @AS_JSON
 def eval_command(
-    specs: tuple[Path, ...], variant: str | None, workdir: Path, force: tuple[str, ...], as_json: bool
+    specs: tuple[Path, ...],
+    variant: str | None,
+    workdir: Path,
+    force: tuple[str, ...],
+    cache_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Evaluate base vs quantized with lm-evaluation-harness (runs the stages it needs, cached)."""
     with StageProgress(enabled=not as_json) as progress, json_stdout(as_json):
-        outcomes = api.evaluate(list(specs), variant=variant, workdir=workdir, force=force, progress=progress.update)
+        outcomes = api.evaluate(
+            list(specs), variant=variant, workdir=workdir, force=force, progress=progress.update, cache_dir=cache_dir
+        )
     if as_json:
         click.echo(json.dumps([{"repo_id": o.repo_id, **o.stages["evaluate"].metrics} for o in outcomes], indent=2))
         return

@@ -55,7 +55,7 @@ def _looks_like_spec(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class MatrixEntry:
-    """One job of the release matrix: a variant, where its spec is, and the runner labels it needs."""
+    """One job of the release matrix: a variant, where its spec is, the runner labels it needs and its time limit."""
 
     spec: str
     variant: str
@@ -63,6 +63,7 @@ class MatrixEntry:
     repo_id: str
     version: str | None
     runs_on: list[str]
+    timeout_minutes: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +102,7 @@ def matrix(spec_files: list[SpecFile], tag: str | None) -> list[MatrixEntry]:
             repo_id=release.repo_id,
             version=release.version,
             runs_on=list(release.runs_on),
+            timeout_minutes=release.timeout_minutes,
         )
         for spec_file, release in selected
     ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from hubpub.sharedcache import exclusive, write_atomic
 
 _CHUNK = 1 << 20
 
@@ -39,10 +40,7 @@ class HashCache:
     def __init__(self, store: Path) -> None:
         self.store = store
         self._lock = threading.Lock()
-        try:
-            self._known: dict[str, str] = json.loads(store.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            self._known = {}
+        self._known = _read_store(store)
 
     def sha256(self, path: Path) -> str:
         stat = path.stat()
@@ -66,7 +64,15 @@ class HashCache:
         }
 
     def _save(self) -> None:
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.store.with_name(f"{self.store.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(self._known, indent=0, sort_keys=True), encoding="utf-8")
-        partial.replace(self.store)
+        # Other processes may share the store (a shared cache folder): keep what they added meanwhile.
+        with exclusive(self.store.with_name(f"{self.store.name}.lock")):
+            self._known = {**_read_store(self.store), **self._known}
+            write_atomic(self.store, json.dumps(self._known, indent=0, sort_keys=True))
+
+
+def _read_store(store: Path) -> dict[str, str]:
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return known if isinstance(known, dict) else {}

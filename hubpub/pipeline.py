@@ -26,6 +26,7 @@ from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.placement import CPU, Placement
 from hubpub.resources import Machine, ModelShape, ResourcePlan
+from hubpub.sharedcache import cache_dir as shared_cache_dir
 from hubpub.spec import ReleaseSpec, load_spec
 from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify, vllm
 from hubpub.stages.context import StageContext, StageOutput
@@ -118,13 +119,14 @@ class ReleaseRun:
         progress: Progress | None = None,
         vllm_python: str | None = None,
         resources: ResourcePlan | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.spec_path = spec_path
         self.resources = resources
         self.vllm_python = _vllm_python(vllm_python, release, spec_path)
         self.release = release
         self.root = release_dir(workdir, release)
-        self.cache_dir = workdir / "cache"
+        self.cache_dir = shared_cache_dir(workdir, cache_dir)
         self.hashes = HashCache(self.cache_dir / "sha256.json")
         self.versions = tool_versions()
         self.force = force
@@ -311,6 +313,7 @@ def run_releases(
     publishing: PublishOptions | None = None,
     progress: Progress | None = None,
     vllm_python: str | None = None,
+    cache_dir: Path | None = None,
 ) -> list[ReleaseOutcome]:
     """Run the selected variants: every one up to its card first, then cards and publishing.
 
@@ -327,6 +330,7 @@ def run_releases(
             progress=progress,
             vllm_python=vllm_python,
             resources=plans.get(item.repo_id),
+            cache_dir=cache_dir,
         )
         for path, item in items
     ]
@@ -471,6 +475,9 @@ def _run_cached(
     placement: Placement = CPU,
 ) -> StageResult:
     inputs, volatile = _inputs(stage, release, hashes, versions, done, vllm_python)
+    if placement.on_gpu:
+        # Other GPUs, or another tensor parallel size, make another load: its result is not this one's.
+        inputs["placement"] = placement.as_request()
     key = fingerprint({"stage": stage, **inputs})
     folder = root / "stages" / f"{stage}-{key[:16]}"
     result_file = folder / "result.json"

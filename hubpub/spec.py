@@ -86,6 +86,8 @@ RepoId = Annotated[str, AfterValidator(_check_repo_id)]
 HubId = Annotated[str, AfterValidator(_check_hub_id)]
 TagSafe = Annotated[str, AfterValidator(_check_tag_safe)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+# GitHub Actions ends a job on a self-hosted runner after 5 days (hosted runners: 6 hours).
+MAX_JOB_MINUTES = 5 * 24 * 60
 RunnerLabel = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
 
 
@@ -336,6 +338,12 @@ class ReleaseSpec(SpecModel):
         default=None,
         description="The resources of the machine the release job runs on; `hubpub plan` and `release` check"
         " every stage against them before anything is downloaded.",
+    )
+    timeout_minutes: int = Field(
+        default=360,
+        gt=0,
+        le=MAX_JOB_MINUTES,
+        description="Time limit of this variant's release and publish jobs on GitHub Actions (`hubpub matrix`).",
     )
 
     @field_validator("algorithm")

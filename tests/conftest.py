@@ -20,6 +20,8 @@ os.environ.update(
 os.environ.setdefault("VLLM_CPU_CI_ENV", "1")
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_TOKEN", None)
+# A developer's shared cache folder (hubpub.sharedcache) must not leak into, or be filled by, the tests.
+os.environ.pop("HUBPUB_CACHE_DIR", None)
 
 import pytest
 

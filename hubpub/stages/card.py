@@ -579,6 +579,10 @@ def snippets(release: ReleaseSpec, manifest: Manifest) -> dict[str, str]:
     """The card's code blocks: vLLM, Transformers, llm-compressor and the reproduction script."""
     prompt = manifest.stages["verify"].metrics["generations"][0]["prompt"]
     repo = release.repo_id
+    vllm_stage = manifest.stages.get("vllm")
+    tensor_parallel_size = vllm_stage.metrics.get("tensor_parallel_size", 1) if vllm_stage else 1
+    # The snippet loads the release the way the vLLM check did: across as many GPUs, when more than one.
+    parallel = f", tensor_parallel_size={tensor_parallel_size}" if tensor_parallel_size > 1 else ""
     transformers = f'''from transformers import AutoModelForCausalLM, AutoTokenizer
 
 model_id = "{repo}"
@@ -595,7 +599,7 @@ print(tokenizer.decode(outputs[0][inputs["input_ids"].shape[1]:], skip_special_t
 
 # vLLM starts worker processes that import this file again: keep the work under the main guard.
 if __name__ == "__main__":
-    llm = LLM(model="{repo}")
+    llm = LLM(model="{repo}"{parallel})
     messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
     outputs = llm.chat(messages, SamplingParams(temperature=0, max_tokens=64))
     print(outputs[0].outputs[0].text)'''

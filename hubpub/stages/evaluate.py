@@ -15,6 +15,7 @@ from typing import Any
 from hubpub.errors import GateError, StageError
 from hubpub.hashing import fingerprint
 from hubpub.quality import compare_results, recovery_failures
+from hubpub.sharedcache import write_atomic
 from hubpub.stages.context import StageContext, StageOutput
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ def run(ctx: StageContext) -> StageOutput:
         base_cached = True
     else:
         base = _evaluate(ctx.output_of("resolve", "base_dir"), ctx)
-        base_cache.parent.mkdir(parents=True, exist_ok=True)
-        base_cache.write_text(json.dumps(base, indent=1, default=str), encoding="utf-8")
+        write_atomic(base_cache, json.dumps(base, indent=1, default=str))
         base_cached = False
     quantized = _evaluate(ctx.output_of("quantize", "checkpoint"), ctx)
     (ctx.output_dir / "base-results.json").write_text(json.dumps(base, indent=1, default=str), encoding="utf-8")

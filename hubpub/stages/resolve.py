@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from hubpub.errors import StageError
+from hubpub.sharedcache import exclusive
 from hubpub.stages.context import StageContext, StageOutput
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,17 @@ def _converted_gguf(gguf: Path, digest: str, target: Path) -> tuple[Path, bool]:
     marker = target / "hubpub-converted.json"
     if marker.is_file():
         return target, False
-    for stale in target.parent.glob(f"{target.name}.*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
+    # Jobs sharing the cache folder wait for the one converting instead of converting again.
+    with exclusive(target.with_name(f"{target.name}.lock")):
+        if marker.is_file():
+            return target, False
+        for stale in target.parent.glob(f"{target.name}.*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+        _convert_gguf(gguf, digest, target, marker)
+    return target, True
+
+
+def _convert_gguf(gguf: Path, digest: str, target: Path, marker: Path) -> None:
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     logger.info("converting %s to a safetensors checkpoint (once per file)", gguf.name)
     import torch
@@ -89,4 +99,3 @@ def _converted_gguf(gguf: Path, digest: str, target: Path) -> tuple[Path, bool]:
     )
     shutil.rmtree(target, ignore_errors=True)
     partial.replace(target)
-    return target, True

@@ -18,6 +18,7 @@ from hubpub.checkpoint import BASE_ARTIFACTS
 from hubpub.errors import GateError, StageError
 from hubpub.hashing import fingerprint, sha256_file
 from hubpub.quality import degeneracy, heldout_text
+from hubpub.sharedcache import write_atomic
 from hubpub.stages.context import StageContext, StageOutput
 from hubpub.warm import WarmInterpreter
 
@@ -57,8 +58,7 @@ def run(ctx: StageContext) -> StageOutput:
     child = _run_child(ctx.output_dir, request, ctx.warm_interpreter)
     base_perplexity = cached_base if cached_base is not None else child["base_perplexity"]
     if cached_base is None:
-        base_cache.parent.mkdir(parents=True, exist_ok=True)
-        base_cache.write_text(json.dumps({"perplexity": base_perplexity}), encoding="utf-8")
+        write_atomic(base_cache, json.dumps({"perplexity": base_perplexity}))
     ratio = child["perplexity"] / base_perplexity
     metrics: dict[str, Any] = {
         "loader": "transformers",

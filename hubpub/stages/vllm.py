@@ -30,8 +30,14 @@ def run(ctx: StageContext) -> StageOutput:
     release = ctx.release
     required = release.verify.vllm == "required"
     checkpoint = ctx.output_of("quantize", "checkpoint")
-    prediction = predict_folder(checkpoint)
-    metrics: dict[str, Any] = {"preflight": prediction.as_dict(), "summary": prediction.summary()}
+    # The resource plan's tensor-parallel size (1 on a CPU): the preflight checks the splits the load will make.
+    tensor_parallel_size = ctx.placement.tensor_parallel_size
+    prediction = predict_folder(checkpoint, tp_sizes=(tensor_parallel_size,))
+    metrics: dict[str, Any] = {
+        "preflight": prediction.as_dict(),
+        "summary": prediction.summary(),
+        "tensor_parallel_size": tensor_parallel_size,
+    }
     if not prediction.loads_somewhere:
         message = (
             f"{release.variant}: vLLM {prediction.vllm_version} would refuse this checkpoint: {_reasons(prediction)}"
@@ -49,6 +55,7 @@ def run(ctx: StageContext) -> StageOutput:
         list(release.verify.prompts),
         max_new_tokens=release.verify.max_new_tokens,
         workdir=ctx.output_dir,
+        tensor_parallel_size=tensor_parallel_size,
     )
     metrics["smoke"] = smoke.as_dict()
     transformers_generations = ctx.previous["verify"].metrics.get("generations", [])

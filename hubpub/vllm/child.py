@@ -214,6 +214,7 @@ def main(request_path: str, result_path: str) -> int:
             max_num_seqs=max(len(prompts), 1),
             seed=request["seed"],
             gpu_memory_utilization=request["gpu_memory_utilization"],
+            tensor_parallel_size=request.get("tensor_parallel_size", 1),
         )
     except Exception as error:
         return _fail(result_path, facts, "load", error)

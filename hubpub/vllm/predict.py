@@ -25,6 +25,7 @@ from hubpub.vllm.generation import GenerationResult, Platform, Setup, check_gene
 from hubpub.vllm.kernels import ALL_KERNEL_ORDER, model_dtype
 from hubpub.vllm.layers import Layer, Module, Resolution, check_storage, layers_of, look_up, modules_of
 from hubpub.vllm.schemes import SCHEME_ORDER, row_named
+from hubpub.vllm.shapes import head_problems
 from hubpub.vllm.special_layers import check_embeddings, check_experts, check_lm_head, tied_embedding_problem
 
 _MAX_SUMMARY_REASON = 160
@@ -249,6 +250,7 @@ def _predict_compressed_tensors(
     reading = read_groups(quantization)
     ignore = ignore_entries(quantization)
     problems = [*reading.problems, *config_problems(quantization, tensors, ignore)]
+    problems.extend(problem for tp in setup.tp_sizes for problem in head_problems(config, tp))
     tied = tied_embedding_problem(config, modules)
     if tied is not None:
         problems.append(tied)

@@ -621,6 +621,10 @@ ERROR_SPARSITY = "Sparsity support has been removed from compressed-tensors"
 ERROR_ACTORDER = "activation ordering with g_idx is no longer supported"
 ERROR_KV_CACHE = "Currently supported kv cache quantization is num_bits=8, type=float"
 ERROR_EXTRA_KEY = "Extra inputs are not permitted"  # pydantic's wording for extra="forbid"
+# Tensor parallelism splits the attention heads (ModelConfig.verify_with_parallel_config), and the KV heads, or
+# replicates them when there are fewer than ranks (QKVParallelLinear, through `divide`).
+ERROR_HEADS_TP = "must be divisible by tensor parallel size"
+ERROR_DIVIDE = "is not divisible by"
 
 # Regular expressions (re.search) for the failures worth naming in a vLLM log.
 VLLM_ERROR_PATTERNS: tuple[str, ...] = (
@@ -633,6 +637,7 @@ VLLM_ERROR_PATTERNS: tuple[str, ...] = (
     r"activation ordering.*is no longer supported",
     r"Currently supported kv cache quantization is num_bits=8, type=float",
     r"Extra inputs are not permitted",
+    r"Total number of attention heads \(\d+\) must be divisible by tensor parallel size",
     r"Engine core initialization failed",
 )
 

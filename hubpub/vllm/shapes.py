@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hubpub.vllm import rules
 from hubpub.vllm.config import ConfigGroup, QuantArgs
@@ -170,6 +171,34 @@ def _stored_layout_problem(group: ConfigGroup, weights: QuantArgs, shapes: list[
 
 
 # --- tensor-parallel partitions -----------------------------------------------------------------------------------
+
+
+def head_problems(config: Mapping[str, Any], tp: int) -> list[str]:
+    """Why the attention or KV heads of `config` (its text model's) cannot be spread over `tp` ranks."""
+    if tp == 1:
+        return []
+    text_config = config.get("text_config")
+    section = text_config if isinstance(text_config, Mapping) and "num_attention_heads" in text_config else config
+    heads = section.get("num_attention_heads")
+    if not isinstance(heads, int) or heads <= 0:
+        return []
+    if heads % tp:
+        return [
+            f"at tensor_parallel_size={tp}: the number of attention heads ({heads}) {rules.ERROR_HEADS_TP} ({tp})"
+            f" in {VLLM}; plan a tensor-parallel size that divides {heads}"
+        ]
+    kv_heads = section.get("num_key_value_heads", heads)
+    if not isinstance(kv_heads, int) or kv_heads <= 0:
+        return []
+    # Fewer KV heads than ranks: each is replicated tp / kv_heads times, which must be whole.
+    larger, smaller = (tp, kv_heads) if tp >= kv_heads else (kv_heads, tp)
+    if larger % smaller:
+        return [
+            f"at tensor_parallel_size={tp}: the {kv_heads} key-value heads cannot be split or replicated evenly"
+            f" ({larger} {rules.ERROR_DIVIDE} {smaller} in {VLLM}); plan a tensor-parallel size that divides"
+            f" {kv_heads} or is a multiple of it"
+        ]
+    return []
 
 
 @dataclass(frozen=True)

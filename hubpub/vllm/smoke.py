@@ -172,13 +172,15 @@ def run_smoke(
     workdir: Path,
     timeout_s: float = 900.0,
     max_model_len: int = 1024,
+    tensor_parallel_size: int = 1,
 ) -> SmokeResult:
     """Load `checkpoint` in vLLM with `python` (its own environment) and generate greedily for each prompt.
 
     Never raises for what vLLM does: a crash, a timeout, a missing or malformed result, or an empty
     or degenerate answer all give ok=False with a reason. The request, result and combined
     stdout/stderr log (`vllm-child.log`) stay in `workdir`. `max_model_len` is lowered to the
-    checkpoint's `max_position_embeddings` when that is smaller: vLLM refuses a longer one.
+    checkpoint's `max_position_embeddings` when that is smaller: vLLM refuses a longer one. One engine
+    spans `tensor_parallel_size` of the GPUs the child sees (CUDA_VISIBLE_DEVICES is inherited).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     request_path, result_path, log_path = workdir / REQUEST_NAME, workdir / RESULT_NAME, workdir / LOG_NAME
@@ -190,6 +192,7 @@ def run_smoke(
         "max_model_len": _fitting_max_model_len(checkpoint, max_model_len),
         "seed": SEED,
         "gpu_memory_utilization": GPU_MEMORY_UTILIZATION,
+        "tensor_parallel_size": tensor_parallel_size,
     }
     request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
     arguments = [str(CHILD_SCRIPT), str(request_path.absolute()), str(result_path.absolute())]

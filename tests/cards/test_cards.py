@@ -60,6 +60,16 @@ def test_demo_cards_match_their_golden_files(variant: str, demo_model: Path) -> 
     assert text == golden.read_text(encoding="utf-8"), "run with HUBPUB_UPDATE_GOLDEN=1 to accept the new card"
 
 
+def test_a_release_checked_on_several_gpus_shows_its_tensor_parallel_size(demo_model: Path) -> None:
+    release = load_spec(DEMO_SPEC).select("W8A8")[0]
+    manifest = FIXTURES["W8A8"]
+    vllm = manifest.stages["vllm"]
+    on_four = vllm.model_copy(update={"metrics": {**vllm.metrics, "tensor_parallel_size": 4}})
+    spread = manifest.model_copy(update={"stages": {**manifest.stages, "vllm": on_four}})
+    assert f'LLM(model="{release.repo_id}", tensor_parallel_size=4)' in card.snippets(release, spread)["vllm"]
+    assert f'LLM(model="{release.repo_id}")' in card.snippets(release, manifest)["vllm"]
+
+
 def test_every_seed_heading_has_a_counterpart(demo_model: Path) -> None:
     lines = render("W4A16").text.splitlines()
     for seed_heading, ours in SEED_HEADINGS.items():

@@ -19,7 +19,8 @@ def family_spec(folder: Path, *, version: str = "2.1.0") -> Path:
         f"version: {version}\nruns_on: [self-hosted, gpu]\n"
         "variants:\n"
         "  - scheme: W8A16\n    repo_id: org/tiny-W8A16\n"
-        "  - scheme: W4A16\n    repo_id: org/tiny-W4A16\n    runs_on: [self-hosted, gpu-80gb]\n",
+        "  - scheme: W4A16\n    repo_id: org/tiny-W4A16\n    runs_on: [self-hosted, gpu-80gb]\n"
+        "    timeout_minutes: 1440\n",
         encoding="utf-8",
     )
     return path
@@ -34,7 +35,7 @@ def matrix_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[
     return entries
 
 
-def test_family_tag_releases_every_variant_with_its_runner_labels(
+def test_family_tag_releases_every_variant_with_its_runner_labels_and_time_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = family_spec(tmp_path)
@@ -47,6 +48,7 @@ def test_family_tag_releases_every_variant_with_its_runner_labels(
             "repo_id": "org/tiny-W8A16",
             "version": "2.1.0",
             "runs_on": ["self-hosted", "gpu"],
+            "timeout_minutes": 360,
         },
         {
             "spec": str(spec),
@@ -55,6 +57,7 @@ def test_family_tag_releases_every_variant_with_its_runner_labels(
             "repo_id": "org/tiny-W4A16",
             "version": "2.1.0",
             "runs_on": ["self-hosted", "gpu-80gb"],
+            "timeout_minutes": 1440,
         },
     ]
 

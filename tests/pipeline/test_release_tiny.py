@@ -11,6 +11,7 @@ from hubpub import api
 from hubpub.errors import PreflightError, PublishError, UsageError
 from hubpub.hashing import sha256_file
 from hubpub.manifest import MANIFEST_NAME, Manifest
+from hubpub.pipeline import ReleaseRun
 from tests.conftest import write_spec
 
 
@@ -161,3 +162,18 @@ def test_group_size_error_suggests_a_fix(tiny_llama: Path, tmp_path: Path) -> No
     with pytest.raises(PreflightError) as raised:
         api.release([spec], workdir=tmp_path / "work", push=False)
     assert "Fix: use group_size 64, or ignore these 14 layers" in str(raised.value)
+
+
+def test_a_job_sharing_the_cache_folder_keeps_its_base_metrics_and_hashes_there(
+    released: tuple[Path, Path, api.Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another matrix job on the same runner host: its own work folder, the first job's cache.
+    spec, first_workdir, _ = released
+    (release,) = api.load_spec(spec).releases
+    assert list((first_workdir / "cache" / "base-perplexity").glob("*.json"))
+    monkeypatch.setenv("HUBPUB_CACHE_DIR", str(first_workdir / "cache"))
+    run = ReleaseRun(spec, release, workdir=tmp_path / "other-job")
+    assert (run.cache_dir, run.hashes.store) == (first_workdir / "cache", first_workdir / "cache" / "sha256.json")
+    assert run.hashes.sha256(spec) == sha256_file(spec)
+    given = ReleaseRun(spec, release, workdir=tmp_path / "other-job", cache_dir=tmp_path / "given")
+    assert given.cache_dir == tmp_path / "given"

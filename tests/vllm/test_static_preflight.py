@@ -325,6 +325,9 @@ def test_demo_w4a16_refuses_tensor_parallel_two_on_row_parallel_layers() -> None
 
     assert not prediction.loads_somewhere
     assert prediction.problems == (
+        # vLLM checks the heads when it reads the config, before any layer.
+        "at tensor_parallel_size=2: the number of attention heads (9) must be divisible by tensor parallel size (2)"
+        " in vLLM 0.33.0; plan a tensor-parallel size that divides 9",
         "at tensor_parallel_size=2: model.layers.0.self_attn.o_proj (and 29 more layers): Weight"
         " input_size_per_partition=288 is not divisible by group_size=64; add it to ignore or use a group size"
         " that divides 288",
@@ -937,6 +940,31 @@ def test_tensor_parallel_splits_are_checked_on_row_parallel_layers() -> None:
         "at tensor_parallel_size=2: model.layers.0.self_attn.o_proj: Weight input_size_per_partition=576 is not"
         " divisible by group_size=128; add it to ignore or use a group size that divides 576",
     )
+
+
+@pytest.mark.parametrize(
+    ("tp", "reason"),
+    [
+        (
+            4,
+            "at tensor_parallel_size=4: the 3 key-value heads cannot be split or replicated evenly (4 is not divisible"
+            " by 3 in vLLM 0.33.0); plan a tensor-parallel size that divides 3 or is a multiple of it",
+        ),
+        (
+            8,
+            "at tensor_parallel_size=8: the number of attention heads (12) must be divisible by tensor parallel size"
+            " (8) in vLLM 0.33.0; plan a tensor-parallel size that divides 12",
+        ),
+    ],
+)
+def test_the_planned_tensor_parallel_size_must_split_the_heads(tp: int, reason: str) -> None:
+    # 12 heads of 256 and 3 KV heads: every feature count divides by 8, the heads do not.
+    heads = {**config(group(W4_G128)), "num_attention_heads": 12, "num_key_value_heads": 3}
+    tensors = llama("packed", hidden=3072, kv=768)
+    assert loads_on(predict(heads, tensors)) == list(GENERATIONS)
+    assert reason in predict(heads, tensors, tp_sizes=(tp,)).problems
+    # Six ranks hold two heads each and two copies of each KV head: vLLM accepts that.
+    assert not [problem for problem in predict(heads, tensors, tp_sizes=(6,)).problems if "heads" in problem]
 
 
 def test_tensor_parallel_sizes_must_be_positive() -> None:

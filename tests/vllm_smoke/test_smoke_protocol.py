@@ -21,9 +21,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy
 import pytest
+from safetensors.numpy import save_file
 
 from hubpub.errors import UsageError
+from hubpub.hashing import HashCache
+from hubpub.manifest import StageResult
+from hubpub.placement import Placement
+from hubpub.spec import ReleaseSpec
+from hubpub.stages import vllm as vllm_stage
+from hubpub.stages.context import StageContext
 from hubpub.vllm import smoke
 from hubpub.vllm.smoke import (
     VLLM_PYTHON_ENV,
@@ -124,6 +132,7 @@ def test_success_runs_the_real_child_script_with_the_chat_template(
         "max_num_seqs": len(PROMPTS),
         "seed": 0,
         "gpu_memory_utilization": 0.8,
+        "tensor_parallel_size": 1,
     }
     assert _logged_json(log, "STAND_IN environment: ") == {
         "HF_HUB_OFFLINE": "1",
@@ -642,3 +651,43 @@ def test_first_tokens_fall_back_to_words_without_token_ids() -> None:
 def test_prompts_missing_on_one_side_are_not_compared() -> None:
     transformers = [{"prompt": "only here", "output": "x", "token_ids": [1]}]
     assert compare_first_tokens(transformers, [{"prompt": "elsewhere", "text": "y", "token_ids": [2]}]) == []
+
+
+def test_the_vllm_stage_spans_the_planned_gpus_and_says_so(
+    stand_in_python: Path, chat_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # STAND_IN: four simulated GPUs, as a resource plan places a 70B model; the fake vLLM logs what it was given.
+    monkeypatch.setenv("STANDIN_VLLM_MODE", "success")
+    save_file(
+        {"model.embed_tokens.weight": numpy.zeros((8, 4), dtype=numpy.float32)}, chat_checkpoint / "model.safetensors"
+    )
+    placement = Placement(gpu_budgets=dict.fromkeys(range(4), 80 * 2**30), tensor_parallel_size=4)
+    release = ReleaseSpec.model_validate(
+        {
+            "base_model": "org/base",
+            "repo_id": "org/model-W8A8",
+            "scheme": "W8A8",
+            "verify": {"prompts": PROMPTS, "max_new_tokens": MAX_NEW_TOKENS},
+        }
+    )
+    ctx = StageContext(
+        release=release,
+        spec_path=tmp_path / "spec.yaml",
+        cache_dir=tmp_path / "cache",
+        output_dir=tmp_path / "stage",
+        previous={
+            "quantize": StageResult(
+                stage="quantize", status="done", fingerprint="", outputs={"checkpoint": str(chat_checkpoint)}
+            ),
+            "verify": StageResult(stage="verify", status="done", fingerprint="", metrics={"generations": []}),
+        },
+        hashes=HashCache(tmp_path / "cache" / "sha256.json"),
+        vllm_python=stand_in_python,
+        placement=placement,
+    )
+    output = vllm_stage.run(ctx)
+    assert output.metrics["smoke"]["ok"] and output.metrics["tensor_parallel_size"] == 4
+    request = json.loads((tmp_path / "stage" / "vllm-request.json").read_text(encoding="utf-8"))
+    assert request["tensor_parallel_size"] == 4
+    log = (tmp_path / "stage" / "vllm-child.log").read_text(encoding="utf-8")
+    assert _logged_json(log, "STAND_IN LLM arguments: ")["tensor_parallel_size"] == 4

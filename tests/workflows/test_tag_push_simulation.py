@@ -34,6 +34,7 @@ WORKFLOW_FILES = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 CHECKED_OUT = ("model_specs", "scripts", ".github", "pyproject.toml")
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "hf_release_simulation"
+READ_TOKEN = "hf_read_simulation"
 HUB_ENVIRONMENT = "hub-release"
 REPOSITORY = "example-org/hubpub"
 SERVER_URL = "https://github.com"
@@ -284,6 +285,13 @@ class JobRun:
     steps: list[StepRecord]
 
 
+@dataclass(frozen=True)
+class Secrets:
+    repository: Mapping[str, str]
+    environment: Mapping[str, str]
+    """The secrets of the `hub-release` environment."""
+
+
 class SimulatedRunner:
     """Runs the jobs of one workflow for one event, on runner folders under `root`."""
 
@@ -298,7 +306,7 @@ class SimulatedRunner:
         self.runs: dict[str, list[JobRun]] = {}
         self.runner_count = 0
 
-    def run_all(self, base_env: Mapping[str, str], secrets: Mapping[str, str], demo_gguf: Path) -> None:
+    def run_all(self, base_env: Mapping[str, str], secrets: Secrets, demo_gguf: Path) -> None:
         for job_id, job in self.workflow["jobs"].items():
             needs = job.get("needs", [])
             for need in [needs] if isinstance(needs, str) else needs:
@@ -306,7 +314,7 @@ class SimulatedRunner:
             self.runs[job_id] = self.run_job(job_id, job, base_env, secrets, demo_gguf)
 
     def run_job(
-        self, job_id: str, job: dict[str, Any], base_env: Mapping[str, str], secrets: Mapping[str, str], gguf: Path
+        self, job_id: str, job: dict[str, Any], base_env: Mapping[str, str], secrets: Secrets, gguf: Path
     ) -> list[JobRun]:
         needs = job.get("needs", [])
         needs_context = {
@@ -315,8 +323,8 @@ class SimulatedRunner:
         }
         environment = job.get("environment")
         environment_name = environment.get("name") if isinstance(environment, dict) else environment
-        # Environment secrets exist only in jobs that name the environment holding them.
-        job_secrets = dict(secrets) if environment_name == HUB_ENVIRONMENT else {}
+        # Repository secrets reach every job; environment secrets only the jobs that name their environment.
+        job_secrets = {**secrets.repository, **(secrets.environment if environment_name == HUB_ENVIRONMENT else {})}
         contexts: dict[str, Any] = {
             "github": {**self.github, "job": job_id},
             "needs": needs_context,
@@ -569,7 +577,8 @@ def test_a_release_tag_publishes_a_demo_variant_through_the_workflow(demo_model:
         }
         base_env.pop("HF_TOKEN", None)
         runner = SimulatedRunner(workflow, tmp_path / "actions", github, event)
-        runner.run_all(base_env, {"HF_TOKEN": TOKEN}, demo_model.resolve())
+        secrets = Secrets(repository={"HF_READ_TOKEN": READ_TOKEN}, environment={"HF_TOKEN": TOKEN})
+        runner.run_all(base_env, secrets, demo_model.resolve())
 
         (plan,) = runner.runs["plan"]
         (matrix_step,) = [step for step in plan.steps if "matrix" in step.outputs]
@@ -586,6 +595,10 @@ def test_a_release_tag_publishes_a_demo_variant_through_the_workflow(demo_model:
             assert f"`{release.matrix['repo_id']}`" in staging.summary and "Staged (not pushed)" in staging.summary
             artifact = runner.artifacts / f"staged-{family}-{release.matrix['variant']}"
             assert {"hubpub-manifest.json", "README.md", "model.safetensors"} <= {p.name for p in artifact.iterdir()}
+            # Without HUBPUB_PERSISTENT_DIR the shared caches live in the job's temp folder, not the work folder.
+            caches = release.workspace.parent / "temp" / "hubpub-caches"
+            assert list((caches / "hubpub" / "base-perplexity").glob("*.json"))
+            assert not (release.workspace / ".hubpub" / "work" / "cache").exists()
 
         client = HfApi(endpoint=hub.url, token=TOKEN)
         for publish in publishes:
@@ -605,9 +618,53 @@ def test_a_release_tag_publishes_a_demo_variant_through_the_workflow(demo_model:
             assert manifest["ci_run_url"] == f"{SERVER_URL}/{REPOSITORY}/actions/runs/{RUN_ID}"
 
         every_step = [step for runs in runner.runs.values() for run in runs for step in run.steps]
-        assert {step.job for step in every_step if "HF_TOKEN" in step.env} == {
-            f"publish {json.dumps(run.matrix['variant'])}" for run in publishes
-        }
-        assert [step.label for step in every_step if "HF_TOKEN" in step.env] == ["Push to the Hub"] * len(publishes)
+        holders = sorted((step.job, step.label, step.env["HF_TOKEN"]) for step in every_step if "HF_TOKEN" in step.env)
+        assert holders == sorted(
+            [(f"publish {json.dumps(run.matrix['variant'])}", "Push to the Hub", TOKEN) for run in publishes]
+            + [
+                (
+                    f"release {json.dumps(run.matrix['variant'])}",
+                    "Quantize, verify, evaluate and render the card",
+                    READ_TOKEN,
+                )
+                for run in releases
+            ]
+        )
         for step in every_step:
-            assert TOKEN not in step.log + step.summary + json.dumps(step.outputs)
+            for secret in (TOKEN, READ_TOKEN):
+                assert secret not in step.log + step.summary + json.dumps(step.outputs)
+        for path in [*runner.artifacts.rglob("*"), *runner.root.glob("runner-*-release/temp/hubpub-caches/**/*")]:
+            if path.is_file():
+                assert TOKEN.encode() not in path.read_bytes() and READ_TOKEN.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["job-temp", "persistent"])
+def test_the_release_job_caches_in_the_persistent_folder_when_the_runner_has_one(
+    tmp_path: Path, persistent: bool
+) -> None:
+    workflow = yaml.safe_load(RELEASE_WORKFLOW.read_text(encoding="utf-8"))
+    (step,) = [step for step in workflow["jobs"]["release"]["steps"] if step.get("id") == "caches"]
+    temp, workspace, output = tmp_path / "temp", tmp_path / "workspace", tmp_path / "output"
+    temp.mkdir()
+    workspace.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "RUNNER_TEMP": str(temp),
+        "GITHUB_OUTPUT": str(output),
+        "HUBPUB_WORKDIR": workflow["env"]["HUBPUB_WORKDIR"],
+        # What `${{ vars.HUBPUB_PERSISTENT_DIR }}` gives: the variable's value, or "" when it is not set.
+        "HUBPUB_PERSISTENT_DIR": str(tmp_path / "runner-host") if persistent else "",
+    }
+    completed = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    root = tmp_path / "runner-host" if persistent else temp / "hubpub-caches"
+    assert read_outputs(output) == {"hf_hub": str(root / "hf-hub"), "hubpub": str(root / "hubpub")}
+    assert (root / "hf-hub").is_dir() and (root / "hubpub").is_dir() and (workspace / ".hubpub" / "work").is_dir()
+    assert completed.stdout.startswith("Filesystem") and len(completed.stdout.splitlines()) == 4

@@ -18,8 +18,10 @@ from tests.conftest import REPO_ROOT
 WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.yml"))
 TOOLS_DIR = Path(sys.executable).parent
-# The only jobs that may see the Hub token, each behind the protected environment that holds it.
+# The only jobs that may see the Hub's write token, each behind the protected environment that holds it.
 TOKEN_JOBS = {("release.yml", "publish"), ("republish.yml", "republish")}
+# Jobs whose `hubpub release` step gets a read-only token, for gated bases.
+READ_TOKEN_JOBS = {("release.yml", "release")}
 USES_LINE = re.compile(r"^\s*(?:- )?uses: (?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)(?P<comment>.*)$")
 PINNED = re.compile(r"[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r" # v\d+\.\d+\.\d+")
@@ -194,6 +196,12 @@ def test_the_hub_token_reaches_only_the_publishing_jobs_and_only_their_push_step
     assert not [text for text in strings(outside_jobs) if "secrets." in text or "HF_TOKEN" in text]
     for job_id, job in workflow["jobs"].items():
         mentions = [text for text in strings(job) if "secrets." in text or "HF_TOKEN" in text]
+        if (path.name, job_id) in READ_TOKEN_JOBS:
+            assert "environment" not in job and "HF_TOKEN" not in job.get("env", {})
+            (holder,) = [step for step in job["steps"] if "HF_TOKEN" in step.get("env", {})]
+            assert holder["run"].startswith("hubpub release ")
+            assert mentions == ["HF_TOKEN", "${{ secrets.HF_READ_TOKEN }}"]
+            continue
         if (path.name, job_id) not in TOKEN_JOBS:
             assert mentions == [], job_id
             continue
@@ -241,6 +249,13 @@ def test_release_runs_on_release_tags_and_publishes_one_repo_at_a_time() -> None
     assert len(uploads) == len(downloads) == 1
     assert uploads[0]["with"]["name"] == downloads[0]["with"]["name"]
     assert uploads[0]["with"]["include-hidden-files"] is True
+    assert release["timeout-minutes"] == publish["timeout-minutes"] == "${{ matrix.timeout_minutes }}"
+    (staging,) = [step for step in release["steps"] if step.get("run", "").startswith("hubpub release ")]
+    assert {name: staging["env"][name] for name in ("HUBPUB_CACHE_DIR", "HF_HUB_CACHE")} == {
+        "HUBPUB_CACHE_DIR": "${{ steps.caches.outputs.hubpub }}",
+        "HF_HUB_CACHE": "${{ steps.caches.outputs.hf_hub }}",
+    }
+    assert release["env"]["HUBPUB_PERSISTENT_DIR"] == "${{ vars.HUBPUB_PERSISTENT_DIR }}"
 
 
 def test_republish_is_dispatched_by_hand_and_only_rewrites_cards() -> None:

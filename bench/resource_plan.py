@@ -1,0 +1,205 @@
+"""The resource plan against measurement: per stage, the plan's host-RAM estimate and the measured peak.
+
+Two models on this CPU: the demo family (SmolLM2-135M-Instruct from its GGUF, both variants, evaluation
+included) and a randomly initialised model of SmolLM2-1.7B-Instruct's shape (W4A16 RTN, no evaluation).
+Each is released from an empty work folder and published to an embedded Hub in a temporary folder, as a
+user runs it: `hubpub release SPEC --hub local --hub-dir H --workdir W`. While it runs, the summed RSS of
+hubpub's whole process tree (the CLI, its warm interpreters, every child, the vLLM process) is sampled
+every 50 ms and charged to the stage that is running, told apart by the stage markers hubpub prints
+under GitHub Actions. The plan is `hubpub plan SPEC --json`, computed before the run.
+
+    python bench/resource_plan.py [--only demo|1.7b] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+HUBPUB = str(Path(sys.executable).with_name("hubpub"))
+DEMO_SPEC = ROOT / "model_specs" / "demo" / "smollm2-135m.yaml"
+RANDOM_BASE = ROOT / ".cache" / "bench" / "random-smollm2-1.7b-shape"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+STAGE_MARK = re.compile(r"^::group::(?P<variant>[^:]+): (?P<stage>\w+)$")
+
+
+def tree_rss_bytes(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            statm = (entry / "statm").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(pid)
+        rss[pid] = int(statm.split()[1]) * PAGE
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += rss.get(pid, 0)
+        pending.extend(children.get(pid, []))
+    return total
+
+
+def measure_release(spec: Path, workdir: Path, hub_dir: Path) -> dict[str, dict[str, float]]:
+    """Peak tree RSS (MiB) and seconds per (variant, stage) of one `hubpub release` run."""
+    environment = {
+        **os.environ,
+        "GITHUB_ACTIONS": "true",
+        "HUBPUB_VLLM_PYTHON": str(ROOT / ".venv-vllm" / "bin" / "python"),
+    }
+    environment.pop("GITHUB_STEP_SUMMARY", None)
+    command = [HUBPUB, "release", str(spec), "--workdir", str(workdir), "--hub", "local", "--hub-dir", str(hub_dir)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=workdir.parent
+    )
+    current: list[str | None] = [None]
+    peaks: dict[str, dict[str, float]] = {}
+    log: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            mark = STAGE_MARK.match(line.strip())
+            if mark:
+                key = f"{mark['variant']}:{mark['stage']}"
+                current[0] = key
+                peaks.setdefault(key, {"peak_mb": 0.0, "started": time.perf_counter(), "seconds": 0.0})
+            elif line.startswith("::endgroup::") and current[0] is not None:
+                entry = peaks[current[0]]
+                entry["seconds"] = time.perf_counter() - entry["started"]
+                current[0] = None
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while process.poll() is None:
+        stage = current[0]
+        if stage is not None:
+            entry = peaks[stage]
+            entry["peak_mb"] = max(entry["peak_mb"], tree_rss_bytes(process.pid) / 2**20)
+        time.sleep(0.05)
+    reader.join()
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{''.join(log[-40:])}")
+    return {
+        key: {"peak_mb": round(value["peak_mb"]), "seconds": round(value["seconds"], 1)} for key, value in peaks.items()
+    }
+
+
+def planned(spec: Path) -> dict[str, Any]:
+    completed = subprocess.run([HUBPUB, "plan", str(spec), "--json"], capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
+def random_model_spec(folder: Path) -> Path:
+    if not (RANDOM_BASE / "model.safetensors").is_file():
+        from gpu_quantize import build_random_model
+
+        tokenizer = next((ROOT / ".hubpub" / "work" / "cache" / "gguf").glob("*/"), None)
+        if tokenizer is None:
+            sys.exit("no SmolLM2 tokenizer folder: run `make demo` first")
+        RANDOM_BASE.mkdir(parents=True, exist_ok=True)
+        build_random_model(RANDOM_BASE, tokenizer)
+    spec = folder / "random-1.7b.yaml"
+    spec.write_text(
+        "\n".join(
+            [
+                "base_model: bench/random-smollm2-1.7b-shape",
+                f"source: {{path: {RANDOM_BASE}}}",
+                "repo_id: bench/random-smollm2-1.7b-shape-W4A16",
+                "scheme: W4A16",
+                "license: apache-2.0",
+                "version: 0.1.0",
+                "verify:",
+                "  prompts:",
+                "    - What is the capital of Germany?",
+                "  max_new_tokens: 8",
+                "  max_perplexity_ratio: 100",
+                "  vllm: optional",
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return spec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("demo", "1.7b"))
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="hubpub-resource-bench-") as scratch:
+        folder = Path(scratch)
+        models = {"demo": DEMO_SPEC, "1.7b": None}
+        for name, spec in models.items():
+            if args.only and args.only != name:
+                continue
+            spec = spec or random_model_spec(folder)
+            try:
+                plan = planned(spec)
+            except subprocess.CalledProcessError:
+                plan = None
+            work = folder / f"work-{name}"
+            measured = measure_release(spec, work, folder / f"hub-{name}")
+            results[name] = {"measured": measured, "plan": plan}
+            print(json.dumps({name: measured}, indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    write_section("resource_plan", report(results))
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [
+        "## Resource plan against measurement (bench/resource_plan.py)",
+        "",
+        "Host RAM: the plan's estimate per stage and the measured peak of hubpub's whole process tree during"
+        " that stage (a fresh `hubpub release`, published to a local Hub with its round trip).",
+        "",
+        "| model | variant | stage | planned | measured | planned ÷ measured | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        estimates = stage_estimates(result["plan"])
+        for key, figures in result["measured"].items():
+            variant, stage = key.split(":")
+            estimate = estimates.get((variant, stage))
+            ratio = f"{estimate / figures['peak_mb']:.2f}" if estimate and figures["peak_mb"] else "–"
+            shown = f"{estimate:,.0f} MiB" if estimate else "–"
+            measured = f"{figures['peak_mb']:,} MiB"
+            lines.append(f"| {name} | {variant} | {stage} | {shown} | {measured} | {ratio} | {figures['seconds']} |")
+    return "\n".join(lines)
+
+
+def stage_estimates(plan: Any) -> dict[tuple[str, str], float]:
+    """(variant, stage) -> planned host RAM in MiB, from `hubpub plan --json`."""
+    estimates: dict[tuple[str, str], float] = {}
+    for entry in plan or []:
+        for stage in (entry.get("resources") or {}).get("stages", []):
+            estimates[(entry["variant"], stage["stage"])] = stage["host_ram_bytes"] / 2**20
+    return estimates
+
+
+if __name__ == "__main__":
+    main()
