@@ -32,7 +32,7 @@ from hubpub.version import __version__
 from hubpub.vllm import VLLM_VERSION
 from hubpub.vllm.cpu_rules import VLLM_CPU_VERSION
 from hubpub.vllm.environment import environment_fingerprint
-from hubpub.warm import WarmInterpreter
+from hubpub.warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
@@ -137,22 +137,15 @@ class ReleaseRun:
         return _manifest(self.spec_path, self.release, self.versions, self.results)
 
     def prepare(self) -> None:
-        warm: list[WarmInterpreter] = []
-
-        def warm_interpreter() -> WarmInterpreter:
-            # Started at the first stage that does real work, so its imports overlap that work.
-            if not warm:
-                warm.append(WarmInterpreter())
-            return warm[0]
-
+        stages = STAGE_ORDER[: STAGE_ORDER.index("card")]
+        interpreters = WarmPool(stages, _child_preloads(self.release))
         try:
-            for stage in STAGE_ORDER[: STAGE_ORDER.index("card")]:
-                self._step(stage, functools.partial(self._prepare_stage, stage, warm_interpreter))
+            for stage in stages:
+                self._step(stage, functools.partial(self._prepare_stage, stage, interpreters))
         finally:
-            for interpreter in warm:
-                interpreter.close()
+            interpreters.close()
 
-    def _prepare_stage(self, stage: str, warm_interpreter: Callable[[], WarmInterpreter]) -> StageResult:
+    def _prepare_stage(self, stage: str, interpreters: WarmPool) -> StageResult:
         if stage == "evaluate" and self.release.evaluation is None:
             return StageResult(stage=stage, status="skipped", fingerprint="", reason="the spec asks for no evaluation")
         if stage == "vllm" and self.release.verify.vllm == "off":
@@ -167,7 +160,7 @@ class ReleaseRun:
             self.versions,
             self.results,
             self.force,
-            warm_interpreter,
+            interpreters,
             self.vllm_python,
         )
 
@@ -234,6 +227,7 @@ class ReleaseRun:
             fingerprint=key,
             seconds=round(measurement.seconds, 3),
             peak_rss_mb=round(measurement.peak_rss_mb, 1),
+            peak_gpu_mb=measurement.rounded_gpu(),
             metrics={
                 "readme_sha256": sha256_file(folder / "README.md"),
                 "metadata": rendered.metadata,
@@ -308,9 +302,20 @@ def _publish(
         fingerprint="",
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
+        peak_gpu_mb=measurement.rounded_gpu(),
         metrics=outcome.as_dict(),
     )
     return result, outcome
+
+
+def _child_preloads(release: ReleaseSpec) -> dict[str, tuple[str, ...]]:
+    """The stages of `release` that may load a model in a child process, with the modules to preload for each."""
+    preloads: dict[str, tuple[str, ...]] = {"quantize": ("llmcompressor",), "verify": ()}
+    if release.source is not None and release.source.gguf_file is not None:
+        preloads["resolve"] = ()
+    if release.evaluation is not None:
+        preloads["evaluate"] = ("lm_eval",)
+    return preloads
 
 
 def _inputs(
@@ -397,7 +402,7 @@ def _run_cached(
     versions: dict[str, str | None],
     done: dict[str, StageResult],
     force: frozenset[str],
-    warm_interpreter: Callable[[], WarmInterpreter],
+    interpreters: WarmPool,
     vllm_python: Path | None,
 ) -> StageResult:
     inputs, volatile = _inputs(stage, release, hashes, versions, done, vllm_python)
@@ -410,8 +415,7 @@ def _run_cached(
         return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    # The vLLM stage runs in another environment; it needs no warm interpreter of this one.
-    interpreter = None if stage == "vllm" else warm_interpreter()
+    interpreters.begin(stage)
     ctx = StageContext(
         release=release,
         spec_path=spec_path,
@@ -419,7 +423,7 @@ def _run_cached(
         output_dir=folder,
         previous=dict(done),
         hashes=hashes,
-        warm_interpreter=interpreter,
+        interpreters=interpreters,
         vllm_python=vllm_python,
     )
     logger.debug("%s: %s started", release.variant, stage)
@@ -433,7 +437,7 @@ def _run_cached(
         ci_run_url=ci_run_url(),
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
-        peak_gpu_mb=None if measurement.peak_gpu_mb is None else round(measurement.peak_gpu_mb, 1),
+        peak_gpu_mb=measurement.rounded_gpu(),
         metrics=output.metrics,
         outputs=output.outputs,
     )
