@@ -374,6 +374,7 @@ def _reverified_manifest(found: _Published, target: HubTarget, vllm_python: Path
         fingerprint=f"reverified-{found.head}",
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
+        peak_gpu_mb=measurement.rounded_gpu(),
         reason=output.skipped,
         metrics={**output.metrics, "reverified_commit": found.head},
         ci_run_url=ci_run_url(),

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MANIFEST_NAME = "hubpub-manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
@@ -27,11 +27,21 @@ class StageResult(Record):
     fingerprint: str
     seconds: float = 0.0
     peak_rss_mb: float | None = None
-    peak_gpu_mb: float | None = None
+    """MiB: the largest resident memory of the hubpub process or of any one child process during the stage."""
+    peak_gpu_mb: dict[str, float] | None = None
+    """MiB per CUDA device index: the most memory reserved there by the hubpub process or any one child."""
     reason: str | None = Field(default=None, description="Why the stage was skipped or failed.")
     metrics: dict[str, Any] = {}
     outputs: dict[str, str] = {}
     ci_run_url: str | None = None
+
+    @field_validator("peak_gpu_mb", mode="before")
+    @classmethod
+    def _one_device_before(cls, value: Any) -> Any:
+        # Older manifests recorded one number: what the hubpub process itself allocated on cuda:0.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"0": float(value)}
+        return value
 
 
 class Manifest(Record):

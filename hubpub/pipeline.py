@@ -35,7 +35,7 @@ from hubpub.version import __version__
 from hubpub.vllm import VLLM_VERSION
 from hubpub.vllm.cpu_rules import VLLM_CPU_VERSION
 from hubpub.vllm.environment import environment_fingerprint
-from hubpub.warm import WarmInterpreter
+from hubpub.warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
@@ -143,22 +143,15 @@ class ReleaseRun:
         return _manifest(self.spec_path, self.release, self.versions, self.results, self.resources)
 
     def prepare(self) -> None:
-        warm: list[WarmInterpreter] = []
-
-        def warm_interpreter() -> WarmInterpreter:
-            # Started at the first stage that does real work, so its imports overlap that work.
-            if not warm:
-                warm.append(WarmInterpreter())
-            return warm[0]
-
+        stages = STAGE_ORDER[: STAGE_ORDER.index("card")]
+        interpreters = WarmPool(stages, _child_preloads(self.release))
         try:
-            for stage in STAGE_ORDER[: STAGE_ORDER.index("card")]:
-                self._step(stage, functools.partial(self._prepare_stage, stage, warm_interpreter))
+            for stage in stages:
+                self._step(stage, functools.partial(self._prepare_stage, stage, interpreters))
         finally:
-            for interpreter in warm:
-                interpreter.close()
+            interpreters.close()
 
-    def _prepare_stage(self, stage: str, warm_interpreter: Callable[[], WarmInterpreter]) -> StageResult:
+    def _prepare_stage(self, stage: str, interpreters: WarmPool) -> StageResult:
         if stage == "evaluate" and self.release.evaluation is None:
             return StageResult(stage=stage, status="skipped", fingerprint="", reason="the spec asks for no evaluation")
         if stage == "vllm" and self.release.verify.vllm == "off":
@@ -173,7 +166,7 @@ class ReleaseRun:
             self.versions,
             self.results,
             self.force,
-            warm_interpreter,
+            interpreters,
             self.vllm_python,
             self.resources.placement(stage) if self.resources else CPU,
         )
@@ -185,7 +178,8 @@ class ReleaseRun:
         published: list[PublishResult] = []
 
         def publish_step() -> StageResult:
-            result, outcome = _publish(staged, self.release, publishing, self.force)
+            placement = self.resources.placement("publish") if self.resources else CPU
+            result, outcome = _publish(staged, self.release, publishing, self.force, placement)
             if outcome is not None:
                 published.append(outcome)
             return result
@@ -241,6 +235,7 @@ class ReleaseRun:
             fingerprint=key,
             seconds=round(measurement.seconds, 3),
             peak_rss_mb=round(measurement.peak_rss_mb, 1),
+            peak_gpu_mb=measurement.rounded_gpu(),
             metrics={
                 "readme_sha256": sha256_file(folder / "README.md"),
                 "metadata": rendered.metadata,
@@ -361,7 +356,11 @@ def _base_license(base_dir: Path) -> str | None:
 
 
 def _publish(
-    staged: Path, release: ReleaseSpec, publishing: PublishOptions | None, force: frozenset[str]
+    staged: Path,
+    release: ReleaseSpec,
+    publishing: PublishOptions | None,
+    force: frozenset[str],
+    placement: Placement = CPU,
 ) -> tuple[StageResult, PublishResult | None]:
     if publishing is None:
         return StageResult(stage="publish", status="skipped", fingerprint="", reason="--no-push"), None
@@ -374,6 +373,7 @@ def _publish(
             dry_run=publishing.dry_run,
             force="publish" in force,
             roundtrip=publishing.roundtrip,
+            placement=placement,
         )
     result = StageResult(
         stage="publish",
@@ -381,9 +381,20 @@ def _publish(
         fingerprint="",
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
+        peak_gpu_mb=measurement.rounded_gpu(),
         metrics=outcome.as_dict(),
     )
     return result, outcome
+
+
+def _child_preloads(release: ReleaseSpec) -> dict[str, tuple[str, ...]]:
+    """The stages of `release` that may load a model in a child process, with the modules to preload for each."""
+    preloads: dict[str, tuple[str, ...]] = {"quantize": ("llmcompressor",), "verify": ()}
+    if release.source is not None and release.source.gguf_file is not None:
+        preloads["resolve"] = ()
+    if release.evaluation is not None:
+        preloads["evaluate"] = ("lm_eval",)
+    return preloads
 
 
 def _inputs(
@@ -470,7 +481,7 @@ def _run_cached(
     versions: dict[str, str | None],
     done: dict[str, StageResult],
     force: frozenset[str],
-    warm_interpreter: Callable[[], WarmInterpreter],
+    interpreters: WarmPool,
     vllm_python: Path | None,
     placement: Placement = CPU,
 ) -> StageResult:
@@ -487,8 +498,7 @@ def _run_cached(
         return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    # The vLLM stage runs in another environment; it needs no warm interpreter of this one.
-    interpreter = None if stage == "vllm" else warm_interpreter()
+    interpreters.begin(stage)
     ctx = StageContext(
         release=release,
         spec_path=spec_path,
@@ -496,7 +506,7 @@ def _run_cached(
         output_dir=folder,
         previous=dict(done),
         hashes=hashes,
-        warm_interpreter=interpreter,
+        interpreters=interpreters,
         vllm_python=vllm_python,
         placement=placement,
     )
@@ -511,7 +521,7 @@ def _run_cached(
         ci_run_url=ci_run_url(),
         seconds=round(measurement.seconds, 3),
         peak_rss_mb=round(measurement.peak_rss_mb, 1),
-        peak_gpu_mb=None if measurement.peak_gpu_mb is None else round(measurement.peak_gpu_mb, 1),
+        peak_gpu_mb=measurement.rounded_gpu(),
         metrics=output.metrics,
         outputs=output.outputs,
     )

@@ -1,18 +1,18 @@
 """Runs in a fresh interpreter, as a user would: load the saved checkpoint, generate, measure perplexity.
 
-Usage: python -m hubpub.stages._verify_child REQUEST.json RESULT.json
+Usage: python -m hubpub.stages._verify_child REQUEST.json RESULT.json (see hubpub.stages._child)
 """
 
 from __future__ import annotations
 
-import json
 import math
-import resource
-import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from hubpub.placement import Placement
+from hubpub.stages._child import serve
 
 
 def perplexity(model: Any, token_ids: list[int], window: int) -> float:
@@ -53,26 +53,33 @@ def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> di
     }
 
 
-def main(request_path: str, result_path: str) -> None:
-    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
+def load_arguments(placement: Placement, cuda_available: bool) -> tuple[str, dict[str, Any]]:
+    """The device label and `from_pretrained` placement arguments: spread over the planned GPUs by
+    from_pretrained itself (no whole-model copy through cuda:0), or nothing on the CPU."""
+    if placement.on_gpu and cuda_available:
+        return "cuda", placement.transformers_kwargs()
+    return "cpu", {}
+
+
+def main(request: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device, where = load_arguments(Placement.from_request(request.get("placement")), torch.cuda.is_available())
     # On a CPU, float32 kernels are several times faster than bfloat16 ones, and more precise.
     dtype = "auto" if device == "cuda" else torch.float32
     text = Path(request["heldout"]).read_text(encoding="utf-8")
     result: dict[str, Any] = {"device": device, "dtype": str(dtype).removeprefix("torch.")}
     if request.get("base_dir"):
         base_tokenizer = AutoTokenizer.from_pretrained(request["base_dir"])
-        base = AutoModelForCausalLM.from_pretrained(request["base_dir"], dtype=dtype).to(device)
+        base = AutoModelForCausalLM.from_pretrained(request["base_dir"], dtype=dtype, **where)
         result["base_perplexity"] = perplexity(base, base_tokenizer(text)["input_ids"], request["window"])
         del base
     load_started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"])
-    model = AutoModelForCausalLM.from_pretrained(request["checkpoint"], dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(request["checkpoint"], dtype=dtype, **where)
     result["load_seconds"] = time.perf_counter() - load_started
     token_ids = tokenizer(text)["input_ids"]
     result["perplexity"] = perplexity(model, token_ids, request["window"])
@@ -81,10 +88,9 @@ def main(request_path: str, result_path: str) -> None:
         generate(model, tokenizer, prompt, request["max_new_tokens"]) for prompt in request["prompts"]
     ]
     result["seconds"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["versions"] = {name: version(name) for name in ("torch", "transformers", "compressed-tensors")}
-    Path(result_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    serve(main)

@@ -21,9 +21,11 @@ from typing import Any
 
 import yaml
 
+from hubpub import peaks
 from hubpub.errors import StageError
 from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
+from hubpub.measure import record_child_peaks
 from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
 from hubpub.vllm import VllmPrediction
@@ -122,9 +124,11 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
         raise StageError("the rendered card has no Transformers snippet to run")
     script = _snippet_script(snippet, repo_id, checkpoint, workdir / "card_snippet.py", "Transformers")
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    peaks_path = workdir / "card_snippet.peaks.json"
     try:
+        # Run through the peaks wrapper (a plain script run, by path) so the snippet's own peak memory is known.
         completed = subprocess.run(
-            [sys.executable, str(script)],
+            [sys.executable, peaks.__file__, str(peaks_path), str(script)],
             capture_output=True,
             text=True,
             timeout=SNIPPET_TIMEOUT_SECONDS,
@@ -134,6 +138,8 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
         )
     except subprocess.TimeoutExpired:
         raise StageError(f"the card's Transformers snippet ran longer than {SNIPPET_TIMEOUT_SECONDS} s") from None
+    if peaks_path.is_file():
+        record_child_peaks(json.loads(peaks_path.read_text(encoding="utf-8")))
     if completed.returncode != 0:
         tail = "\n".join(completed.stderr.strip().splitlines()[-12:])
         raise StageError(f"the card's Transformers snippet failed, so the card is not published:\n{tail}")
@@ -294,6 +300,7 @@ def card_facts(
             "versions": manifest.versions,
             "tools": ", ".join(f"{name} {value}" for name, value in manifest.versions.items() if value),
             "device": manifest.device or "(not recorded)",
+            "gpu_peaks": gpu_peaks(manifest),
             "ci_run_url": manifest.ci_run_url,
         },
         "license": release.license or base_license or "unknown",
@@ -301,6 +308,18 @@ def card_facts(
         "citation": _citation(release),
         "extra_sections": [section.model_dump() for section in release.card.extra_sections],
     }
+
+
+def gpu_peaks(manifest: Manifest) -> list[dict[str, str]]:
+    """One row per stage that used a GPU: the memory reserved on each device at its peak (none on a CPU)."""
+    return [
+        {
+            "stage": name,
+            "text": ", ".join(f"cuda:{index} {human_bytes(round(mib * 2**20))}" for index, mib in peaks.items()),
+        }
+        for name, peaks in ((name, result.peak_gpu_mb) for name, result in manifest.stages.items())
+        if peaks
+    ]
 
 
 def _variant_row(member: Manifest, this_repo: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from hubpub.hashing import HashCache
 from hubpub.manifest import StageResult
 from hubpub.placement import CPU, Placement
 from hubpub.spec import ReleaseSpec
-from hubpub.warm import WarmInterpreter
+from hubpub.warm import WarmInterpreter, WarmPool
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,16 @@ class StageContext:
     """This stage's own folder, empty at the start; its content is kept once the stage succeeds."""
     previous: Mapping[str, StageResult]
     hashes: HashCache
-    warm_interpreter: WarmInterpreter | None = None
-    """A fresh interpreter with torch imported, started early, for work that must run in a new process."""
+    interpreters: WarmPool | None = None
+    """Fresh interpreters with torch imported, started ahead, for the child process that loads a model."""
     vllm_python: Path | None = None
     """The Python interpreter of a separate environment that has vLLM, when one is configured."""
     placement: Placement = CPU
     """Where this stage's model goes (GPUs and budgets, or the CPU), decided by the resource plan."""
+
+    def interpreter(self) -> WarmInterpreter:
+        """A fresh interpreter for this stage's child process (one per child: each runs one module)."""
+        return self.interpreters.take() if self.interpreters is not None else WarmInterpreter()
 
     def output_of(self, stage: str, key: str) -> Path:
         return Path(self.previous[stage].outputs[key])

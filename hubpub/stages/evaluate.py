@@ -16,12 +16,14 @@ from hubpub.errors import GateError, StageError
 from hubpub.hashing import fingerprint
 from hubpub.quality import compare_results, recovery_failures
 from hubpub.sharedcache import write_atomic
+from hubpub.stages._child import run_child
 from hubpub.stages.context import StageContext, StageOutput
 
 logger = logging.getLogger(__name__)
 
 BOOTSTRAP_ITERS = 1000
-_KEPT = ("results", "higher_is_better", "versions", "n-samples", "n-shot", "config", "task_hashes", "date")
+CHILD_TIMEOUT_SECONDS = 24 * 3600
+_CHILD = "hubpub.stages._evaluate_child"
 
 
 def run(ctx: StageContext) -> StageOutput:
@@ -40,14 +42,17 @@ def run(ctx: StageContext) -> StageOutput:
     }
     base_key = fingerprint({"source": ctx.previous["resolve"].metrics["source_sha256"], **settings})
     base_cache = ctx.cache_dir / "base-evaluation" / f"{base_key}.json"
-    if base_cache.is_file():
+    base_cached = base_cache.is_file()
+    models = {"quantized": ctx.output_of("quantize", "checkpoint")}
+    if not base_cached:
+        models = {"base": ctx.output_of("resolve", "base_dir"), **models}
+    evaluated = _evaluate(models, ctx)
+    if base_cached:
         base = json.loads(base_cache.read_text(encoding="utf-8"))
-        base_cached = True
     else:
-        base = _evaluate(ctx.output_of("resolve", "base_dir"), ctx)
+        base = evaluated["base"]
         write_atomic(base_cache, json.dumps(base, indent=1, default=str))
-        base_cached = False
-    quantized = _evaluate(ctx.output_of("quantize", "checkpoint"), ctx)
+    quantized = evaluated["quantized"]
     (ctx.output_dir / "base-results.json").write_text(json.dumps(base, indent=1, default=str), encoding="utf-8")
     (ctx.output_dir / "quantized-results.json").write_text(
         json.dumps(quantized, indent=1, default=str), encoding="utf-8"
@@ -73,35 +78,30 @@ def run(ctx: StageContext) -> StageOutput:
     )
 
 
-def _evaluate(model_dir: Path, ctx: StageContext) -> dict[str, Any]:
-    import lm_eval
-    import torch
-    from lm_eval.tasks import TaskManager
-
+def _evaluate(models: dict[str, Path], ctx: StageContext) -> dict[str, dict[str, Any]]:
+    """lm-eval's kept results for each named model folder, from one child process."""
     evaluation = ctx.release.evaluation
     assert evaluation is not None
-    device, dtype = ("cuda", "auto") if torch.cuda.is_available() else ("cpu", "float32")
-    logger.info("evaluating %s on %s", model_dir.name, ", ".join(evaluation.tasks))
-    try:
-        results = lm_eval.simple_evaluate(
-            model="hf",
-            model_args={"pretrained": str(model_dir), "dtype": dtype},
-            device=device,
-            tasks=list(evaluation.tasks),
-            num_fewshot=evaluation.num_fewshot,
-            limit=evaluation.limit,
-            batch_size=evaluation.batch_size,
-            task_manager=TaskManager(include_path=[str(folder) for folder in evaluation.include_path] or None),
-            random_seed=evaluation.seed,
-            numpy_random_seed=evaluation.seed,
-            torch_random_seed=evaluation.seed,
-            fewshot_random_seed=evaluation.seed,
-            bootstrap_iters=BOOTSTRAP_ITERS,
-            log_samples=False,
-        )
-    except Exception as exc:
-        raise StageError(f"lm-eval failed on {model_dir}: {exc}") from exc
-    if results is None:
-        raise StageError(f"lm-eval returned no results for {model_dir}")
-    kept: dict[str, Any] = json.loads(json.dumps({key: results[key] for key in _KEPT if key in results}, default=str))
-    return kept
+    logger.info("evaluating %s on %s", ", ".join(path.name for path in models.values()), ", ".join(evaluation.tasks))
+    request = {
+        "models": {name: str(path) for name, path in models.items()},
+        "tasks": list(evaluation.tasks),
+        "num_fewshot": evaluation.num_fewshot,
+        "limit": evaluation.limit,
+        "batch_size": evaluation.batch_size,
+        "seed": evaluation.seed,
+        "include_path": [str(folder) for folder in evaluation.include_path],
+        "bootstrap_iters": BOOTSTRAP_ITERS,
+        "placement": ctx.placement.as_request(),
+    }
+    child = run_child(
+        _CHILD,
+        request,
+        ctx.output_dir,
+        "evaluate",
+        what="evaluating with lm-eval",
+        timeout=CHILD_TIMEOUT_SECONDS,
+        interpreter=ctx.interpreter(),
+    )
+    results: dict[str, dict[str, Any]] = child["results"]
+    return results

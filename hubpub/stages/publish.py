@@ -12,18 +12,18 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubpub.errors import PublishError, UnfinishedPublishError
+from hubpub.errors import PublishError, StageError, UnfinishedPublishError
 from hubpub.hashing import sha256_file
 from hubpub.hubclient import HubTarget, UploadPlan, client, commit_plan, ensure_tag, plan_upload
 from hubpub.manifest import MANIFEST_NAME, Manifest, ci_run_url
+from hubpub.placement import CPU, Placement
 from hubpub.quality import heldout_text
+from hubpub.stages._child import run_child
 from hubpub.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def run(
     dry_run: bool = False,
     force: bool = False,
     roundtrip: bool = True,
+    placement: Placement = CPU,
 ) -> PublishResult:
-    """Publish one staged release folder to `target`."""
+    """Publish one staged release folder to `target`; `placement` is where the round trip loads the model."""
     manifest = Manifest.read(staged)
     repo_id = manifest.repo_id
     api = client(target)
@@ -108,7 +109,7 @@ def run(
     previous = plan.head if result.status == "committed" else None
     if roundtrip:
         try:
-            result.roundtrip = _roundtrip(api, target, repo_id, result.commit, staged, manifest)
+            result.roundtrip = _roundtrip(api, target, repo_id, result.commit, staged, manifest, placement)
         except Exception as exc:
             problem = str(exc) if isinstance(exc, PublishError) else f"the round trip could not run: {exc}"
             raise _untagged(
@@ -181,7 +182,7 @@ def _guard(api: Any, target: HubTarget, repo_id: str, ours: Manifest) -> None:
 
 
 def _roundtrip(
-    api: Any, target: HubTarget, repo_id: str, commit: str, staged: Path, manifest: Manifest
+    api: Any, target: HubTarget, repo_id: str, commit: str, staged: Path, manifest: Manifest, placement: Placement
 ) -> dict[str, Any]:
     """Download the published commit into a fresh folder; it must match and load in transformers."""
     with tempfile.TemporaryDirectory(prefix="hubpub-roundtrip-") as scratch:
@@ -206,20 +207,19 @@ def _roundtrip(
             "max_new_tokens": 8,
             "heldout": str(heldout_text()),
             "window": 512,
+            "placement": placement.as_request(),
         }
-        request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request_path.write_text(json.dumps(request), encoding="utf-8")
-        completed = subprocess.run(
-            [sys.executable, "-m", "hubpub.stages._verify_child", str(request_path), str(result_path)],
-            capture_output=True,
-            text=True,
-            timeout=ROUNDTRIP_TIMEOUT_SECONDS,
-            check=False,
-        )
-        if completed.returncode != 0 or not result_path.is_file():
-            tail = "\n".join(target.scrub(completed.stderr).strip().splitlines()[-10:])
-            raise PublishError(f"the published {repo_id} did not load in transformers:\n{tail}")
-        loaded = json.loads(result_path.read_text(encoding="utf-8"))
+        try:
+            loaded = run_child(
+                "hubpub.stages._verify_child",
+                request,
+                Path(scratch),
+                "roundtrip",
+                what=f"loading the published {repo_id} in transformers",
+                timeout=ROUNDTRIP_TIMEOUT_SECONDS,
+            )
+        except StageError as exc:
+            raise PublishError(target.scrub(str(exc))) from None
     verified_perplexity = verified.metrics["perplexity"]["quantized"] if verified else None
     if verified_perplexity is not None and abs(loaded["perplexity"] / verified_perplexity - 1) > PERPLEXITY_TOLERANCE:
         raise PublishError(

@@ -10,10 +10,13 @@ from pathlib import Path
 
 from hubpub.errors import StageError
 from hubpub.sharedcache import exclusive
+from hubpub.stages._child import run_child
 from hubpub.stages.context import StageContext, StageOutput
 
 logger = logging.getLogger(__name__)
 
+CONVERT_TIMEOUT_SECONDS = 4 * 3600
+_CONVERT_CHILD = "hubpub.stages._convert_child"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*", "README.md"]
 
 
@@ -24,7 +27,7 @@ def run(ctx: StageContext) -> StageOutput:
     if source is not None and source.gguf_file is not None:
         gguf = source.path / source.gguf_file
         digest = ctx.hashes.sha256(gguf)
-        base_dir, converted = _converted_gguf(gguf, digest, ctx.cache_dir / "gguf" / digest)
+        base_dir, converted = _converted_gguf(gguf, digest, ctx.cache_dir / "gguf" / digest, ctx)
         return StageOutput(
             metrics={"kind": "gguf", "source_sha256": {source.gguf_file: digest}, "converted_now": converted},
             outputs={"base_dir": str(base_dir)},
@@ -60,7 +63,7 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
     return Path(folder), sha
 
 
-def _converted_gguf(gguf: Path, digest: str, target: Path) -> tuple[Path, bool]:
+def _converted_gguf(gguf: Path, digest: str, target: Path, ctx: StageContext) -> tuple[Path, bool]:
     """Convert a GGUF file to a plain safetensors checkpoint once; later calls reuse it by sha256."""
     marker = target / "hubpub-converted.json"
     if marker.is_file():
@@ -71,28 +74,23 @@ def _converted_gguf(gguf: Path, digest: str, target: Path) -> tuple[Path, bool]:
             return target, False
         for stale in target.parent.glob(f"{target.name}.*.partial"):
             shutil.rmtree(stale, ignore_errors=True)
-        _convert_gguf(gguf, digest, target, marker)
+        _convert_gguf(gguf, digest, target, marker, ctx)
     return target, True
 
 
-def _convert_gguf(gguf: Path, digest: str, target: Path, marker: Path) -> None:
+def _convert_gguf(gguf: Path, digest: str, target: Path, marker: Path, ctx: StageContext) -> None:
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     logger.info("converting %s to a safetensors checkpoint (once per file)", gguf.name)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-    except Exception as exc:
-        raise StageError(f"transformers could not load {gguf}: {exc}") from exc
-    # The weights are dequantized on load; without these the checkpoint would claim to still be GGUF.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    if not tokenizer.chat_template:
+    converted = run_child(
+        _CONVERT_CHILD,
+        {"gguf": str(gguf), "target": str(partial)},
+        ctx.output_dir,
+        "convert",
+        what=f"converting {gguf.name} with transformers",
+        timeout=CONVERT_TIMEOUT_SECONDS,
+        interpreter=ctx.interpreter(),
+    )
+    if not converted["chat_template"]:
         logger.warning("%s carries no chat template", gguf.name)
     (partial / marker.name).write_text(
         json.dumps({"gguf_file": gguf.name, "sha256": digest, "dtype": "bfloat16"}, indent=2), encoding="utf-8"

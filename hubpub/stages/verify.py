@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from hubpub.checkpoint import BASE_ARTIFACTS
-from hubpub.errors import GateError, StageError
+from hubpub.errors import GateError
 from hubpub.hashing import fingerprint, sha256_file
 from hubpub.quality import degeneracy, heldout_text
 from hubpub.sharedcache import write_atomic
+from hubpub.stages._child import run_child
 from hubpub.stages.context import StageContext, StageOutput
-from hubpub.warm import WarmInterpreter
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +53,17 @@ def run(ctx: StageContext) -> StageOutput:
         "max_new_tokens": release.verify.max_new_tokens,
         "heldout": str(text),
         "window": PERPLEXITY_WINDOW,
+        "placement": ctx.placement.as_request(),
     }
-    child = _run_child(ctx.output_dir, request, ctx.warm_interpreter)
+    child = run_child(
+        _CHILD,
+        request,
+        ctx.output_dir,
+        "verify",
+        what="loading and generating in transformers",
+        timeout=CHILD_TIMEOUT_SECONDS,
+        interpreter=ctx.interpreter(),
+    )
     base_perplexity = cached_base if cached_base is not None else child["base_perplexity"]
     if cached_base is None:
         write_atomic(base_cache, json.dumps({"perplexity": base_perplexity}))
@@ -93,25 +101,6 @@ def run(ctx: StageContext) -> StageOutput:
             f" {release.verify.max_perplexity_ratio}"
         )
     return StageOutput(metrics=metrics)
-
-
-def _run_child(folder: Path, request: dict[str, Any], warm: WarmInterpreter | None) -> dict[str, Any]:
-    request_path, result_path = folder / "verify-request.json", folder / "verify-result.json"
-    request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
-    interpreter = warm if warm is not None and not warm.used else WarmInterpreter()
-    try:
-        code = interpreter.run(_CHILD, [str(request_path), str(result_path)], timeout=CHILD_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        raise StageError(f"loading and generating took longer than {CHILD_TIMEOUT_SECONDS} s") from None
-    finally:
-        output = interpreter.output()
-        interpreter.close()
-    (folder / "verify-child.log").write_text(output, encoding="utf-8")
-    if code != 0 or not result_path.is_file():
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        raise StageError(f"the checkpoint failed to load or generate in transformers:\n{tail}")
-    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
-    return result
 
 
 def _compare_artifacts(base_dir: Path, checkpoint: Path) -> dict[str, list[str]]:

@@ -7,7 +7,8 @@ The request holds checkpoint, prompts, max_new_tokens, max_model_len, seed and g
 Before building the engine the child writes a partial result (`phase` "load", the versions and the platform),
 so even a hard crash leaves them behind. A Python exception while loading or generating is written as
 `error` (type, whole message, the vLLM layer it happened in, phase), its traceback goes to stderr, and the
-exit code is 1. On success the result is overwritten with the outputs and timings.
+exit code is 1. On success the result is overwritten with the outputs and timings. Every write carries the
+process's peak memory so far (`peak_rss_mb`, `peak_gpu_mb` per device), as every hubpub child reports it.
 """
 
 from __future__ import annotations
@@ -161,8 +162,22 @@ def _layer_in_traceback(trace: TracebackType | None) -> str | None:
     return None
 
 
+def _own_peaks() -> dict[str, Any]:
+    """`peak_rss_mb` and `peak_gpu_mb` of this process, as every hubpub child reports them (hubpub/peaks.py,
+    loaded by path: a standard-library-only file, not the hubpub package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_hubpub_peaks", Path(_HERE).parent / "peaks.py")
+    if spec is None or spec.loader is None:
+        return {}
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    peaks: dict[str, Any] = module.own_peaks()
+    return peaks
+
+
 def _write(result_path: str, result: dict[str, Any]) -> None:
-    Path(result_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    Path(result_path).write_text(json.dumps({**result, **_own_peaks()}, indent=2), encoding="utf-8")
 
 
 def _fail(result_path: str, facts: dict[str, Any], phase: str, error: BaseException) -> int:

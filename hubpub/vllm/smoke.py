@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hubpub.errors import UsageError
+from hubpub.measure import record_child_peaks
 from hubpub.quality import degeneracy
 from hubpub.vllm.environment import discover
 from hubpub.vllm.rules import VLLM_ERROR_PATTERNS
@@ -206,6 +207,9 @@ def run_smoke(
             stderr=subprocess.STDOUT,
             timeout_s=timeout_s,
         )
+    reported = _read_json(result_path)
+    if isinstance(reported, dict):
+        record_child_peaks(reported)
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
     kernels, schemes = _parse_log(log_text)
     tail = _tail(log_text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,21 @@ def test_manifest_records_the_release(released: tuple[Path, Path, api.Any], tiny
     assert manifest.stages["quantize"].metrics["checkpoint_bytes"] > 0
     assert manifest.ci_run_url is None
     assert not Path(manifest.release["source"]["path"]).is_absolute()
+
+
+def test_models_load_only_in_child_processes(released: tuple[Path, Path, api.Any]) -> None:
+    _, workdir, outcome = released
+    for stage in ("quantize", "verify"):
+        (folder,) = workdir.glob(f"releases/*/stages/{stage}-*")
+        child = json.loads((folder / f"{stage}-result.json").read_text(encoding="utf-8"))
+        assert child["pid"] != os.getpid()
+        assert (folder / f"{stage}-child.log").is_file()
+        # The stage's peak is at least the child's: the parent only runs it.
+        assert outcome.stages[stage].peak_rss_mb >= round(child["peak_rss_mb"], 1)
+        assert outcome.stages[stage].peak_gpu_mb is None  # no CUDA here
+    (card_dir,) = workdir.glob("releases/*/stages/card-*")
+    snippet = json.loads((card_dir / "card_snippet.peaks.json").read_text(encoding="utf-8"))
+    assert outcome.stages["card"].peak_rss_mb >= round(snippet["peak_rss_mb"], 1)
 
 
 def test_rerun_redoes_no_stage(released: tuple[Path, Path, api.Any]) -> None:

@@ -34,8 +34,16 @@ def test_killed_during_quantize_then_rerun_gives_the_same_staged_result(tiny_lla
     assert not (quantize_dir / "result.json").exists()
     assert not (workdir / "releases" / "test__tiny-w4a16" / "staged").exists()
 
-    resumed = subprocess.run(_release_command(spec, workdir), capture_output=True, text=True, check=False)
-    assert resumed.returncode == 0, resumed.stderr
+    # -X importtime lists this process's imports on stderr (not its children's): the models stay in children.
+    resumed = subprocess.run(
+        [sys.executable, "-X", "importtime", *_release_command(spec, workdir)[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    imported = {line.split("|")[-1].strip() for line in resumed.stderr.splitlines() if line.startswith("import time:")}
+    assert "llmcompressor" not in imported and "lm_eval" not in imported
     (outcome,) = api.release([spec], workdir=workdir, push=False)
     assert outcome.stages["quantize"].status == "cached"
 

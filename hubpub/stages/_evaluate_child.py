@@ -1,0 +1,80 @@
+"""Runs in a child interpreter: lm-evaluation-harness on each model folder of the request.
+
+Usage: python -m hubpub.stages._evaluate_child REQUEST.json RESULT.json (see hubpub.stages._child)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from hubpub.errors import StageError
+from hubpub.placement import Placement
+from hubpub.stages._child import serve
+
+logger = logging.getLogger(__name__)
+
+KEPT = ("results", "higher_is_better", "versions", "n-samples", "n-shot", "config", "task_hashes", "date")
+
+
+def hf_model_args(placement: Placement, model_dir: str, *, device_count: int) -> tuple[dict[str, Any], str]:
+    """lm-eval's `hf` model arguments and device for `placement`, given the GPUs this process sees."""
+    if not placement.on_gpu or device_count == 0:
+        # On a CPU, float32 kernels are several times faster than bfloat16 ones, and more precise.
+        return {"pretrained": model_dir, "dtype": "float32"}, "cpu"
+    devices = sorted(placement.gpu_budgets)
+    if len(devices) == 1 and not placement.cpu_offload_bytes:
+        return {"pretrained": model_dir, "dtype": "auto"}, f"cuda:{devices[0]}"
+    if devices != list(range(device_count)):
+        # lm-eval gives every visible GPU the same budget; the plan's other GPUs would be used too.
+        logger.warning("the placement names GPUs %s of %d visible; lm-eval spreads over all", devices, device_count)
+    args: dict[str, Any] = {
+        "pretrained": model_dir,
+        "dtype": "auto",
+        "parallelize": True,
+        # One budget for every GPU: the smallest planned keeps each within its plan.
+        "max_memory_per_gpu": min(placement.gpu_budgets.values()),
+    }
+    if placement.cpu_offload_bytes:
+        args["max_cpu_memory"] = placement.cpu_offload_bytes
+    return args, "cuda"
+
+
+def main(request: dict[str, Any]) -> dict[str, Any]:
+    import lm_eval
+    import torch
+    from lm_eval.tasks import TaskManager
+
+    placement = Placement.from_request(request.get("placement"))
+    device_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    results: dict[str, Any] = {}
+    for name, model_dir in request["models"].items():
+        model_args, device = hf_model_args(placement, model_dir, device_count=device_count)
+        try:
+            evaluated = lm_eval.simple_evaluate(
+                model="hf",
+                model_args=model_args,
+                device=device,
+                tasks=request["tasks"],
+                num_fewshot=request["num_fewshot"],
+                limit=request["limit"],
+                batch_size=request["batch_size"],
+                task_manager=TaskManager(include_path=request["include_path"] or None),
+                random_seed=request["seed"],
+                numpy_random_seed=request["seed"],
+                torch_random_seed=request["seed"],
+                fewshot_random_seed=request["seed"],
+                bootstrap_iters=request["bootstrap_iters"],
+                log_samples=False,
+            )
+        except Exception as exc:
+            raise StageError(f"lm-eval failed on {model_dir}: {exc}") from exc
+        if evaluated is None:
+            raise StageError(f"lm-eval returned no results for {model_dir}")
+        results[name] = json.loads(json.dumps({key: evaluated[key] for key in KEPT if key in evaluated}, default=str))
+    return {"results": results}
+
+
+if __name__ == "__main__":
+    serve(main)
