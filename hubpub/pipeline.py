@@ -35,7 +35,7 @@ from hubpub.version import __version__
 from hubpub.vllm import VLLM_VERSION
 from hubpub.vllm.cpu_rules import VLLM_CPU_VERSION
 from hubpub.vllm.environment import environment_fingerprint
-from hubpub.warm import WarmPool
+from hubpub.warm import start_fork_server
 
 logger = logging.getLogger(__name__)
 
@@ -143,15 +143,10 @@ class ReleaseRun:
         return _manifest(self.spec_path, self.release, self.versions, self.results, self.resources)
 
     def prepare(self) -> None:
-        stages = STAGE_ORDER[: STAGE_ORDER.index("card")]
-        interpreters = WarmPool(stages, _child_preloads(self.release))
-        try:
-            for stage in stages:
-                self._step(stage, functools.partial(self._prepare_stage, stage, interpreters))
-        finally:
-            interpreters.close()
+        for stage in STAGE_ORDER[: STAGE_ORDER.index("card")]:
+            self._step(stage, functools.partial(self._prepare_stage, stage))
 
-    def _prepare_stage(self, stage: str, interpreters: WarmPool) -> StageResult:
+    def _prepare_stage(self, stage: str) -> StageResult:
         if stage == "evaluate" and self.release.evaluation is None:
             return StageResult(stage=stage, status="skipped", fingerprint="", reason="the spec asks for no evaluation")
         if stage == "vllm" and self.release.verify.vllm == "off":
@@ -166,7 +161,6 @@ class ReleaseRun:
             self.versions,
             self.results,
             self.force,
-            interpreters,
             self.vllm_python,
             self.resources.placement(stage) if self.resources else CPU,
         )
@@ -387,16 +381,6 @@ def _publish(
     return result, outcome
 
 
-def _child_preloads(release: ReleaseSpec) -> dict[str, tuple[str, ...]]:
-    """The stages of `release` that may load a model in a child process, with the modules to preload for each."""
-    preloads: dict[str, tuple[str, ...]] = {"quantize": ("llmcompressor",), "verify": ()}
-    if release.source is not None and release.source.gguf_file is not None:
-        preloads["resolve"] = ()
-    if release.evaluation is not None:
-        preloads["evaluate"] = ("lm_eval",)
-    return preloads
-
-
 def _inputs(
     stage: str,
     release: ReleaseSpec,
@@ -481,7 +465,6 @@ def _run_cached(
     versions: dict[str, str | None],
     done: dict[str, StageResult],
     force: frozenset[str],
-    interpreters: WarmPool,
     vllm_python: Path | None,
     placement: Placement = CPU,
 ) -> StageResult:
@@ -498,7 +481,9 @@ def _run_cached(
         return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    interpreters.begin(stage)
+    # Started at the first stage with real work (not on a re-run that reuses everything), so its imports
+    # overlap that work; the stages that load a model fork their children from it.
+    start_fork_server()
     ctx = StageContext(
         release=release,
         spec_path=spec_path,
@@ -506,7 +491,6 @@ def _run_cached(
         output_dir=folder,
         previous=dict(done),
         hashes=hashes,
-        interpreters=interpreters,
         vllm_python=vllm_python,
         placement=placement,
     )

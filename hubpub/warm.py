@@ -1,134 +1,203 @@
-"""A fresh Python interpreter started ahead of time, with torch and transformers already imported.
+"""Child processes for the stages that load a model, forked from one interpreter that imported the heavy tools.
 
-Every stage that loads a model does so in a child process, so the hubpub process never holds one
-(verification must also load the checkpoint fresh, as a user would). Starting that process while
-earlier stages still run hides its import time (several seconds) behind their work. The process has
-loaded no model; it runs one module as `__main__` when asked, then exits.
+Every stage that loads a model does so in a child process, so the hubpub process never holds one and
+each child's memory returns to the system when it ends. Importing torch, transformers and
+llmcompressor takes several seconds; paying that in every child would cost more than the stage's
+own work on a small model. So one *fork server* per hubpub process imports them once, computes
+nothing, and forks a child per request: each child starts with the libraries imported and no model
+loaded, like a fresh interpreter that has run its imports. The server is started ahead of need
+(`start_fork_server`), so its imports overlap the first stages, and it serves every release of the
+process (a family's variants share it).
 
-Child side: `python -m hubpub.warm PARENT_PID [MODULE_TO_PRELOAD...]` reads one JSON line
-`{"module": ..., "args": [...]}` from stdin.
+Server side: `python -m hubpub.warm PARENT_PID [MODULE...]` reads JSON lines
+`{"module", "args", "log", "env", "cwd"}` from stdin; for each it forks, answers `{"pid": N}`, runs the
+module as `__main__` in the child with stdout and stderr in `log`, and answers `{"code": N}` when the
+child ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
+
+PRELOAD = ("torch", "transformers", "llmcompressor", "lm_eval")
+# Set per call by test runners; it is no reason to start another server.
+_VOLATILE_ENVIRONMENT = ("PYTEST_CURRENT_TEST",)
 
 
-class WarmInterpreter:
-    def __init__(self, preload: Sequence[str] = ()) -> None:
-        """Start the interpreter; `preload` names heavy modules the coming child will import (llmcompressor)."""
-        self._output = tempfile.TemporaryFile()  # noqa: SIM115 (kept open until close())
+class ForkServer:
+    def __init__(self, preload: Sequence[str] | None = None) -> None:
+        preload = PRELOAD if preload is None else preload
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the server's own output, kept until close())
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hubpub.warm", str(os.getpid()), *preload],
             stdin=subprocess.PIPE,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
         )
-        self.used = False
+        self.environment = _environment_key()
+        self._lock = threading.Lock()
 
-    def run(self, module: str, args: list[str], timeout: float) -> int:
-        """Run `python -m module args...` in the waiting interpreter; returns its exit code."""
-        if self.used:
-            raise RuntimeError("a warm interpreter runs one module only")
-        self.used = True
-        assert self._process.stdin is not None
-        try:
-            self._process.stdin.write(json.dumps({"module": module, "args": args}).encode() + b"\n")
-            self._process.stdin.close()
-        except BrokenPipeError:
-            pass
-        try:
-            return self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.close()
-            raise
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def run(self, module: str, args: list[str], log: Path, timeout: float) -> int:
+        """Run `python -m module args...` in a forked child writing to `log`; returns its exit code."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        request = {"module": module, "args": args, "log": str(log), "env": dict(os.environ), "cwd": os.getcwd()}
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            try:
+                self._process.stdin.write(json.dumps(request).encode() + b"\n")
+                self._process.stdin.flush()
+            except BrokenPipeError:
+                raise RuntimeError(f"hubpub's fork server has ended:\n{self.output()}") from None
+            pid = self._reply(self._process.stdout, deadline, "pid")
+            try:
+                return int(self._reply(self._process.stdout, deadline, "code"))
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                self._reply(self._process.stdout, time.monotonic() + 60, "code")
+                raise
+
+    def _reply(self, stream: IO[bytes], deadline: float, key: str) -> Any:
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([stream], [], [], max(remaining, 0))
+        if not ready:
+            raise subprocess.TimeoutExpired("hubpub.warm", remaining)
+        line = stream.readline()
+        if not line:
+            raise RuntimeError(f"hubpub's fork server has ended:\n{self.output()}")
+        return json.loads(line)[key]
 
     def output(self) -> str:
-        self._output.seek(0)
-        return self._output.read().decode("utf-8", errors="replace")
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", errors="replace")
 
     def close(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        self._log.close()
+
+
+_server: ForkServer | None = None
+_server_lock = threading.Lock()
+
+
+def start_fork_server() -> ForkServer:
+    """This process's fork server, started when missing, ended, or started under another environment."""
+    global _server
+    with _server_lock:
+        if _server is not None and (not _server.alive or _server.environment != _environment_key()):
+            _server.close()
+            _server = None
+        if _server is None:
+            _server = ForkServer()
+            atexit.register(_server.close)
+        return _server
+
+
+class WarmInterpreter:
+    """One child process of the fork server: it runs one module, and its output is kept until `close`."""
+
+    def __init__(self) -> None:
+        self._output = tempfile.NamedTemporaryFile(prefix="hubpub-child-", suffix=".log", delete=False)  # noqa: SIM115
         self._output.close()
+        self.used = False
 
+    def run(self, module: str, args: list[str], timeout: float) -> int:
+        if self.used:
+            raise RuntimeError("a warm interpreter runs one module only")
+        self.used = True
+        return start_fork_server().run(module, args, Path(self._output.name), timeout)
 
-class WarmPool:
-    """Hands each stage that loads a model a fresh warm interpreter, and starts the next one meanwhile.
-
-    `order` lists the stages in the order they run; `preloads` maps those that may start a child to the
-    modules to preload for it. At most one interpreter waits unused at any time; `close` ends it.
-    """
-
-    def __init__(self, order: Sequence[str], preloads: Mapping[str, Sequence[str]]) -> None:
-        self._order = list(order)
-        self._preloads = dict(preloads)
-        self._spare: WarmInterpreter | None = None
-        self._stage = self._order[0]
-
-    def begin(self, stage: str) -> None:
-        """`stage` runs now: have an interpreter ready for the first stage, from this one on, that may need one."""
-        self._stage = stage
-        upcoming = self._next(stage, inclusive=True)
-        if self._spare is None and upcoming is not None:
-            self._spare = WarmInterpreter(self._preloads[upcoming])
-
-    def take(self) -> WarmInterpreter:
-        """The waiting interpreter (or a new one); the next stage's starts now, behind this stage's work."""
-        interpreter = self._spare or WarmInterpreter(self._preloads.get(self._stage, ()))
-        self._spare = None
-        upcoming = self._next(self._stage, inclusive=False)
-        if upcoming is not None:
-            self._spare = WarmInterpreter(self._preloads[upcoming])
-        return interpreter
+    def output(self) -> str:
+        return Path(self._output.name).read_text(encoding="utf-8", errors="replace")
 
     def close(self) -> None:
-        if self._spare is not None:
-            self._spare.close()
-            self._spare = None
+        Path(self._output.name).unlink(missing_ok=True)
 
-    def _next(self, stage: str, *, inclusive: bool) -> str | None:
-        start = self._order.index(stage) + (0 if inclusive else 1)
-        return next((name for name in self._order[start:] if name in self._preloads), None)
+
+def _environment_key() -> str:
+    return json.dumps({key: value for key, value in os.environ.items() if key not in _VOLATILE_ENVIRONMENT})
 
 
 def _end_with_parent(parent: int) -> None:
     """A child left behind by a killed hubpub would keep writing into a stage folder that a re-run clears."""
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:
-        sys.exit(1)
+        os._exit(1)
+
+
+def _child(request: dict[str, Any], server: int) -> None:
+    """In the forked child: become the requested module's `__main__`, then exit without returning."""
+    import runpy
+    import traceback
+
+    code = 1
+    try:
+        _end_with_parent(server)
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nothing, 0)
+        os.close(nothing)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        sys.argv = [request["module"], *request["args"]]
+        try:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _serve(parent: int, preload: Sequence[str]) -> None:
     import importlib
-    import runpy
 
     _end_with_parent(parent)
-
-    import torch  # noqa: F401
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
-
+    replies = os.fdopen(os.dup(1), "w")
+    # Nothing but the protocol may reach the pipe: the libraries' own output goes to the server's log.
+    os.dup2(2, 1)
     for module in preload:
         importlib.import_module(module)
-
-    line = sys.stdin.readline()
-    if not line:
-        return
-    request = json.loads(line)
-    sys.argv = [str(Path(request["module"])), *request["args"]]
-    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            replies.close()
+            _child(request, os.getppid())
+        replies.write(json.dumps({"pid": pid}) + "\n")
+        replies.flush()
+        _, status = os.waitpid(pid, 0)
+        replies.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n")
+        replies.flush()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from hubpub.hashing import HashCache
 from hubpub.manifest import StageResult
 from hubpub.placement import CPU, Placement
 from hubpub.spec import ReleaseSpec
-from hubpub.warm import WarmInterpreter, WarmPool
+from hubpub.warm import WarmInterpreter
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,14 @@ class StageContext:
     """This stage's own folder, empty at the start; its content is kept once the stage succeeds."""
     previous: Mapping[str, StageResult]
     hashes: HashCache
-    interpreters: WarmPool | None = None
-    """Fresh interpreters with torch imported, started ahead, for the child process that loads a model."""
     vllm_python: Path | None = None
     """The Python interpreter of a separate environment that has vLLM, when one is configured."""
     placement: Placement = CPU
     """Where this stage's model goes (GPUs and budgets, or the CPU), decided by the resource plan."""
 
     def interpreter(self) -> WarmInterpreter:
-        """A fresh interpreter for this stage's child process (one per child: each runs one module)."""
-        return self.interpreters.take() if self.interpreters is not None else WarmInterpreter()
+        """A fresh child process for this stage's model (one per child: each runs one module)."""
+        return WarmInterpreter()
 
     def output_of(self, stage: str, key: str) -> Path:
         return Path(self.previous[stage].outputs[key])

@@ -6,10 +6,13 @@ No GPU here: every GPU below is a test double (a Placement naming CUDA devices, 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -128,49 +131,68 @@ def test_child_errors_keep_their_class_and_exit_code(tmp_path: Path, monkeypatch
     assert _child._error_class("os") is StageError
 
 
-class _FakeInterpreter:
-    """Test double of WarmInterpreter: records its preloads, starts no process."""
-
-    started: ClassVar[list[tuple[str, ...]]] = []
-
-    def __init__(self, preload: tuple[str, ...] = ()) -> None:
-        self.preload = tuple(preload)
-        self.closed = False
-        _FakeInterpreter.started.append(self.preload)
-
-    def close(self) -> None:
-        self.closed = True
+def _children_module(tmp_path: Path, body: str) -> str:
+    package = tmp_path / "forkprobe"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "probe.py").write_text(body, encoding="utf-8")
+    return "forkprobe.probe"
 
 
-def test_warm_pool_starts_the_next_child_while_the_current_one_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(warm, "WarmInterpreter", _FakeInterpreter)
-    _FakeInterpreter.started = []
-    order = ("resolve", "preflight", "quantize", "verify", "vllm", "evaluate")
-    pool = warm.WarmPool(order, {"quantize": ("llmcompressor",), "verify": (), "evaluate": ("lm_eval",)})
-    pool.begin("resolve")  # no child of its own: the quantize child's interpreter starts behind it
-    assert _FakeInterpreter.started == [("llmcompressor",)]
-    pool.begin("preflight")
-    pool.begin("quantize")
-    quantizer = pool.take()
-    assert quantizer.preload == ("llmcompressor",)  # type: ignore[attr-defined]
-    assert _FakeInterpreter.started == [("llmcompressor",), ()]  # verify's, started while quantize runs
-    pool.begin("verify")
-    pool.take()
-    pool.begin("vllm")
-    pool.begin("evaluate")
-    pool.take()
-    assert _FakeInterpreter.started == [("llmcompressor",), (), ("lm_eval",)]
-    pool.close()
+@pytest.fixture
+def light_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """A fork server that preloads nothing (the real one imports torch and llmcompressor: seconds)."""
+    monkeypatch.setattr(warm, "PRELOAD", ())
+    monkeypatch.setattr(warm, "_server", None)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    yield
+    if warm._server is not None:
+        warm._server.close()
 
 
-def test_warm_pool_leaves_nothing_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(warm, "WarmInterpreter", _FakeInterpreter)
-    _FakeInterpreter.started = []
-    pool = warm.WarmPool(("resolve", "quantize", "verify"), {"quantize": (), "verify": ()})
-    pool.begin("resolve")
-    (spare,) = [item for item in [pool._spare] if item is not None]
-    pool.close()
-    assert spare.closed  # type: ignore[attr-defined]
-    pool.begin("verify")
-    pool.take()
-    assert pool._spare is None  # nothing after verify needs one
+def test_each_child_is_a_fork_of_one_server_with_the_callers_environment(
+    light_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _children_module(
+        tmp_path,
+        "import os, sys\nprint(os.getpid(), os.getppid(), os.environ.get('PROBE'), os.getcwd(), sys.argv[1:])\n"
+        "sys.exit(int(sys.argv[1]))\n",
+    )
+    monkeypatch.chdir(tmp_path)
+    first, second = warm.WarmInterpreter(), warm.WarmInterpreter()
+    assert first.run(module, ["0", "a"], timeout=60) == 0
+    assert second.run(module, ["3"], timeout=60) == 3
+    first_pid, first_parent, probe, cwd, argv = first.output().split(maxsplit=4)
+    second_pid, second_parent = second.output().split()[:2]
+    assert first_parent == second_parent != str(os.getpid())  # one server, forked twice
+    assert first_pid != second_pid
+    assert (probe, cwd, argv.strip()) == ("None", str(tmp_path), "['0', 'a']")
+    monkeypatch.setenv("PROBE", "changed")
+    third = warm.WarmInterpreter()
+    assert third.run(module, ["0"], timeout=60) == 0
+    assert third.output().split()[2] == "changed"
+    assert third.output().split()[1] != first_parent  # another environment: a new server
+    for interpreter in (first, second, third):
+        interpreter.close()
+
+
+def test_a_child_past_its_time_is_killed_and_the_server_serves_on(light_server: None, tmp_path: Path) -> None:
+    module = _children_module(
+        tmp_path, "import sys, time\nprint('started', flush=True)\ntime.sleep(float(sys.argv[1]))\n"
+    )
+    slow = warm.WarmInterpreter()
+    with pytest.raises(subprocess.TimeoutExpired):
+        slow.run(module, ["60"], timeout=2)
+    assert slow.output().strip() == "started"
+    quick = warm.WarmInterpreter()
+    assert quick.run(module, ["0"], timeout=30) == 0
+    slow.close()
+    quick.close()
+
+
+def test_a_crashing_child_reports_its_traceback(light_server: None, tmp_path: Path) -> None:
+    module = _children_module(tmp_path, "raise ValueError('broken on purpose')\n")
+    child = warm.WarmInterpreter()
+    assert child.run(module, [], timeout=30) == 1
+    assert "ValueError: broken on purpose" in child.output()
+    child.close()
