@@ -3,10 +3,11 @@
 Two models on this CPU: the demo family (SmolLM2-135M-Instruct from its GGUF, both variants, evaluation
 included) and a randomly initialised model of SmolLM2-1.7B-Instruct's shape (W4A16 RTN, no evaluation).
 Each is released from an empty work folder and published to an embedded Hub in a temporary folder, as a
-user runs it: `hubpub release SPEC --hub local --hub-dir H --workdir W`. While it runs, the summed RSS of
-hubpub's whole process tree (the CLI, its warm interpreters, every child, the vLLM process) is sampled
-every 50 ms and charged to the stage that is running, told apart by the stage markers hubpub prints
-under GitHub Actions. The plan is `hubpub plan SPEC --json`, computed before the run.
+user runs it: `hubpub release SPEC --hub local --hub-dir H --workdir W`. While it runs, the memory of
+hubpub's whole process tree (the CLI, its fork server, every child, the vLLM process; PSS, so pages the
+fork server's children share with it count once) is sampled every 50 ms and charged to the stage that
+is running, told apart by the stage markers hubpub prints under GitHub Actions. The plan is
+`hubpub plan SPEC --json`, computed before the run.
 
     python bench/resource_plan.py [--only demo|1.7b] [--json FILE]
 """
@@ -36,27 +37,34 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 STAGE_MARK = re.compile(r"^::group::(?P<variant>[^:]+): (?P<stage>\w+)$")
 
 
-def tree_rss_bytes(root: int) -> int:
+def tree_memory_bytes(root: int) -> int:
+    """The proportional set size (PSS) of `root` and all its descendants: pages shared between them (the
+    fork server's imports, which its children share) are counted once, split between the sharers."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-            statm = (entry / "statm").read_text()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
-        pid = int(entry.name)
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(pid)
-        rss[pid] = int(statm.split()[1]) * PAGE
+        children.setdefault(parent, []).append(int(entry.name))
     total, pending = 0, [root]
     while pending:
         pid = pending.pop()
-        total += rss.get(pid, 0)
+        total += _pss_bytes(pid)
         pending.extend(children.get(pid, []))
     return total
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def measure_release(spec: Path, workdir: Path, hub_dir: Path) -> dict[str, dict[str, float]]:
@@ -82,8 +90,9 @@ def measure_release(spec: Path, workdir: Path, hub_dir: Path) -> dict[str, dict[
             mark = STAGE_MARK.match(line.strip())
             if mark:
                 key = f"{mark['variant']}:{mark['stage']}"
-                current[0] = key
                 peaks.setdefault(key, {"peak_mb": 0.0, "started": time.perf_counter(), "seconds": 0.0})
+                peaks[key]["peak_mb"] = tree_memory_bytes(process.pid) / 2**20
+                current[0] = key
             elif line.startswith("::endgroup::") and current[0] is not None:
                 entry = peaks[current[0]]
                 entry["seconds"] = time.perf_counter() - entry["started"]
@@ -95,7 +104,7 @@ def measure_release(spec: Path, workdir: Path, hub_dir: Path) -> dict[str, dict[
         stage = current[0]
         if stage is not None:
             entry = peaks[stage]
-            entry["peak_mb"] = max(entry["peak_mb"], tree_rss_bytes(process.pid) / 2**20)
+            entry["peak_mb"] = max(entry["peak_mb"], tree_memory_bytes(process.pid) / 2**20)
         time.sleep(0.05)
     reader.join()
     if process.returncode != 0:
@@ -174,8 +183,9 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "## Resource plan against measurement (bench/resource_plan.py)",
         "",
-        "Host RAM: the plan's estimate per stage and the measured peak of hubpub's whole process tree during"
-        " that stage (a fresh `hubpub release`, published to a local Hub with its round trip).",
+        "Host RAM: the plan's estimate per stage and the measured peak of hubpub's whole process tree (PSS summed"
+        " over the CLI, the fork server and every child) during that stage, in a fresh `hubpub release` published to"
+        " a local Hub with its round trip.",
         "",
         "| model | variant | stage | planned | measured | planned ÷ measured | seconds |",
         "|---|---|---|---|---|---|---|",
