@@ -110,9 +110,11 @@ def plan(paths: list[Path], variant: str | None = None, *, workdir: Path = DEFAU
     for spec_file in load_specs(paths):
         for release in spec_file.select(variant):
             key = (release.base_model, release.base_revision, release.source)
-            if key not in shapes:
+            first_of_base = key not in shapes
+            if first_of_base:
                 shapes[key] = base_shape(release)
-            resources = release_resources(release, runner_machine(release, workdir), shapes[key])
+            machine = runner_machine(release, workdir)
+            resources = release_resources(release, machine, shapes[key], first_of_base=first_of_base)
             plans.append(_plan_release(spec_file.path, release, resources))
     return plans
 

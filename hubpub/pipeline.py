@@ -260,11 +260,12 @@ def check_resources(items: list[tuple[Path, ReleaseSpec]], workdir: Path) -> dic
     for _, release in items:
         runner = release.runner
         key = (release.base_model, release.base_revision, release.source)
-        if key not in shapes:
+        first_of_base = key not in shapes
+        if first_of_base:
             shapes[key] = base_shape(release)
         # The declared runner first: a runner too small is the spec's problem on any machine.
         if runner is not None:
-            _refuse(release_resources(release, declared_machine(runner), shapes[key]))
+            _refuse(release_resources(release, declared_machine(runner), shapes[key], first_of_base=first_of_base))
             if runner.gpus:
                 usable, found = cuda_usable()
                 if not usable:
@@ -272,7 +273,7 @@ def check_resources(items: list[tuple[Path, ReleaseSpec]], workdir: Path) -> dic
         if detected is None:
             detected = detect_machine(workdir, cpu_offload=bool(runner and runner.cpu_offload))
             detected = replace(detected, disk_bytes=_with_workdir_files(detected.disk_bytes, workdir))
-        plan = _refuse(release_resources(release, detected, shapes[key]))
+        plan = _refuse(release_resources(release, detected, shapes[key], first_of_base=first_of_base))
         plans[release.repo_id] = plan
         if not plan.estimable:
             logger.warning("%s: resources not checked: %s", release.variant, plan.reason)

@@ -80,8 +80,13 @@ def base_shape(release: ReleaseSpec) -> ModelShape | str:
         return str(exc)
 
 
-def release_resources(release: ReleaseSpec, machine: Machine, shape: ModelShape | str) -> ResourcePlan:
-    """The resource plan of `release` on `machine`; unestimable, with the reason, when `shape` is one."""
+def release_resources(
+    release: ReleaseSpec, machine: Machine, shape: ModelShape | str, *, first_of_base: bool = True
+) -> ResourcePlan:
+    """The resource plan of `release` on `machine`; unestimable, with the reason, when `shape` is one.
+
+    `first_of_base` is false for a variant whose base an earlier variant of the same run released.
+    """
     if isinstance(shape, str):
         return unestimable(release, machine, shape)
-    return plan_resources(release, shape, machine)
+    return plan_resources(release, shape, machine, first_of_base=first_of_base)

@@ -18,21 +18,35 @@ from hubpub.spec import ReleaseSpec
 
 MB = 10**6
 
-HUBPUB_RSS = 90 * MB
-"""The hubpub process itself: pydantic, rich, huggingface_hub and the spec."""
+HUBPUB_RSS = 45 * MB
+"""The hubpub process (pydantic, rich, huggingface_hub, the spec), as its share of memory (PSS): it never loads a
+model (measured: 36-40 MiB)."""
+FORK_SERVER_RSS = 500 * MB
+"""The fork server with torch, transformers, llmcompressor and lm_eval imported; the children it forks share
+these pages (measured with the CLI: 500-545 MiB)."""
 TORCH_RSS = 490 * MB
-"""An interpreter with torch and transformers imported and a model class built (measured: 465 MiB)."""
-LLMCOMPRESSOR_RSS = 300 * MB
-"""llmcompressor's import on top of torch (it pulls in accelerate, datasets and compressed-tensors)."""
-LM_EVAL_RSS = 250 * MB
-"""lm-eval with its task registry and datasets, on top of torch."""
-VLLM_RSS = 1500 * MB
-"""A vLLM engine process before weights and KV cache: its own torch, the compiled ops, the tokenizer."""
+"""A fresh interpreter with torch and transformers imported, as the card's snippet runs (measured: 465 MiB)."""
+QUANTIZE_WORK = 260 * MB
+"""llm-compressor's own working memory besides the model and the compressed copy of its weights."""
+QUANTIZE_WORK_SHARE = 0.13
+"""...plus this share of the base: transient float copies of the layers being compressed (measured on the demo
+model and the SmolLM2-1.7B shape: 290 and 684 MiB of working memory)."""
+LM_EVAL_WORK = 490 * MB
+"""lm-eval's task data, requests and batches of logits beside the models (measured on the demo tasks, batch 8)."""
+VLLM_RSS = 900 * MB
+"""A vLLM engine process before weights and KV cache: its own torch, vLLM's ops, the tokenizer (eager, in-process,
+as hubpub's check runs it)."""
+VLLM_COMPILED_RSS = 2070 * MB
+"""The same for the card's vLLM snippet, vLLM's default engine: a separate engine process and the compiled model
+(measured on the CPU build: 2 GB more than the eager check)."""
 VLLM_CPU_KV_BYTES = 2**30
 """hubpub runs vLLM's CPU build with VLLM_CPU_KVCACHE_SPACE=1 (GiB)."""
-GGUF_WORKING_COPIES = 1.0
-"""Beside the bfloat16 model, transformers holds the dequantized GGUF tensors: about one more copy at the peak
-(measured: 1051 MiB for SmolLM2-135M's 269 MB base, interpreter included)."""
+GGUF_WORKING_COPIES = 1.7
+"""Beside the bfloat16 model, transformers holds the GGUF's dequantized tensors and the file's pages at the peak
+(measured: 1248 MiB for SmolLM2-135M's 269 MB base, the CLI and the fork server included)."""
+HEAP_RETURN_BYTES = 32 * 2**20
+"""glibc's largest mmap threshold: float tensors at least this big are given back to the system when freed, so
+a model loaded after another reuses its memory; smaller ones stay in the heap and the second load adds to it."""
 CUDA_CONTEXT_BYTES = 600 * MB
 """The CUDA context and kernels each process holds on every GPU it uses."""
 GPU_HEADROOM = 0.10
@@ -60,6 +74,8 @@ class StagePlan:
     placement: Placement = CPU
     note: str = ""
     refusal: str | None = None
+    ram_parts: dict[str, int] = field(default_factory=dict)
+    """For a stage whose steps run one after the other, each step's host RAM (`ram_bytes` is the largest)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +86,7 @@ class StagePlan:
             "placement": self.placement.as_request(),
             "note": self.note,
             "refusal": self.refusal,
+            "ram_parts": self.ram_parts,
         }
 
 
@@ -115,8 +132,14 @@ class ResourcePlan:
         }
 
 
-def plan_resources(release: ReleaseSpec, shape: ModelShape, machine: Machine) -> ResourcePlan:
-    """Every stage's needs for `release` of a model of `shape`, placed on `machine` (or refused there)."""
+def plan_resources(
+    release: ReleaseSpec, shape: ModelShape, machine: Machine, *, first_of_base: bool = True
+) -> ResourcePlan:
+    """Every stage's needs for `release` of a model of `shape`, placed on `machine` (or refused there).
+
+    `first_of_base`: the first variant of its base in the run, which measures the base's perplexity and starts
+    the fork server; the later ones reuse both.
+    """
     size = checkpoint_size(
         shape,
         release.scheme_info,
@@ -124,7 +147,7 @@ def plan_resources(release: ReleaseSpec, shape: ModelShape, machine: Machine) ->
         targets=release.targets,
         ignore=release.ignore,
     )
-    estimator = _Estimator(release, shape, size, machine)
+    estimator = _Estimator(release, shape, size, machine, first_of_base)
     return ResourcePlan(
         variant=release.variant,
         repo_id=release.repo_id,
@@ -143,8 +166,13 @@ def unestimable(release: ReleaseSpec, machine: Machine, reason: str) -> Resource
 
 
 class _Estimator:
-    def __init__(self, release: ReleaseSpec, shape: ModelShape, size: CheckpointSize, machine: Machine) -> None:
+    def __init__(
+        self, release: ReleaseSpec, shape: ModelShape, size: CheckpointSize, machine: Machine, first_of_base: bool
+    ) -> None:
         self.release, self.shape, self.size, self.machine = release, shape, size, machine
+        self.first_of_base = first_of_base
+        # The fork server starts with the first stage that loads a model and serves the rest of the run.
+        self.tree = HUBPUB_RSS + FORK_SERVER_RSS
         self.base = shape.base_bytes
         self.checkpoint = size.total
         # compressed-tensors decompresses every quantized weight back to the base dtype when a model loads.
@@ -165,23 +193,37 @@ class _Estimator:
 
     def _cpu_load(self, parameters_bytes: int, file_bytes: int) -> int:
         """Host RAM of a transformers load on the CPU: hubpub computes in float32 there (4 bytes a parameter), and
-        the memory-mapped file's pages stay resident while the model lives (measured: a bfloat16 base of 269 MB
-        loaded in float32 adds 786 MiB)."""
+        the memory-mapped file's pages stay resident while the model lives."""
         return parameters_bytes * 4 // self.shape.dtype_bytes + file_bytes
+
+    def _resident(self, *loads: int) -> int:
+        """Models loaded one after the other in one process: the largest when their tensors go back to the
+        system once freed, all of them when they stay in the heap."""
+        largest_tensor = max(linear.out_features * linear.in_features for linear in self.shape.layer_linears(0)) * 4
+        return max(loads) if largest_tensor >= HEAP_RETURN_BYTES else sum(loads)
 
     def _logits_bytes(self) -> int:
         return 2 * EVAL_TOKENS * self.shape.vocab_size * 4
 
     def resolve(self) -> StagePlan:
         source = self.release.source
-        if source is not None and source.gguf_file:
-            ram = HUBPUB_RSS + TORCH_RSS + int(self.base * (1 + GGUF_WORKING_COPIES))
+        if source is not None and source.gguf_file and self.first_of_base:
+            ram = self.tree + int(self.base * (1 + GGUF_WORKING_COPIES))
             return StagePlan("resolve", ram, 0, self.base_disk, note="convert the GGUF to bfloat16 safetensors")
         where = "read the local folder" if source is not None else "download the base from the Hub"
-        return StagePlan("resolve", HUBPUB_RSS, 0, self.base_disk, note=where)
+        if source is not None and source.gguf_file:
+            where = "the GGUF's conversion, made by an earlier variant"
+        return StagePlan("resolve", self._before_children(), 0, self.base_disk, note=where)
 
     def preflight(self) -> StagePlan:
-        return StagePlan("preflight", HUBPUB_RSS, 0, self.base_disk, note="config and safetensors headers only")
+        ram = self._before_children()
+        return StagePlan("preflight", ram, 0, self.base_disk, note="config and safetensors headers only")
+
+    def _before_children(self) -> int:
+        """The run so far: hubpub alone, unless a GGUF conversion or an earlier variant started the fork server."""
+        source = self.release.source
+        converted = source is not None and source.gguf_file is not None
+        return self.tree if converted or not self.first_of_base else HUBPUB_RSS
 
     def _calibration(self) -> tuple[int, int]:
         """(tokens of one sample, samples) when the recipe reads calibration data, else (0, 0)."""
@@ -195,7 +237,8 @@ class _Estimator:
         tokens, samples = self._calibration()
         # The sequential pipeline keeps every sample's hidden states between layers on the CPU: inputs and outputs.
         cached_activations = 2 * samples * tokens * shape.hidden_size * shape.dtype_bytes
-        ram = HUBPUB_RSS + TORCH_RSS + LLMCOMPRESSOR_RSS + self.base + self.checkpoint + cached_activations
+        work = QUANTIZE_WORK + int(self.base * QUANTIZE_WORK_SHARE)
+        ram = self.tree + self.base + self.checkpoint + work + cached_activations
         disk = self.base_disk + self.checkpoint
         if not self.gpus:
             return StagePlan("quantize", ram, 0, disk, note="on the CPU, in the base dtype")
@@ -218,21 +261,18 @@ class _Estimator:
         return int(gpu.memory_bytes * (1 - GPU_HEADROOM)) - CUDA_CONTEXT_BYTES
 
     def _transformers_load(self, stage: str, weights: int, note: str, *, base_too: bool = False) -> StagePlan:
-        """A transformers load of `weights` bytes (base dtype), spread over the GPUs or on the CPU in float32.
-
-        With `base_too` the base is loaded first: on the CPU its memory is counted as still resident when the
-        quantized model loads (measured: the verify child peaks at both models' float32 size, not one).
-        """
+        """A transformers load in a forked child of `weights` bytes (base dtype), spread over the GPUs or on the CPU
+        in float32; with `base_too` the base is loaded first in the same process."""
         disk = self.base_disk + self.checkpoint
         if not self.gpus:
-            loaded = self._cpu_load(self.decompressed, self.checkpoint)
+            loads = [self._cpu_load(self.decompressed, self.checkpoint)]
             if base_too:
-                loaded += self._cpu_load(self.base, self.base)
-            ram = HUBPUB_RSS + TORCH_RSS + loaded + self._logits_bytes()
+                loads.append(self._cpu_load(self.base, self.base))
+            ram = self.tree + self._resident(*loads) + self._logits_bytes()
             return StagePlan(stage, ram, 0, disk, note=f"{note}, float32 on the CPU")
         need = weights + self._logits_bytes() // 2
         placement, offload = self._spread(need)
-        ram = HUBPUB_RSS + TORCH_RSS + min(LOAD_SHARD_BYTES, weights) + offload
+        ram = self.tree + min(LOAD_SHARD_BYTES, weights) + offload
         return StagePlan(stage, ram, need, disk, placement, note=f"{note}, device_map=auto over the GPUs")
 
     def _spread(self, need: int) -> tuple[Placement, int]:
@@ -248,24 +288,27 @@ class _Estimator:
         return CPU, 0
 
     def verify(self) -> StagePlan:
-        # The base, then the quantized checkpoint decompressed: never both at once.
+        # The base (its perplexity, once per base in a run), then the quantized checkpoint decompressed.
         weights = max(self.base, self.decompressed)
-        return self._transformers_load("verify", weights, "base then quantized", base_too=True)
+        first = self.first_of_base
+        note = "base then quantized" if first else "quantized (the base's perplexity is measured once)"
+        return self._transformers_load("verify", weights, note, base_too=first)
 
     def evaluate(self) -> StagePlan:
         assert self.release.evaluation is not None
         weights = max(self.base, self.decompressed)
+        # lm-eval's peak was measured at both models' size even when the base's results came from the cache.
         plan = self._transformers_load("evaluate", weights, "lm-eval, base then quantized", base_too=True)
-        return _with(plan, ram=plan.ram_bytes + LM_EVAL_RSS)
+        return _with(plan, ram=plan.ram_bytes + LM_EVAL_WORK)
 
     def vllm(self) -> StagePlan:
         disk = self.base_disk + self.checkpoint
         shape = self.shape
         kv = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * shape.dtype_bytes * VLLM_MAX_MODEL_LEN
         if not self.gpus:
-            ram = HUBPUB_RSS + VLLM_RSS + self.checkpoint + VLLM_CPU_KV_BYTES
+            ram = self.tree + VLLM_RSS + self.checkpoint + VLLM_CPU_KV_BYTES
             return StagePlan("vllm", ram, 0, disk, note="vLLM's CPU build, 1 GiB of KV cache")
-        ram = HUBPUB_RSS + VLLM_RSS + min(LOAD_SHARD_BYTES, self.checkpoint)
+        ram = self.tree + VLLM_RSS + min(LOAD_SHARD_BYTES, self.checkpoint)
         need = self.checkpoint + kv
         for size in _powers_of_two(len(self.gpus)):
             if not _divides_heads(size, shape):
@@ -285,16 +328,27 @@ class _Estimator:
         return StagePlan("vllm", ram, need, disk, CPU, note="vLLM on the GPUs")
 
     def card(self) -> StagePlan:
-        # The Transformers snippet and the vLLM snippet run one after the other.
+        """The Transformers snippet, then the vLLM snippet when vLLM loaded the checkpoint: each in a new
+        interpreter, as a user runs them; the stage needs the larger."""
         load = self._transformers_load("card", self.decompressed, "the card's Transformers snippet")
-        served = self.vllm()
+        if self.gpus:
+            snippet = self.tree + TORCH_RSS + min(LOAD_SHARD_BYTES, self.decompressed)
+        else:
+            snippet = self.tree + TORCH_RSS + self.decompressed + self.checkpoint
+        parts = {"transformers snippet": snippet}
+        gpu = load.gpu_bytes
+        if self.release.verify.vllm != "off":
+            served = self.vllm()
+            parts["vllm snippet"] = served.ram_bytes - VLLM_RSS + VLLM_COMPILED_RSS
+            gpu = max(gpu, served.gpu_bytes)
         return StagePlan(
             "card",
-            max(load.ram_bytes, served.ram_bytes),
-            max(load.gpu_bytes, served.gpu_bytes),
+            max(parts.values()),
+            gpu,
             load.disk_bytes,
             load.placement,
-            note="the card's Transformers and vLLM snippets, one after the other",
+            note="the card's snippets, one after the other",
+            ram_parts=parts,
         )
 
     def publish(self) -> StagePlan:
