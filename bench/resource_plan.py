@@ -123,6 +123,65 @@ def vllm_snippets(workdir: Path) -> dict[str, bool]:
     return ran
 
 
+LLAMA_3_1_70B = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 8192,
+    "intermediate_size": 28672,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+RUNNERS_70B = [(1, 24, 64, 100), (1, 80, 256, 1000), (2, 80, 256, 1000), (4, 48, 256, 1000), (8, 24, 256, 1000)]
+
+
+def llama_70b_plans(folder: Path) -> list[dict[str, Any]]:
+    """`hubpub plan` of a W4A16 (group 128) release of a Llama-3.1-70B-shaped config.json on several runners."""
+    base = folder / "llama-70b"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps(LLAMA_3_1_70B), encoding="utf-8")
+    plans = []
+    for gpus, gpu_gb, ram_gb, disk_gb in RUNNERS_70B:
+        spec = folder / f"llama-70b-{gpus}x{gpu_gb}.yaml"
+        spec.write_text(
+            "base_model: meta-llama/Llama-3.1-70B-Instruct\nsource: {path: llama-70b}\n"
+            "repo_id: bench/Llama-3.1-70B-Instruct-W4A16\nscheme: W4A16\n"
+            f"runner: {{gpus: {gpus}, gpu_memory_gb: {gpu_gb}, ram_gb: {ram_gb}, disk_gb: {disk_gb}}}\n",
+            encoding="utf-8",
+        )
+        plans.append({"runner": f"{gpus} × {gpu_gb} GB GPU, {ram_gb} GB RAM, {disk_gb} GB disk", "plan": planned(spec)})
+    return plans
+
+
+def report_70b(plans: list[dict[str, Any]]) -> str:
+    first = plans[0]["plan"][0]["resources"]
+    lines = [
+        "### Llama-3.1-70B shape, W4A16 group 128: the plan only (no GPU was lent to measure it)",
+        "",
+        f"{first['parameters'] / 1e9:.2f} B parameters; bf16 base {first['base_bytes'] / 1e9:.1f} GB; checkpoint"
+        f" {first['checkpoint_bytes'] / 1e9:.1f} GB; decompressed for transformers"
+        f" {first['decompressed_bytes'] / 1e9:.1f} GB. Each cell: the GPUs the stage is placed on, and its host RAM.",
+        "",
+        "| runner | quantize | verify | vllm | card | publish | refused stages |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entry in plans:
+        stages = {stage["stage"]: stage for stage in entry["plan"][0]["resources"]["stages"]}
+        cells = []
+        for name in ("quantize", "verify", "vllm", "card", "publish"):
+            stage = stages[name]
+            budgets = stage["placement"]["gpu_budgets"]
+            where = f"{len(budgets)} GPU" + ("s" if len(budgets) != 1 else "") if budgets else "–"
+            if name == "vllm" and budgets:
+                where += f" (tp {stage['placement']['tensor_parallel_size']})"
+            cells.append(f"{where}, {stage['ram_bytes'] / 1e9:.0f} GB RAM")
+        refused = ", ".join(name for name, stage in stages.items() if stage["refusal"]) or "none"
+        lines.append(f"| {entry['runner']} | " + " | ".join(cells) + f" | {refused} |")
+    return "\n".join(lines)
+
+
 def planned(spec: Path) -> dict[str, Any]:
     completed = subprocess.run([HUBPUB, "plan", str(spec), "--json"], capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(completed.stdout)
@@ -183,9 +242,10 @@ def main() -> None:
             measured = measure_release(spec, work, folder / f"hub-{name}")
             results[name] = {"measured": measured, "plan": plan, "vllm_snippet_ran": vllm_snippets(work)}
             print(json.dumps({name: measured}, indent=1), flush=True)
+        plans_70b = llama_70b_plans(folder)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    write_section("resource_plan", report(results))
+        args.json.write_text(json.dumps({**results, "llama-70b": plans_70b}, indent=1), encoding="utf-8")
+    write_section("resource_plan", report(results) + "\n\n" + report_70b(plans_70b))
 
 
 def report(results: dict[str, Any]) -> str:
