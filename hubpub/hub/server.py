@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hubpub.hub import validation
+from hubpub.hub import listing, validation
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.store import (
     REPO_TYPES,
@@ -454,6 +454,9 @@ class _Handler(BaseHTTPRequestHandler):
         joined = "/".join(parts)
         if (method, joined) in simple:
             return simple[(method, joined)]
+        if len(parts) == 1 and parts[0] in _TYPE_BY_PLURAL:
+            kind = _TYPE_BY_PLURAL[parts[0]]
+            return "list_repos", (lambda: self._list_repos(kind)) if method == "GET" else None
         if len(parts) < 3 or parts[0] not in _TYPE_BY_PLURAL:
             return "unknown", None
         repo = _repo(_TYPE_BY_PLURAL[parts[0]], parts[1], parts[2])
@@ -553,37 +556,73 @@ class _Handler(BaseHTTPRequestHandler):
         self._readable(repo)
         store = self.hub.store
         sha = store.resolve(repo, revision)
-        commit = store.read_commit(repo, sha)
-        tree = store.tree(repo, sha)
-        with_blobs = self.query.get("blobs", [""])[0] == "true"
-        siblings = []
-        for path, entry in sorted(tree.items()):
-            sibling: dict[str, Any] = {"rfilename": path}
-            if with_blobs:
+        info = self._summary(repo, store.meta(repo), sha)
+        if self.query.get("blobs", [""])[0] == "true":
+            tree = store.tree(repo, sha)
+            for sibling in info["siblings"]:
+                entry = tree[sibling["rfilename"]]
                 sibling.update({"size": entry.size, "blobId": entry.oid})
                 if entry.lfs_sha256:
                     pointer_size = len(f"version https://git-lfs.github.com/spec/v1\noid sha256:{entry.lfs_sha256}")
                     sibling["lfs"] = {"sha256": entry.lfs_sha256, "size": entry.size, "pointerSize": pointer_size + 20}
-            siblings.append(sibling)
-        meta = store.meta(repo)
-        return ok(
+        return ok(info)
+
+    def _summary(self, repo: Repo, meta: dict[str, Any], sha: str) -> dict[str, Any]:
+        """What repo info and the list endpoints say about a repo at one commit."""
+        store = self.hub.store
+        tree = store.tree(repo, sha)
+        card = self._card_data(repo, tree)
+        summary: dict[str, Any] = {"id": repo.id}
+        if repo.type == "model":
+            summary["modelId"] = repo.id
+        summary.update(
             {
-                "id": repo.id,
-                "modelId": repo.id,
                 "author": repo.namespace,
                 "sha": sha,
                 "private": meta["private"],
                 "gated": False,
                 "disabled": False,
-                "lastModified": commit["date"],
+                "lastModified": store.read_commit(repo, sha)["date"],
                 "createdAt": meta["createdAt"],
-                "tags": [],
+                "tags": listing.card_tags(repo.type, card),
                 "downloads": 0,
                 "likes": 0,
-                "siblings": siblings,
-                "cardData": self._card_data(repo, tree),
+                "trendingScore": 0,
+                "siblings": [{"rfilename": path} for path in sorted(tree)],
+                "cardData": card,
             }
         )
+        if repo.type == "space":
+            del summary["downloads"]
+        if repo.type == "model":
+            for key in ("pipeline_tag", "library_name"):
+                if isinstance((card or {}).get(key), str):
+                    summary[key] = (card or {})[key]
+        return summary
+
+    def _list_repos(self, kind: str) -> Response:
+        identity = self._identity(required=False)
+        query = listing.parse_query(kind, self.query, self.hub.limits.list_page)
+        store = self.hub.store
+        summaries = []
+        for repo in store.repos(kind):
+            if query.author is not None and repo.namespace.lower() != query.author.lower():
+                continue
+            try:
+                meta = store.meta(repo)
+                if meta["private"] and (identity is None or not identity.owns(repo.namespace)):
+                    continue
+                summary = self._summary(repo, meta, store.resolve(repo, "main"))
+            except HubError:
+                continue  # deleted, or left without a main branch, while we listed
+            if listing.selected(summary, query):
+                summaries.append(summary)
+        shown, cursor = listing.page(summaries, query)
+        headers = {}
+        if cursor is not None:
+            link = f"{self._base_url()}/api/{kind}s?{listing.next_link(self.query, cursor)}"
+            headers["Link"] = f'<{link}>; rel="next"'
+        return ok([listing.shaped(summary, query) for summary in shown], headers)
 
     def _card_data(self, repo: Repo, tree: dict[str, Entry]) -> dict[str, Any] | None:
         entry = tree.get("README.md")

@@ -261,6 +261,16 @@ class HubStore:
         return self.root / "tmp" / f"{purpose}-{os.getpid()}-{secrets.token_hex(8)}"
 
     # -- repos ---------------------------------------------------------------------------------
+    def repos(self, kind: str) -> list[Repo]:
+        """Every repo of one type, by its folder; a folder whose name breaks the Hub's rules holds no repo."""
+        found = []
+        for meta in sorted((self.root / "repos" / f"{validation.repo_type(kind)}s").glob("*/*/meta.json")):
+            try:
+                found.append(Repo.checked(kind, meta.parent.parent.name, meta.parent.name))
+            except HubError:
+                continue
+        return found
+
     def exists(self, repo: Repo) -> bool:
         return (self.repo_dir(repo) / "meta.json").is_file()
 

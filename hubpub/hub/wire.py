@@ -41,6 +41,8 @@ class Limits:
     so that the client, still sending, gets the answer instead of a reset."""
     socket_timeout: float = 60.0
     max_items: int = 10_000
+    list_page: int = 1000
+    """The most repos one page of `GET /api/models` (datasets, spaces) holds; the Hub's own page size."""
 
     def body_cap(self, route: str) -> int:
         if route == "commit":
