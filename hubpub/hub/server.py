@@ -450,10 +450,14 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", "validate-yaml"): ("validate_yaml", self._validate_yaml),
             ("POST", "repos/create"): ("create_repo", self._create_repo),
             ("DELETE", "repos/delete"): ("delete_repo", self._delete_repo),
+            ("GET", "settings/repositories"): ("repo_storage", lambda: self._repo_storage(None)),
         }
         joined = "/".join(parts)
         if (method, joined) in simple:
             return simple[(method, joined)]
+        if len(parts) == 4 and parts[0] == "organizations" and parts[2:] == ["settings", "repositories"]:
+            namespace = validation.repo_part(validation.url_segment(parts[1], "namespace"), "namespace")
+            return "repo_storage", (lambda: self._repo_storage(namespace)) if method == "GET" else None
         if len(parts) == 1 and parts[0] in _TYPE_BY_PLURAL:
             kind = _TYPE_BY_PLURAL[parts[0]]
             return "list_repos", (lambda: self._list_repos(kind)) if method == "GET" else None
@@ -623,6 +627,34 @@ class _Handler(BaseHTTPRequestHandler):
             link = f"{self._base_url()}/api/{kind}s?{listing.next_link(self.query, cursor)}"
             headers["Link"] = f'<{link}>; rel="next"'
         return ok([listing.shaped(summary, query) for summary in shown], headers)
+
+    def _repo_storage(self, namespace: str | None) -> Response:
+        """`hf repos ls`: every repo of the caller's namespace (or of one it owns), with the bytes it stores.
+
+        One page: a namespace on this Hub holds as many repos as its owner made, not the Hub's millions.
+        """
+        identity = self._identity(required=True)
+        assert identity is not None
+        namespace = namespace or identity.name
+        if not identity.owns(namespace):
+            raise HubError(403, f"This token cannot read the settings of {namespace}")
+        store = self.hub.store
+        items = []
+        for kind in REPO_TYPES:
+            for repo in store.repos(kind):
+                if repo.namespace.lower() != namespace.lower():
+                    continue
+                try:
+                    meta, sha = store.meta(repo), store.resolve(repo, "main")
+                    updated, storage = store.read_commit(repo, sha)["date"], store.storage(repo)
+                except (HubError, OSError):
+                    continue  # deleted while we listed
+                visibility = "private" if meta["private"] else "public"
+                items.append(
+                    {"id": repo.id, "type": kind, "updatedAt": updated, "visibility": visibility, "storage": storage}
+                )
+        total = sum(item["storage"] for item in items) or 1
+        return ok([{**item, "storagePercent": round(100 * item["storage"] / total, 2)} for item in items])
 
     def _card_data(self, repo: Repo, tree: dict[str, Entry]) -> dict[str, Any] | None:
         entry = tree.get("README.md")

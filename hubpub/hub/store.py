@@ -271,6 +271,15 @@ class HubStore:
                 continue
         return found
 
+    def storage(self, repo: Repo) -> int:
+        """Bytes the repo's objects take: every blob and LFS object it holds, in any commit."""
+        folder = self.repo_dir(repo)
+        total = 0
+        for part in ("blobs", "lfs"):
+            with os.scandir(folder / part) as entries:
+                total += sum(entry.stat().st_size for entry in entries if entry.is_file(follow_symlinks=False))
+        return total
+
     def exists(self, repo: Repo) -> bool:
         return (self.repo_dir(repo) / "meta.json").is_file()
 

@@ -204,3 +204,21 @@ def test_hostile_list_queries_get_a_clear_400_on_a_live_connection(shelf: Hub, q
     assert message in refused.headers["x-error-message"]
     assert json.loads(refused.body)["error"] == refused.headers["x-error-message"]
     assert after.status == 200 and [item["id"] for item in json.loads(after.body)] == PUBLIC_DEMO
+
+
+def test_hf_repos_ls_lists_the_callers_own_repos_with_their_storage(shelf: Hub) -> None:
+    mine = {(repo.id, repo.type, repo.visibility) for repo in HfApi(endpoint=shelf.url, token=DEMO).list_user_repos()}
+    assert mine == {
+        ("demo/llama-w4a16", "model", "public"),
+        ("demo/llama-w8a8", "model", "public"),
+        (SECRET, "model", "private"),
+        ("demo/calibration", "dataset", "public"),
+    }
+    alices = list(HfApi(endpoint=shelf.url, token=ALICE).list_user_repos())
+    assert [repo.id for repo in alices] == ["alice/llama-w4a16"] and alices[0].storage > 0
+    assert alices[0].storage_percent == 100
+    refusals: list[tuple[str | bool, str | None, int]] = [(ALICE, "demo", 403), (False, None, 401)]
+    for token, namespace, status in refusals:
+        with pytest.raises(HfHubHTTPError) as refused:
+            list(HfApi(endpoint=shelf.url, token=token).list_user_repos(namespace=namespace))
+        assert refused.value.response.status_code == status and b"secret" not in refused.value.response.content
