@@ -122,7 +122,9 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
     snippet = extract_snippet(card_text)
     if snippet is None:
         raise StageError("the rendered card has no Transformers snippet to run")
-    script = _snippet_script(snippet, repo_id, checkpoint, workdir / "card_snippet.py", "Transformers")
+    # The snippet runs in `workdir`: every path it is given must not depend on this process's folder.
+    workdir = workdir.resolve()
+    script = _snippet_script(snippet, repo_id, checkpoint.resolve(), workdir / "card_snippet.py", "Transformers")
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     peaks_path = workdir / "card_snippet.peaks.json"
     try:
@@ -171,7 +173,8 @@ def run_vllm_code(
         raise StageError("the card shows a vLLM snippet, but no vLLM environment is configured to run it")
     from hubpub.vllm.smoke import run_script
 
-    script = _snippet_script(snippet, repo_id, checkpoint, workdir / "card_vllm_snippet.py", "vLLM")
+    workdir = workdir.resolve()
+    script = _snippet_script(snippet, repo_id, checkpoint.resolve(), workdir / "card_vllm_snippet.py", "vLLM")
     result = run_script(vllm_python, script, workdir=workdir, timeout_s=SNIPPET_TIMEOUT_SECONDS)
     if not result.ok:
         raise StageError(

@@ -136,14 +136,22 @@ def test_unknown_license_is_caught_before_any_push(demo_model: Path) -> None:
     assert inherited.metadata["license"] == "mit" and "inherited from the base model" in inherited.text
 
 
-def test_the_extracted_snippet_runs_against_a_checkpoint(tiny_llama: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute-workdir", "relative-workdir"])
+def test_the_extracted_snippet_runs_against_a_checkpoint(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
     snippet = (
         "from transformers import AutoTokenizer\n\n"
         'model_id = "org/model"\n'
         "print(AutoTokenizer.from_pretrained(model_id).eos_token)\n"
     )
     text = f"{card.SNIPPET_MARKER}\n```python\n{snippet}```\n"
-    assert card.run_snippet(text, "org/model", tiny_llama, tmp_path) == {"ran": True, "output": "<|im_end|>"}
+    folder = tmp_path / "stage"
+    folder.mkdir()
+    if relative:  # `--workdir .hubpub/work`, as the release workflow passes it
+        monkeypatch.chdir(tmp_path)
+        folder = Path("stage")
+    assert card.run_snippet(text, "org/model", tiny_llama, folder) == {"ran": True, "output": "<|im_end|>"}
 
 
 def test_a_failing_snippet_stops_the_card(tiny_llama: Path, tmp_path: Path) -> None:
