@@ -114,6 +114,21 @@ def measure_release(spec: Path, workdir: Path, hub_dir: Path) -> dict[str, dict[
     }
 
 
+def replan(earlier: Path) -> None:
+    results = json.loads(earlier.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="hubpub-resource-bench-") as scratch:
+        folder = Path(scratch)
+        specs = {"demo": DEMO_SPEC, "1.7b": random_model_spec(folder)}
+        for name in ("demo", "1.7b"):
+            if name in results:
+                results[name]["plan"] = planned(specs[name])
+        plans_70b = llama_70b_plans(folder)
+    write_section(
+        "resource_plan",
+        report({name: results[name] for name in specs if name in results}) + "\n\n" + report_70b(plans_70b),
+    )
+
+
 def vllm_snippets(workdir: Path) -> dict[str, bool]:
     """Per variant, whether the card stage ran the vLLM snippet (it does only when vLLM loaded the checkpoint)."""
     ran = {}
@@ -225,7 +240,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("demo", "1.7b"))
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--report-from", type=Path, help="a --json file of an earlier run: plan again, compare with its measurements"
+    )
     args = parser.parse_args()
+    if args.report_from:
+        replan(args.report_from)
+        return
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hubpub-resource-bench-") as scratch:
         folder = Path(scratch)
@@ -255,6 +276,11 @@ def report(results: dict[str, Any]) -> str:
         "Host RAM: the plan's estimate per stage and the measured peak of hubpub's whole process tree (PSS summed"
         " over the CLI, the fork server and every child) during that stage, in a fresh `hubpub release` published to"
         " a local Hub with its round trip.",
+        "",
+        "The plan's constants (hubpub/resources/plan.py: the CLI, the fork server, llm-compressor's and lm-eval's"
+        " working memory, vLLM's engine) were fitted on these two models; what the table shows is that one set of"
+        " constants, scaled by the model's shape, holds from 135 M to 1.7 B parameters. Seconds are wall time on a"
+        " machine shared with other work, for orientation only.",
         "",
         "The card stage runs its vLLM snippet only when vLLM loaded the checkpoint (not W4A16 on this AVX2 CPU);"
         " its estimate is then the Transformers snippet's. `hubpub plan` reports both and checks the larger.",

@@ -18,9 +18,9 @@ from hubpub.spec import ReleaseSpec
 
 MB = 10**6
 
-HUBPUB_RSS = 45 * MB
+HUBPUB_RSS = 37 * MB
 """The hubpub process (pydantic, rich, huggingface_hub, the spec), as its share of memory (PSS): it never loads a
-model (measured: 36-40 MiB)."""
+model (measured: 32-38 MiB)."""
 FORK_SERVER_RSS = 500 * MB
 """The fork server with torch, transformers, llmcompressor and lm_eval imported; the children it forks share
 these pages (measured with the CLI: 500-545 MiB)."""
