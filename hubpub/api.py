@@ -103,19 +103,14 @@ def plan(paths: list[Path], variant: str | None = None, *, workdir: Path = DEFAU
     Only the base's config is read (config.json alone from the Hub); a config that cannot be read makes the
     resources unestimable, with the reason, rather than an error.
     """
-    from hubpub.resources import ModelShape, base_shape, release_resources, runner_machine
+    from hubpub.resources import release_resources, runner_machine, with_base_shapes
 
-    shapes: dict[tuple[Any, ...], ModelShape | str] = {}
     plans = []
-    for spec_file in load_specs(paths):
-        for release in spec_file.select(variant):
-            key = (release.base_model, release.base_revision, release.source)
-            first_of_base = key not in shapes
-            if first_of_base:
-                shapes[key] = base_shape(release)
-            machine = runner_machine(release, workdir)
-            resources = release_resources(release, machine, shapes[key], first_of_base=first_of_base)
-            plans.append(_plan_release(spec_file.path, release, resources))
+    items = [(spec_file.path, release) for spec_file in load_specs(paths) for release in spec_file.select(variant)]
+    for spec_path, release, shape, first_of_base in with_base_shapes(items):
+        machine = runner_machine(release, workdir)
+        resources = release_resources(release, machine, shape, first_of_base=first_of_base)
+        plans.append(_plan_release(spec_path, release, resources))
     return plans
 
 

@@ -25,7 +25,7 @@ from hubpub.hubclient import HubTarget
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.placement import CPU, Placement
-from hubpub.resources import Machine, ModelShape, ResourcePlan
+from hubpub.resources import Machine, ResourcePlan
 from hubpub.sharedcache import cache_dir as shared_cache_dir
 from hubpub.spec import ReleaseSpec, load_spec
 from hubpub.stages import STAGE_ORDER, card, evaluate, preflight, publish, quantize, resolve, verify, vllm
@@ -251,21 +251,16 @@ def check_resources(items: list[tuple[Path, ReleaseSpec]], workdir: Path) -> dic
     RunnerTooSmallError naming the stage. Plans that cannot be estimated (an unknown architecture) pass.
     """
     from hubpub.errors import CudaUnavailableError
-    from hubpub.resources import base_shape, declared_machine, detect_machine, release_resources
+    from hubpub.resources import declared_machine, detect_machine, release_resources, with_base_shapes
     from hubpub.resources.runner import cuda_usable
 
     plans: dict[str, ResourcePlan] = {}
     detected: Machine | None = None
-    shapes: dict[tuple[Any, ...], ModelShape | str] = {}
-    for _, release in items:
+    for _, release, shape, first_of_base in with_base_shapes(items):
         runner = release.runner
-        key = (release.base_model, release.base_revision, release.source)
-        first_of_base = key not in shapes
-        if first_of_base:
-            shapes[key] = base_shape(release)
         # The declared runner first: a runner too small is the spec's problem on any machine.
         if runner is not None:
-            _refuse(release_resources(release, declared_machine(runner), shapes[key], first_of_base=first_of_base))
+            _refuse(release_resources(release, declared_machine(runner), shape, first_of_base=first_of_base))
             if runner.gpus:
                 usable, found = cuda_usable()
                 if not usable:
@@ -273,7 +268,7 @@ def check_resources(items: list[tuple[Path, ReleaseSpec]], workdir: Path) -> dic
         if detected is None:
             detected = detect_machine(workdir, cpu_offload=bool(runner and runner.cpu_offload))
             detected = replace(detected, disk_bytes=_with_workdir_files(detected.disk_bytes, workdir))
-        plan = _refuse(release_resources(release, detected, shapes[key], first_of_base=first_of_base))
+        plan = _refuse(release_resources(release, detected, shape, first_of_base=first_of_base))
         plans[release.repo_id] = plan
         if not plan.estimable:
             logger.warning("%s: resources not checked: %s", release.variant, plan.reason)

@@ -8,8 +8,9 @@ in the spec's `runner:` or detected here. Nothing here imports torch.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hubpub.resources.plan import ResourcePlan, StagePlan, plan_resources, unestimable
 from hubpub.resources.runner import Machine, declared_machine, detect_machine
@@ -30,7 +31,10 @@ __all__ = [
     "release_resources",
     "runner_machine",
     "shape_from_config",
+    "with_base_shapes",
 ]
+
+Item = TypeVar("Item")
 
 
 def base_config(release: ReleaseSpec) -> dict[str, Any]:
@@ -78,6 +82,20 @@ def base_shape(release: ReleaseSpec) -> ModelShape | str:
         return shape_from_config(base_config(release))
     except UnknownShape as exc:
         return str(exc)
+
+
+def with_base_shapes(
+    items: Iterable[tuple[Item, ReleaseSpec]],
+) -> Iterator[tuple[Item, ReleaseSpec, ModelShape | str, bool]]:
+    """Each item with its release's base shape (read once per base) and whether it is the first variant of that
+    base in the run (the one that converts it and measures its perplexity)."""
+    shapes: dict[tuple[Any, ...], ModelShape | str] = {}
+    for item, release in items:
+        key = (release.base_model, release.base_revision, release.source)
+        first_of_base = key not in shapes
+        if first_of_base:
+            shapes[key] = base_shape(release)
+        yield item, release, shapes[key], first_of_base
 
 
 def release_resources(

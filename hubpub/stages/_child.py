@@ -35,17 +35,15 @@ def run_child(
     *,
     what: str,
     timeout: float,
-    interpreter: WarmInterpreter | None = None,
 ) -> dict[str, Any]:
-    """Run `python -m module REQUEST RESULT` in `interpreter` (or a new one) and return the result.
+    """Run `python -m module REQUEST RESULT` in a child forked from the fork server and return the result.
 
     `what` says what the child does, for errors ("quantizing with llm-compressor").
     """
     request_path, result_path = folder / f"{name}-request.json", folder / f"{name}-result.json"
     result_path.unlink(missing_ok=True)
     request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
-    if interpreter is None or interpreter.used:
-        interpreter = WarmInterpreter()
+    interpreter = WarmInterpreter()
     try:
         code = interpreter.run(module, [str(request_path), str(result_path)], timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -11,7 +11,6 @@ from hubpub.hashing import HashCache
 from hubpub.manifest import StageResult
 from hubpub.placement import CPU, Placement
 from hubpub.spec import ReleaseSpec
-from hubpub.warm import WarmInterpreter
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,6 @@ class StageContext:
     """The Python interpreter of a separate environment that has vLLM, when one is configured."""
     placement: Placement = CPU
     """Where this stage's model goes (GPUs and budgets, or the CPU), decided by the resource plan."""
-
-    def interpreter(self) -> WarmInterpreter:
-        """A fresh child process for this stage's model (one per child: each runs one module)."""
-        return WarmInterpreter()
 
     def output_of(self, stage: str, key: str) -> Path:
         return Path(self.previous[stage].outputs[key])

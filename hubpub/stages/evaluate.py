@@ -101,7 +101,6 @@ def _evaluate(models: dict[str, Path], ctx: StageContext) -> dict[str, dict[str,
         "evaluate",
         what="evaluating with lm-eval",
         timeout=CHILD_TIMEOUT_SECONDS,
-        interpreter=ctx.interpreter(),
     )
     results: dict[str, dict[str, Any]] = child["results"]
     return results

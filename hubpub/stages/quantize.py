@@ -41,7 +41,6 @@ def run(ctx: StageContext) -> StageOutput:
         "quantize",
         what="quantizing with llm-compressor",
         timeout=CHILD_TIMEOUT_SECONDS,
-        interpreter=ctx.interpreter(),
     )
     logger.info("quantized on %s", child["device"])
     copied = _copy_base_artifacts(base_dir, checkpoint)

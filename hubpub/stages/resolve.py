@@ -88,7 +88,6 @@ def _convert_gguf(gguf: Path, digest: str, target: Path, marker: Path, ctx: Stag
         "convert",
         what=f"converting {gguf.name} with transformers",
         timeout=CONVERT_TIMEOUT_SECONDS,
-        interpreter=ctx.interpreter(),
     )
     if not converted["chat_template"]:
         logger.warning("%s carries no chat template", gguf.name)

@@ -62,7 +62,6 @@ def run(ctx: StageContext) -> StageOutput:
         "verify",
         what="loading and generating in transformers",
         timeout=CHILD_TIMEOUT_SECONDS,
-        interpreter=ctx.interpreter(),
     )
     base_perplexity = cached_base if cached_base is not None else child["base_perplexity"]
     if cached_base is None:
