@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
+from treemem import tree_memory_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 HUBPUB = str(Path(sys.executable).with_name("hubpub"))
@@ -35,36 +36,6 @@ DEMO_SPEC = ROOT / "model_specs" / "demo" / "smollm2-135m.yaml"
 RANDOM_BASE = ROOT / ".cache" / "bench" / "random-smollm2-1.7b-shape"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 STAGE_MARK = re.compile(r"^::group::(?P<variant>[^:]+): (?P<stage>\w+)$")
-
-
-def tree_memory_bytes(root: int) -> int:
-    """The proportional set size (PSS) of `root` and all its descendants: pages shared between them (the
-    fork server's imports, which its children share) are counted once, split between the sharers."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    total, pending = 0, [root]
-    while pending:
-        pid = pending.pop()
-        total += _pss_bytes(pid)
-        pending.extend(children.get(pid, []))
-    return total
-
-
-def _pss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def measure_release(spec: Path, workdir: Path, hub_dir: Path) -> dict[str, dict[str, float]]:

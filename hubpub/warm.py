@@ -29,34 +29,62 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
+# What the stages' children need. llm-compressor imports the rest of transformers, compressed-tensors and gguf.
 PRELOAD = ("torch", "transformers", "llmcompressor", "lm_eval")
+# A user's script (a model card's snippet) runs as in a fresh interpreter: only what its own imports would
+# load is loaded ahead, none of llm-compressor's or lm-eval's modules, and hubpub's state is not there.
+SCRIPT_PRELOAD = ("torch", "transformers:AutoModelForCausalLM", "transformers:AutoTokenizer")
+# Read by huggingface_hub and transformers when they are imported, so the server is started with them.
+SCRIPT_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+Kind = Literal["stages", "scripts"]
 # Set per call by test runners; it is no reason to start another server.
 _VOLATILE_ENVIRONMENT = ("PYTEST_CURRENT_TEST",)
 
 
 class ForkServer:
-    def __init__(self, preload: Sequence[str] | None = None) -> None:
-        preload = PRELOAD if preload is None else preload
+    def __init__(self, preload: Sequence[str], environment: dict[str, str] | None = None) -> None:
+        self.overrides = dict(environment or {})
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the server's own output, kept until close())
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hubpub.warm", str(os.getpid()), *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
+            env=self.current_environment(),
         )
-        self.environment = _environment_key()
+        self.environment = _environment_key(self.current_environment())
         self._lock = threading.Lock()
+
+    def current_environment(self) -> dict[str, str]:
+        return {**os.environ, **self.overrides}
 
     @property
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def run(self, module: str, args: list[str], log: Path, timeout: float) -> int:
-        """Run `python -m module args...` in a forked child writing to `log`; returns its exit code."""
+    def run(
+        self,
+        module: str,
+        args: list[str],
+        log: Path,
+        timeout: float,
+        *,
+        stdout: Path | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Run `python -m module args...` in a forked child writing to `log` (and its stdout to `stdout` when
+        given), in `cwd` or this process's folder; returns its exit code."""
         assert self._process.stdin is not None and self._process.stdout is not None
-        request = {"module": module, "args": args, "log": str(log), "env": dict(os.environ), "cwd": os.getcwd()}
+        request = {
+            "module": module,
+            "args": args,
+            "log": str(log),
+            "stdout": None if stdout is None else str(stdout),
+            "env": self.current_environment(),
+            "cwd": str(cwd or os.getcwd()),
+        }
         deadline = time.monotonic() + timeout
         with self._lock:
             try:
@@ -93,36 +121,43 @@ class ForkServer:
         self._log.close()
 
 
-_server: ForkServer | None = None
+_servers: dict[str, ForkServer] = {}
 _server_lock = threading.Lock()
 
 
-def start_fork_server() -> ForkServer:
-    """This process's fork server, started when missing, ended, or started under another environment."""
-    global _server
+def start_fork_server(kind: Kind = "stages") -> ForkServer:
+    """This process's fork server of that kind, started when missing, ended, or started under another
+    environment."""
+    preload, overrides = (PRELOAD, {}) if kind == "stages" else (SCRIPT_PRELOAD, SCRIPT_ENVIRONMENT)
     with _server_lock:
-        if _server is not None and (not _server.alive or _server.environment != _environment_key()):
-            _server.close()
-            _server = None
-        if _server is None:
-            _server = ForkServer()
-            atexit.register(_server.close)
-        return _server
+        server = _servers.get(kind)
+        if server is not None and (
+            not server.alive or server.environment != _environment_key({**os.environ, **overrides})
+        ):
+            server.close()
+            server = None
+        if server is None:
+            server = _servers[kind] = ForkServer(preload, overrides)
+            atexit.register(server.close)
+        return server
 
 
 class WarmInterpreter:
-    """One child process of the fork server: it runs one module, and its output is kept until `close`."""
+    """One child process of a fork server: it runs one module, and its output is kept until `close`."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: Kind = "stages") -> None:
+        self.kind: Kind = kind
         self._output = tempfile.NamedTemporaryFile(prefix="hubpub-child-", suffix=".log", delete=False)  # noqa: SIM115
         self._output.close()
         self.used = False
 
-    def run(self, module: str, args: list[str], timeout: float) -> int:
+    def run(
+        self, module: str, args: list[str], timeout: float, *, stdout: Path | None = None, cwd: Path | None = None
+    ) -> int:
         if self.used:
             raise RuntimeError("a warm interpreter runs one module only")
         self.used = True
-        return start_fork_server().run(module, args, Path(self._output.name), timeout)
+        return start_fork_server(self.kind).run(module, args, Path(self._output.name), timeout, stdout=stdout, cwd=cwd)
 
     def output(self) -> str:
         return Path(self._output.name).read_text(encoding="utf-8", errors="replace")
@@ -131,8 +166,8 @@ class WarmInterpreter:
         Path(self._output.name).unlink(missing_ok=True)
 
 
-def _environment_key() -> str:
-    return json.dumps({key: value for key, value in os.environ.items() if key not in _VOLATILE_ENVIRONMENT})
+def _environment_key(environment: dict[str, str]) -> str:
+    return json.dumps({key: value for key, value in environment.items() if key not in _VOLATILE_ENVIRONMENT})
 
 
 def _end_with_parent(parent: int) -> None:
@@ -158,9 +193,15 @@ def _child(request: dict[str, Any], server: int) -> None:
         os.dup2(nothing, 0)
         os.close(nothing)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(log, 1)
+        output = (
+            log
+            if request.get("stdout") is None
+            else os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        )
+        os.dup2(output, 1)
         os.dup2(log, 2)
-        os.close(log)
+        for descriptor in {log, output}:
+            os.close(descriptor)
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
@@ -170,6 +211,8 @@ def _child(request: dict[str, Any], server: int) -> None:
             code = 0
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            if not isinstance(stop.code, int | None):
+                print(stop.code, file=sys.stderr)  # as the interpreter does with sys.exit("message")
         except BaseException:
             traceback.print_exc()
     finally:
@@ -185,8 +228,12 @@ def _serve(parent: int, preload: Sequence[str]) -> None:
     replies = os.fdopen(os.dup(1), "w")
     # Nothing but the protocol may reach the pipe: the libraries' own output goes to the server's log.
     os.dup2(2, 1)
-    for module in preload:
-        importlib.import_module(module)
+    for name in preload:
+        module, _, attribute = name.partition(":")
+        imported = importlib.import_module(module)
+        if attribute:
+            # transformers imports lazily: reading the attribute imports what it names.
+            getattr(imported, attribute)
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()

@@ -9,10 +9,8 @@ a card whose snippet fails is not published.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -21,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from hubpub import peaks
 from hubpub.errors import StageError
 from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
@@ -30,6 +27,7 @@ from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
 from hubpub.vllm import VllmPrediction
 from hubpub.vllm.agreement import PredictionCheck
+from hubpub.warm import WarmInterpreter
 
 SNIPPET_MARKER = "<!-- hubpub:snippet transformers -->"
 VLLM_SNIPPET_MARKER = "<!-- hubpub:snippet vllm -->"
@@ -125,27 +123,26 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
     # The snippet runs in `workdir`: every path it is given must not depend on this process's folder.
     workdir = workdir.resolve()
     script = _snippet_script(snippet, repo_id, checkpoint.resolve(), workdir / "card_snippet.py", "Transformers")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     peaks_path = workdir / "card_snippet.peaks.json"
+    printed, log = workdir / "card_snippet.stdout", workdir / "card_snippet.log"
+    # A forked child of the script server: a plain interpreter that has imported torch and transformers, with
+    # the snippet's script as __main__ (through the peaks wrapper, so the snippet's own peak memory is known).
+    interpreter = WarmInterpreter("scripts")
     try:
-        # Run through the peaks wrapper (a plain script run, by path) so the snippet's own peak memory is known.
-        completed = subprocess.run(
-            [sys.executable, peaks.__file__, str(peaks_path), str(script)],
-            capture_output=True,
-            text=True,
-            timeout=SNIPPET_TIMEOUT_SECONDS,
-            env=environment,
-            cwd=workdir,
-            check=False,
+        code = interpreter.run(
+            "hubpub.peaks", [str(peaks_path), str(script)], SNIPPET_TIMEOUT_SECONDS, stdout=printed, cwd=workdir
         )
     except subprocess.TimeoutExpired:
         raise StageError(f"the card's Transformers snippet ran longer than {SNIPPET_TIMEOUT_SECONDS} s") from None
+    finally:
+        log.write_text(interpreter.output(), encoding="utf-8")
+        interpreter.close()
     if peaks_path.is_file():
         record_child_peaks(json.loads(peaks_path.read_text(encoding="utf-8")))
-    if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.strip().splitlines()[-12:])
+    if code != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8").strip().splitlines()[-12:])
         raise StageError(f"the card's Transformers snippet failed, so the card is not published:\n{tail}")
-    output = completed.stdout.strip()
+    output = printed.read_text(encoding="utf-8", errors="replace").strip()
     if not output:
         raise StageError("the card's Transformers snippet printed nothing")
     return {"ran": True, "output": output}

@@ -143,11 +143,12 @@ def _children_module(tmp_path: Path, body: str) -> str:
 def light_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A fork server that preloads nothing (the real one imports torch and llmcompressor: seconds)."""
     monkeypatch.setattr(warm, "PRELOAD", ())
-    monkeypatch.setattr(warm, "_server", None)
+    monkeypatch.setattr(warm, "SCRIPT_PRELOAD", ())
+    monkeypatch.setattr(warm, "_servers", {})
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
     yield
-    if warm._server is not None:
-        warm._server.close()
+    for server in warm._servers.values():
+        server.close()
 
 
 def test_each_child_is_a_fork_of_one_server_with_the_callers_environment(
@@ -196,3 +197,27 @@ def test_a_crashing_child_reports_its_traceback(light_server: None, tmp_path: Pa
     assert child.run(module, [], timeout=30) == 1
     assert "ValueError: broken on purpose" in child.output()
     child.close()
+
+
+def test_a_script_runs_in_a_clean_interpreter_with_its_own_stdout(tmp_path: Path) -> None:
+    """The card snippet's server has imported transformers, but none of llm-compressor, lm-eval or hubpub's stages."""
+    script = tmp_path / "snippet.py"
+    script.write_text(
+        "import os, sys\nprint('hello from', os.getcwd())\n"
+        "print(sorted(name for name in ('llmcompressor', 'lm_eval', 'hubpub.stages') if name in sys.modules))\n"
+        "print(os.environ['HF_HUB_OFFLINE'], file=sys.stderr)\nsys.exit('stopped with a message')\n",
+        encoding="utf-8",
+    )
+    printed = tmp_path / "stdout.txt"
+    snippet = warm.WarmInterpreter("scripts")
+    try:
+        code = snippet.run(
+            "hubpub.peaks", [str(tmp_path / "peaks.json"), str(script)], 120, stdout=printed, cwd=tmp_path
+        )
+        log = snippet.output()
+    finally:
+        snippet.close()
+    assert code == 1
+    assert printed.read_text(encoding="utf-8").splitlines() == [f"hello from {tmp_path}", "[]"]
+    assert log.split() == ["1", "stopped", "with", "a", "message"]
+    assert json.loads((tmp_path / "peaks.json").read_text(encoding="utf-8"))["peak_rss_mb"] > 0
