@@ -20,7 +20,8 @@ from hubpub.hub.tokens import Identity, can_read
 
 MANIFEST = "hubpub-manifest.json"
 """hubpub's release record in each repo it publishes; its `family` groups the index."""
-MAX_MANIFEST_BYTES = 16 << 20
+MAX_READ_BYTES = 16 << 20
+"""README.md and the manifest are read only up to this size."""
 MAX_COMMITS = 50
 TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -123,11 +124,11 @@ class StoreCatalog:
             commits.append(CommitRow(commit["id"], commit["title"], commit["author"], commit["date"]))
             if len(commits) >= MAX_COMMITS:
                 break
-        manifest = self._read(repo, tree.get(MANIFEST), MAX_MANIFEST_BYTES)
+        manifest = self._read(repo, tree.get(MANIFEST), MAX_READ_BYTES)
         return RepoView(
             repo=repo,
             private=private,
-            card=_text(self._read(repo, tree.get("README.md"), MAX_MANIFEST_BYTES)),
+            card=_text(self._read(repo, tree.get("README.md"), MAX_READ_BYTES)),
             files=tuple(
                 FileRow(path, entry.size, entry.lfs_sha256 is not None) for path, entry in sorted(tree.items())
             ),
@@ -172,11 +173,12 @@ class StagedCatalog:
             raise not_found(repo)
         _, manifest = _staged_manifest(folder)
         readme = folder / "README.md"
-        push = manifest.get("release", {}).get("push") if isinstance(manifest.get("release"), dict) else None
+        release = manifest.get("release")
+        push = release.get("push") if isinstance(release, dict) else None
         family = manifest.get("family")
         return RepoView(
             repo=repo,
-            private=bool(isinstance(push, dict) and push.get("private") is True),
+            private=isinstance(push, dict) and push.get("private") is True,
             card=readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None,
             files=tuple(_files(folder)),
             family=family if isinstance(family, str) else None,
@@ -201,5 +203,9 @@ def _files(folder: Path) -> list[FileRow]:
         folders.sort()
         for name in sorted(names):
             path = Path(parent) / name
-            rows.append(FileRow(path.relative_to(folder).as_posix(), path.stat().st_size, False))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue  # a dangling link has no size to show
+            rows.append(FileRow(path.relative_to(folder).as_posix(), size, False))
     return sorted(rows, key=lambda row: row.path)
