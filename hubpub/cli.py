@@ -591,7 +591,7 @@ def hub() -> None:
     " and a role (read or write). `hubpub hub new-token` makes entries.",
 )
 def serve(folder: Path, host: str, port: int, token: str | None, user: str, tokens_file: Path | None) -> None:
-    """Serve the embedded Hub until interrupted; point HF_ENDPOINT at the printed URL.
+    """Serve the embedded Hub and its web pages until interrupted; point HF_ENDPOINT at the printed URL.
 
     Each refused request is one line on stderr. The Hub speaks plain HTTP: beyond this machine,
     put it behind TLS (a reverse proxy) so tokens do not cross the network in clear.
