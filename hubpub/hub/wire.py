@@ -59,6 +59,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
     """Sent instead of `body`, from `offset`, `length` bytes (downloads)."""
+    content: bytes | None = None
+    """Sent as it is instead of `body` (the web pages); its Content-Type is in `headers`."""
     offset: int = 0
     length: int = 0
     reason: str = ""
@@ -135,6 +137,14 @@ def parse_query(raw: str) -> dict[str, list[str]]:
         return parse_qs(raw, errors="strict", max_num_fields=100)
     except (ValueError, UnicodeDecodeError):
         raise HubError(400, "Invalid query string") from None
+
+
+def parse_form(raw: bytes, what: str, max_fields: int) -> dict[str, list[str]]:
+    """A form-encoded body (`a=1&b=2`), UTF-8 throughout; `what` names it in the 400."""
+    try:
+        return parse_qs(raw.decode("utf-8"), errors="strict", max_num_fields=max_fields)
+    except ValueError:
+        raise HubError(400, f"{what} is not a form of UTF-8 fields (at most {max_fields})") from None
 
 
 def visibility(body: dict[str, Any]) -> bool | None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 
 from hubpub.hub import HubServer, Limits
+from tests.hub.demo_family import publish_demo_family
 from tests.hub.harness import TOKENS, Hub
 
 # No example database in the checkout; every property test sets its own bounded number of examples.
@@ -22,3 +23,11 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
     limits = Limits(socket_timeout=5.0, linger_seconds=0.5)
     with HubServer(tmp_path / "store", tokens=TOKENS, limits=limits, log=log.append) as server:
         yield Hub(server, tmp_path / "store", log)
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hub store holding the demo family, a private repo and a hostile card (tests/hub/demo_family.py)."""
+    store = tmp_path_factory.mktemp("demo-hub") / "store"
+    publish_demo_family(store)
+    return store

@@ -1,0 +1,276 @@
+"""The embedded Hub's web pages: an index of repos grouped by family, and a page per repo, as on huggingface.co.
+
+Paths are the Hub's own where they exist (`/`, `/{namespace}/{name}`, `/datasets/...`, `/spaces/...`);
+the pages' own endpoints live under `/-/`, which no repo id can start with. Pages are rendered on
+the server by Jinja2 with autoescaping, from a Catalog (the store, or staged folders for a preview),
+and served with a Content Security Policy that allows no script at all and only this server's
+stylesheet. Private repos show only to a viewer with a token: an `Authorization` header, or the
+HttpOnly, SameSite=Strict cookie the login form sets; without one, a private repo is a 404 like a
+missing one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import jinja2
+from markupsafe import Markup
+
+from hubpub.hub import validation
+from hubpub.hub.cards import CardFacts, card_facts, hub_page, is_repo_id, quoted_path, render_card
+from hubpub.hub.catalog import TYPE_PREFIX, Catalog, RepoView
+from hubpub.hub.errors import HubError
+from hubpub.hub.store import Repo, front_matter
+from hubpub.hub.tokens import Identity, TokenTable
+from hubpub.hub.wire import Response
+
+COOKIE = "hubpub_token"
+STYLESHEET = "/-/pages.css"
+LOGIN = "/-/login"
+LOGOUT = "/-/logout"
+MAX_COOKIE_TOKEN = 256
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; base-uri 'none';"
+    " frame-ancestors 'none'"
+)
+_PAGE_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9._~/-]*")
+_HERE = Path(__file__).parent
+_TYPE_BY_PLURAL = {"datasets": "dataset", "spaces": "space"}
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """A request for a page, as the server's edge checked it."""
+
+    method: str
+    parts: tuple[str, ...]
+    """The raw (still percent-encoded) path segments."""
+    viewer: Identity | None
+    token_refused: bool = False
+    """A token came (header or cookie) and this Hub does not know it."""
+    query: Mapping[str, list[str]] = field(default_factory=dict)
+    form: Mapping[str, list[str]] = field(default_factory=dict)
+    same_origin: bool = True
+    """False when the browser says the request came from another site (Origin, Sec-Fetch-Site)."""
+
+
+def is_page(method: str, parts: list[str]) -> bool:
+    """Whether a request is for the pages rather than the API; the server asks this before its own routes."""
+    parts = _trimmed(parts)
+    if parts[:1] == ["-"]:
+        return len(parts) == 2 and (method, parts[1]) in _ENDPOINTS
+    if method not in ("GET", "HEAD"):
+        return False
+    if parts == [""]:
+        return True
+    if len(parts) == 3 and parts[0] in _TYPE_BY_PLURAL:
+        return True
+    return len(parts) == 2 and parts[0] not in ("api", "_lfs", *_TYPE_BY_PLURAL)
+
+
+def cookie_token(headers: list[str]) -> str | None:
+    """The token in the pages' cookie, from the request's Cookie headers."""
+    for header in headers:
+        for pair in header.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name == COOKIE and value:
+                return unquote(value)
+    return None
+
+
+@dataclass(frozen=True)
+class Listed:
+    view: RepoView
+    facts: CardFacts
+
+
+@dataclass(frozen=True)
+class Group:
+    """Repos of one family on the index (or, without a family, of one base model, or one namespace)."""
+
+    kind: str
+    name: str
+    repos: tuple[Listed, ...]
+
+
+def _trimmed(parts: list[str]) -> list[str]:
+    return parts[:-1] if len(parts) > 1 and parts[-1] == "" else parts
+
+
+_STATIC = {"pages.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+_ENDPOINTS = {
+    *((method, name) for name in _STATIC for method in ("GET", "HEAD")),
+    ("GET", "login"),
+    ("POST", "login"),
+    ("POST", "logout"),
+}
+
+
+class Pages:
+    """Renders every page from a catalog; `tokens` checks what the login form is given."""
+
+    def __init__(self, catalog: Catalog, tokens: TokenTable) -> None:
+        self.catalog = catalog
+        self.tokens = tokens
+        self.environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.environment.filters["size"] = human_size
+        self.static = {name: (kind, (_HERE / "static" / name).read_bytes()) for name, kind in _STATIC.items()}
+
+    def answer(self, request: PageRequest) -> Response:
+        """The page for a request; a refusal is a page too, with the status and reason of the HubError."""
+        try:
+            return self._answer(request)
+        except HubError as error:
+            status = error.status if error.code != "RevisionNotFound" else 404
+            return self._page(
+                "error.html.j2", request, status=status, reason=error.message, message=_public_message(error)
+            )
+
+    def _answer(self, request: PageRequest) -> Response:
+        parts = _trimmed(list(request.parts))
+        if len(parts) == 2 and parts[0] == "-" and parts[1] in _STATIC:
+            content_type, content = self.static[parts[1]]
+            headers = {
+                "Content-Type": content_type,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "max-age=300",
+            }
+            return Response(200, headers=headers, content=content)
+        if parts == ["-", "login"]:
+            return self._login(request) if request.method == "POST" else self._login_form(request)
+        if parts == ["-", "logout"]:
+            return self._logout(request)
+        if parts == [""]:
+            return self._index(request)
+        kind = _TYPE_BY_PLURAL.get(parts[0], "model") if len(parts) == 3 else "model"
+        namespace, name = parts[-2:]
+        repo = Repo.checked(
+            kind, validation.url_segment(namespace, "namespace"), validation.url_segment(name, "repo name")
+        )
+        return self._repo(request, repo)
+
+    # -- pages -------------------------------------------------------------------------------------
+    def _index(self, request: PageRequest) -> Response:
+        groups: dict[tuple[str, str], list[Listed]] = {}
+        for repo in self.catalog.visible(request.viewer):
+            try:
+                view = self.catalog.view(repo, request.viewer)
+            except HubError:
+                continue  # deleted, or left without a main branch, while we listed
+            facts = card_facts(front_matter(view.card or ""))
+            if view.family:
+                key = ("family", view.family)
+            elif facts.base_models and is_repo_id(facts.base_models[0]):
+                key = ("quantizations of", facts.base_models[0])
+            else:
+                key = ("namespace", repo.namespace)
+            groups.setdefault(key, []).append(Listed(view, facts))
+        ordered = [
+            Group(kind, name, tuple(sorted(items, key=lambda item: item.view.path)))
+            for (kind, name), items in sorted(groups.items(), key=lambda group: (group[0][1].lower(), group[0][0]))
+        ]
+        return self._page("index.html.j2", request, groups=ordered)
+
+    def _repo(self, request: PageRequest, repo: Repo) -> Response:
+        view = self.catalog.view(repo, request.viewer)
+        known = {f"{TYPE_PREFIX[item.type]}{item.id}" for item in self.catalog.visible(request.viewer)}
+        rendered = render_card(view.card or "", known=known, file_link=lambda path: self._file_url(view, path))
+        base_models = [(model, hub_page(model, known)) for model in rendered.facts.base_models]
+        return self._page(
+            "repo.html.j2",
+            request,
+            view=view,
+            facts=rendered.facts,
+            card_html=Markup(rendered.html),
+            card_too_long=rendered.too_long,
+            base_models=base_models,
+            file_urls={row.path: self._file_url(view, quoted_path(row.path)) for row in view.files},
+        )
+
+    def _file_url(self, view: RepoView, relative: str) -> str:
+        if self.catalog.preview:
+            return "#files"  # a staged file is not served
+        return f"/{view.path}/resolve/main/{relative}"
+
+    def _login_form(self, request: PageRequest, *, status: int = 200, problem: str = "") -> Response:
+        wanted = request.form.get("next") or request.query.get("next") or ["/"]
+        return self._page(
+            "login.html.j2", request, status=status, reason=problem, problem=problem, next=_local_path(wanted[0])
+        )
+
+    def _login(self, request: PageRequest) -> Response:
+        if not request.same_origin:
+            raise HubError(403, "The login form must be sent from this Hub's own pages")
+        token = (request.form.get("token") or [""])[0].strip()
+        identity = self.tokens.lookup(token) if token and len(token) <= MAX_COOKIE_TOKEN else None
+        if identity is None:
+            return self._login_form(request, status=401, problem="This token is not valid on this Hub.")
+        target = _local_path((request.form.get("next") or ["/"])[0])
+        cookie = f"{COOKIE}={quote(token, safe='')}; Path=/; HttpOnly; SameSite=Strict"
+        return _redirect(target, cookie)
+
+    def _logout(self, request: PageRequest) -> Response:
+        if not request.same_origin:
+            raise HubError(403, "Logging out must be asked from this Hub's own pages")
+        return _redirect("/", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+
+    def _page(
+        self, template: str, request: PageRequest, *, status: int = 200, reason: str = "", **context: Any
+    ) -> Response:
+        here = "/" + "/".join(request.parts) if request.method != "POST" else "/"
+        html = self.environment.get_template(template).render(
+            preview=self.catalog.preview,
+            viewer=request.viewer.name if request.viewer else None,
+            token_refused=request.token_refused,
+            here=_local_path(here),
+            login=LOGIN,
+            logout=LOGOUT,
+            stylesheet=STYLESHEET,
+            **context,
+        )
+        return Response(status, headers=dict(_PAGE_HEADERS), content=html.encode("utf-8"), reason=reason)
+
+
+def _redirect(target: str, cookie: str) -> Response:
+    headers = {**_PAGE_HEADERS, "Location": target, "Set-Cookie": cookie}
+    return Response(303, headers=headers, content=b"")
+
+
+def _local_path(value: str) -> str:
+    """A path on this server to send the browser back to; anything else (another site, `//host`) is `/`."""
+    return value if _LOCAL_PATH.fullmatch(value) else "/"
+
+
+def _public_message(error: HubError) -> str:
+    if error.status == 404:
+        return "This repository does not exist, or you need to log in to see it."
+    return error.message
+
+
+def human_size(size: int) -> str:
+    """Bytes in decimal units, as the Hub shows file sizes."""
+    value = float(size)
+    for unit in ("Bytes", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{size} Bytes" if unit == "Bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")

@@ -1,0 +1,152 @@
+"""The web pages in a real browser: Debian's headless Chromium, driven by selenium, against `hubpub hub serve`
+over a store where the demo family was published. Screenshots land in test-artifacts/pages/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.hub.demo_family import BASE_MODEL, DEMO_TOKEN, HOSTILE, PRIVATE, PWNED, W4A16, W8A8
+
+CHROMIUM = Path(os.environ.get("HUBPUB_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("HUBPUB_CHROMEDRIVER", "/usr/bin/chromedriver"))
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+    reason="no Chromium: `make test` installs Debian's chromium and chromium-driver",
+)
+
+
+@pytest.fixture(scope="module")
+def served(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The pages' URL of `hubpub hub serve` over a copy of the demo store, with demo's token."""
+    store = tmp_path_factory.mktemp("served") / "store"
+    shutil.copytree(demo_store, store)
+    command = [sys.executable, "-m", "hubpub", "hub", "serve", "--dir", str(store), "--port", "0"]
+    server = subprocess.Popen(
+        [*command, "--token", DEMO_TOKEN, "--user", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(3)]
+        pages = [line for line in lines if line.strip().startswith("web pages: ")]
+        assert pages, lines
+        yield pages[0].split("web pages: ", 1)[1].split()[0]
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(browser: WebDriver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def texts(browser: WebDriver, selector: str) -> list[str]:
+    return [element.text for element in browser.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def assert_nothing_ran(browser: WebDriver) -> None:
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute(PWNED) is None
+    with pytest.raises(NoAlertPresentException):
+        _ = browser.switch_to.alert.text
+
+
+def test_the_index_shows_the_family_and_no_private_repo(browser: WebDriver, served: str) -> None:
+    browser.get(served)
+    assert "smollm2-135m-demo" in " ".join(texts(browser, "section.family h2"))
+    links = texts(browser, "a.repo-link")
+    assert W4A16 in links and W8A8 in links and HOSTILE in links and PRIVATE not in links
+    screenshot(browser, "index")
+
+
+def test_a_model_page_renders_the_card_tables_and_the_evaluation_panel(browser: WebDriver, served: str) -> None:
+    browser.get(served)
+    browser.find_element(By.LINK_TEXT, W4A16).click()
+    assert browser.current_url == f"{served.rstrip('/')}/{W4A16}"
+    card = browser.find_element(By.CSS_SELECTOR, "article.card")
+    tables = card.find_elements(By.TAG_NAME, "table")
+    assert len(tables) > 5
+    assert [cell.text for cell in tables[0].find_elements(By.TAG_NAME, "th")] == ["Property", "Value"]
+    assert tables[0].value_of_css_property("border-collapse") == "collapse", "the stylesheet applies under the CSP"
+    assert card.find_element(By.CSS_SELECTOR, "pre code.language-python").text.startswith("from transformers import")
+    rows = [
+        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#evaluation table tbody tr")
+    ]
+    assert ["demo_capitals", "acc", "0.95"] in rows and ["demo_wikitext", "word_perplexity", "62.66"] in rows
+    assert "model.safetensors" in texts(browser, "#files td")
+    assert "v0.1.0" in texts(browser, "#refs .chip.tag")
+    base = browser.find_element(By.CSS_SELECTOR, "#model-tree a")
+    assert base.text == BASE_MODEL and base.get_attribute("href") == f"https://huggingface.co/{BASE_MODEL}"
+    screenshot(browser, "model-page")
+    browser.set_window_size(1280, 4000)
+    screenshot(browser, "model-page-long")
+    browser.set_window_size(1280, 1000)
+
+
+def test_a_sibling_link_in_the_card_opens_the_siblings_page(browser: WebDriver, served: str) -> None:
+    browser.get(f"{served.rstrip('/')}/{W4A16}")
+    sibling = browser.find_element(By.CSS_SELECTOR, "article.card").find_element(By.LINK_TEXT, W8A8)
+    sibling.click()
+    assert browser.current_url == f"{served.rstrip('/')}/{W8A8}"
+    assert browser.find_element(By.CSS_SELECTOR, ".repo-header h1").text == W8A8.replace("/", " / ")
+    assert "W8A8 vs Other Schemes" in texts(browser, "article.card h2")
+
+
+def test_a_card_with_scripts_and_javascript_links_runs_nothing(browser: WebDriver, served: str) -> None:
+    browser.get(f"{served.rstrip('/')}/{HOSTILE}")
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    card = browser.find_element(By.CSS_SELECTOR, "article.card")
+    assert "<script>document.body.setAttribute(" in card.text, "the script is shown as text"
+    hrefs = [str(link.get_attribute("href")) for link in browser.find_elements(By.TAG_NAME, "a")]
+    assert all(href.startswith(served.rstrip("/")) or href.startswith("https://") for href in hrefs), hrefs
+    assert_nothing_ran(browser)
+    for text in ("a javascript link", "an entity-encoded javascript link", "a raw HTML link", "cell link"):
+        assert text in card.text
+        assert card.find_elements(By.PARTIAL_LINK_TEXT, text) == [], f"{text!r} became a link"
+    screenshot(browser, "hostile-card")
+
+
+def test_a_private_repo_shows_only_after_logging_in_with_its_token(browser: WebDriver, served: str) -> None:
+    private = f"{served.rstrip('/')}/{PRIVATE}"
+    browser.get(private)
+    assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.LINK_TEXT, "log in").click()
+    browser.find_element(By.ID, "token").send_keys(DEMO_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    assert browser.current_url == private
+    assert "A secret card." in browser.find_element(By.CSS_SELECTOR, "article.card").text
+    cookie = browser.get_cookie("hubpub_token")
+    assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert "hubpub_token" not in str(browser.execute_script("return document.cookie"))
+    screenshot(browser, "private-after-login")
+    browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    browser.get(private)
+    assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
