@@ -76,6 +76,8 @@ class ReleaseOutcome:
     manifest_path: Path
     stages: dict[str, StageResult]
     published: PublishResult | None = None
+    collection: dict[str, Any] | None = None
+    """What syncing the family's Hub collection did after publishing (hubpub.collection.CollectionSync)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class ReleaseOutcome:
             "manifest": str(self.manifest_path),
             "stages": {name: result.status for name, result in self.stages.items()},
             "published": self.published.as_dict() if self.published else None,
+            "collection": self.collection,
         }
 
 
