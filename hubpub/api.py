@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +11,10 @@ from hubpub.spec import ReleaseSpec, SpecFile, load_spec
 from hubpub.stages import STAGE_ORDER
 
 if TYPE_CHECKING:
+    from hubpub.collection import CollectionSync
     from hubpub.family import MatrixEntry, RepublishResult
     from hubpub.hub import HubServer
+    from hubpub.hubclient import HubTarget
     from hubpub.pipeline import Progress, ReleaseOutcome
     from hubpub.resources import ResourcePlan
     from hubpub.stages.publish import PublishResult
@@ -219,7 +221,8 @@ def release(
     unknown = [stage for stage in force if stage not in STAGE_ORDER]
     if unknown:
         raise UsageError(f"--force {unknown[0]}: no such stage (stages: {', '.join(STAGE_ORDER)})")
-    releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
+    spec_files = load_specs(paths)
+    releases = [(spec_file.path, item) for spec_file in spec_files for item in spec_file.select(variant)]
     from hubpub.pipeline import PublishOptions, run_releases
 
     def run(publishing: PublishOptions | None) -> list[ReleaseOutcome]:
@@ -238,7 +241,21 @@ def release(
     from hubpub.hubclient import open_target
 
     with open_target(hub, local_dir=hub_dir) as target:
-        return run(PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip))
+        outcomes = run(PublishOptions(target, dry_run=dry_run, roundtrip=roundtrip))
+        if dry_run:
+            return outcomes
+        synced = _sync_collections(target, spec_files)
+        return [
+            replace(outcome, collection=found.as_dict()) if (found := synced.get(spec_path)) else outcome
+            for outcome, (spec_path, _) in zip(outcomes, releases, strict=True)
+        ]
+
+
+def _sync_collections(target: HubTarget, spec_files: list[SpecFile]) -> dict[Path, CollectionSync | None]:
+    """Bring the collection of each family among `spec_files` up to date with what its repos hold now."""
+    from hubpub.collection import sync_collection
+
+    return {spec_file.path: sync_collection(target, spec_file.releases) for spec_file in spec_files}
 
 
 def push(
@@ -261,7 +278,8 @@ def push(
     from hubpub.stages import publish as publish_stage
 
     staged_releases = []
-    for spec_file in load_specs(paths):
+    spec_files = load_specs(paths)
+    for spec_file in spec_files:
         for item in spec_file.select(variant):
             staged = release_dir(workdir, item) / "staged"
             if not (staged / MANIFEST_NAME).is_file():
@@ -270,9 +288,9 @@ def push(
                 raise PublishError(
                     f"{item.repo_id} was staged from another version of {spec_file.path}: run `hubpub release` again"
                 )
-            staged_releases.append((item, staged))
+            staged_releases.append((spec_file.path, item, staged))
     with open_target(hub, local_dir=hub_dir) as target:
-        return [
+        results = [
             publish_stage.run(
                 staged,
                 target,
@@ -282,8 +300,12 @@ def push(
                 force=force,
                 roundtrip=roundtrip,
             )
-            for item, staged in staged_releases
+            for _, item, staged in staged_releases
         ]
+        if not dry_run:
+            pushed = {spec_path for spec_path, _, _ in staged_releases}
+            _sync_collections(target, [spec_file for spec_file in spec_files if spec_file.path in pushed])
+        return results
 
 
 def card(paths: list[Path], *, variant: str | None = None, workdir: Path = DEFAULT_WORKDIR) -> dict[str, str]:
@@ -420,6 +442,8 @@ def republish(
     with open_target(hub, local_dir=hub_dir) as target:
         cards = republish_cards(spec_files, target, jobs=jobs, dry_run=dry_run or not card_only)
         if card_only:
+            if not dry_run:
+                _sync_collections(target, spec_files)
             return cards
         from hubpub.pipeline import PublishOptions, run_releases
 
@@ -442,6 +466,8 @@ def republish(
                 results.append(
                     RepublishResult(item.repo_id, item.variant, status, commit=pushed.commit, url=pushed.url)
                 )
+        if not dry_run:
+            _sync_collections(target, spec_files)
         return results
 
 

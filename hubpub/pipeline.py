@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hubpub.errors import HubpubError
+from hubpub.evalresults import FOLDER as EVAL_RESULTS
 from hubpub.hashing import HashCache, fingerprint, sha256_file
 from hubpub.hub.store import front_matter
 from hubpub.hubclient import HubTarget
@@ -76,6 +77,8 @@ class ReleaseOutcome:
     manifest_path: Path
     stages: dict[str, StageResult]
     published: PublishResult | None = None
+    collection: dict[str, Any] | None = None
+    """What syncing the family's Hub collection did after publishing (hubpub.collection.CollectionSync)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,7 @@ class ReleaseOutcome:
             "manifest": str(self.manifest_path),
             "stages": {name: result.status for name, result in self.stages.items()},
             "published": self.published.as_dict() if self.published else None,
+            "collection": self.collection,
         }
 
 
@@ -207,7 +211,14 @@ class ReleaseRun:
             siblings=load_spec(self.spec_path).releases,
         )
         checkpoint = Path(self.results["quantize"].outputs["checkpoint"])
-        key = fingerprint({"stage": "card", "text": rendered.text, "checkpoint": self.hashes.tree(checkpoint)})
+        key = fingerprint(
+            {
+                "stage": "card",
+                "text": rendered.text,
+                "checkpoint": self.hashes.tree(checkpoint),
+                **({"eval_results": rendered.eval_results} if rendered.eval_results else {}),
+            }
+        )
         folder = self.root / "stages" / f"card-{key[:16]}"
         result_file = folder / "result.json"
         if result_file.is_file() and "card" not in self.force:
@@ -218,6 +229,9 @@ class ReleaseRun:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         (folder / "README.md").write_text(rendered.text, encoding="utf-8")
+        for path, text in rendered.eval_results.items():
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(text, encoding="utf-8")
         with measured() as measurement:
             snippet = card.run_snippet(rendered.text, self.release.repo_id, checkpoint, folder)
             vllm_snippet = card.run_vllm_snippet(
@@ -522,6 +536,8 @@ def _stage_folder(root: Path, checkpoint: Path, card_dir: Path) -> Path:
     partial = root / f"staged.{os.getpid()}.partial"
     partial.mkdir(parents=True)
     shutil.copyfile(card_dir / "README.md", partial / "README.md")
+    if (card_dir / EVAL_RESULTS).is_dir():
+        shutil.copytree(card_dir / EVAL_RESULTS, partial / EVAL_RESULTS)
     for path in sorted(checkpoint.rglob("*")):
         target = partial / path.relative_to(checkpoint)
         if path.is_dir():

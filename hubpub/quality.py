@@ -43,6 +43,8 @@ class MetricComparison:
     higher_is_better: bool
     base_stderr: float | None = None
     quantized_stderr: float | None = None
+    filter: str = "none"
+    """lm-eval's filter of the metric (`strict-match` for gsm8k's exact match, `none` for most)."""
 
     @property
     def delta(self) -> float:
@@ -81,6 +83,7 @@ def compare_results(base: dict[str, Any], quantized: dict[str, Any]) -> list[Met
                     higher_is_better=bool(directions[name]),
                     base_stderr=_number(base_metrics.get(stderr_key)),
                     quantized_stderr=_number(quantized_metrics.get(stderr_key)),
+                    filter=filter_name or "none",
                 )
             )
     return rows

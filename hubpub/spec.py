@@ -270,6 +270,41 @@ class Push(SpecModel):
     tag: TagSafe | None = Field(default=None, description="The Hub tag of the release commit (default v{version}).")
 
 
+_COLLECTION_SLUG = re.compile(rf"^{_HUB_NAME}/(?:[a-z0-9]+(?:-[a-z0-9]+)*-)?[0-9a-f]{{24}}$")
+COLLECTION_TITLE_MAX = 60
+COLLECTION_DESCRIPTION_MAX = 150
+
+
+def _check_collection_slug(value: str) -> str:
+    if not _COLLECTION_SLUG.match(value):
+        raise ValueError(
+            f"'{value}' is not a collection slug: use 'namespace/title-<24 hex id>' as the collection's URL shows it"
+        )
+    return value
+
+
+class Collection(SpecModel):
+    """The family's collection on the Hub: the base model first, then each published variant with its facts."""
+
+    enabled: bool = Field(default=True, description="false: leave the family's collection alone.")
+    slug: Annotated[str, AfterValidator(_check_collection_slug)] | None = Field(
+        default=None,
+        description="An existing collection to use (namespace/title-<24 hex id>) instead of the one titled from the"
+        " family, in the namespace of the first variant's repo.",
+    )
+    title: Annotated[str, Field(min_length=1, max_length=COLLECTION_TITLE_MAX)] | None = Field(
+        default=None, description="The title of a collection hubpub creates (default: the family's name)."
+    )
+    description: Annotated[str, Field(min_length=1, max_length=COLLECTION_DESCRIPTION_MAX)] | None = Field(
+        default=None, description="Its description (default: the base model and the schemes of the family)."
+    )
+    private: bool = Field(default=False, description="Whether a collection hubpub creates is private.")
+    prune: bool = Field(
+        default=False,
+        description="Delete the items of variants no longer in the spec; otherwise they are only reported.",
+    )
+
+
 class Runner(SpecModel):
     """The machine a variant's release job runs on, as the resource plan checks it before any download.
 
@@ -329,6 +364,10 @@ class ReleaseSpec(SpecModel):
     evaluation: Evaluation | None = None
     card: Card = Card()
     push: Push = Push()
+    collection: Collection | None = Field(
+        default=None,
+        description="The family's Hub collection (a family gets one by default); set it with the shared keys.",
+    )
     runs_on: tuple[RunnerLabel, ...] = Field(
         default=("self-hosted", "gpu"),
         min_length=1,
@@ -345,6 +384,21 @@ class ReleaseSpec(SpecModel):
         le=MAX_JOB_MINUTES,
         description="Time limit of this variant's release and publish jobs on GitHub Actions (`hubpub matrix`).",
     )
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_of_a_family(cls, value: Collection | None, info: ValidationInfo) -> Collection | None:
+        if value is not None and value.enabled and not info.data.get("family"):
+            raise ValueError("a collection gathers a family's variants: set `family` too")
+        return value
+
+    @property
+    def family_collection(self) -> Collection | None:
+        """The collection this release's family keeps on the Hub; None when it keeps none."""
+        if self.family is None:
+            return None
+        chosen = self.collection or Collection()
+        return chosen if chosen.enabled else None
 
     @field_validator("algorithm")
     @classmethod
@@ -599,6 +653,15 @@ def _family_problems(located: Located, variants: list[Any], releases: list[Relea
     seen_repos: dict[str, int] = {}
     seen_names: dict[str, int] = {}
     for index, release in enumerate(releases):
+        if "collection" in variants[index]:
+            problems.append(
+                located.problem(
+                    ("variants", index, "collection"),
+                    f"variants[{index}].collection",
+                    "the collection belongs to the whole family: set it with the shared keys, not in a variant",
+                    key=True,
+                )
+            )
         if release.repo_id in seen_repos:
             path = ("variants", index, "repo_id") if "repo_id" in variants[index] else ("variants", index)
             problems.append(

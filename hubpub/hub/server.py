@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from hubpub.hub import listing, pages, validation
 from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog
+from hubpub.hub.collections import Address, Collections, item_object_id
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.store import (
     REPO_TYPES,
@@ -135,6 +136,7 @@ class HubServer:
     ) -> None:
         preview = StagedCatalog(staged) if staged else None
         self.store = HubStore(root)
+        self.collections = Collections(self.store)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
         catalog: Catalog = preview or StoreCatalog(self.store)
         self.pages = pages.Pages(catalog, self.tokens)
@@ -225,6 +227,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
 
     def handle_expect_100(self) -> bool:
         self._expect_continue = True  # "100 Continue" goes out only when the body is about to be read
@@ -494,6 +499,8 @@ class _Handler(BaseHTTPRequestHandler):
         joined = "/".join(parts)
         if (method, joined) in simple:
             return simple[(method, joined)]
+        if parts[:1] == ["collections"]:
+            return self._collection_route(method, parts[1:])
         if len(parts) == 4 and parts[0] == "organizations" and parts[2:] == ["settings", "repositories"]:
             namespace = validation.repo_part(validation.url_segment(parts[1], "namespace"), "namespace")
             return "repo_storage", (lambda: self._repo_storage(namespace)) if method == "GET" else None
@@ -527,6 +534,55 @@ class _Handler(BaseHTTPRequestHandler):
         }
         route, handler = table.get((method, action), ("unknown", None))
         return route, handler
+
+    def _collection_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
+        collections = self.hub.collections
+        if not parts:
+            if method == "GET":
+                return "collections", lambda: ok(collections.listing(self.query, self._reader(), self._base_url()))
+            if method == "POST":
+                return "collections", lambda: ok(collections.create(self._writer(), self._json(), self._base_url()))
+            return "collections", None
+        if len(parts) < 2:
+            return "collections", None
+        address = Address.parse(
+            validation.url_segment(parts[0], "collection namespace"),
+            validation.url_segment(parts[1], "collection slug"),
+        )
+        rest = parts[2:]
+        table: dict[tuple[str, int], Callable[[], Response]] = {
+            ("GET", 0): lambda: ok(collections.get(address, self._reader(), self._base_url())),
+            ("PATCH", 0): lambda: ok(collections.update(address, self._writer(), self._json(), self._base_url())),
+            ("DELETE", 0): lambda: ok(collections.delete(address, self._writer())),
+            ("POST", 1): lambda: ok(collections.add_item(address, self._writer(), self._json(), self._base_url())),
+        }
+        if rest[:1] == ["items"] and len(rest) == 2:
+            item = item_object_id(validation.url_segment(rest[1], "item id"))
+            if method == "PATCH":
+                return "collection_item", lambda: self._done(
+                    lambda: collections.update_item(address, item, self._writer(), self._json())
+                )
+            if method == "DELETE":
+                return "collection_item", lambda: self._done(
+                    lambda: collections.delete_item(address, item, self._writer())
+                )
+            return "collection_item", None
+        if rest and rest != ["items"]:
+            return "collections", None
+        return "collections", table.get((method, len(rest)))
+
+    def _reader(self) -> Identity | None:
+        return self._identity(required=False)
+
+    def _writer(self) -> Identity:
+        identity = self._identity(required=True)
+        assert identity is not None
+        return identity
+
+    @staticmethod
+    def _done(action: Callable[[], None]) -> Response:
+        action()
+        return ok({})
 
     def _lfs_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
         if len(parts) < 4 or parts[0] not in _TYPE_BY_PLURAL:

@@ -9,6 +9,8 @@ Layout (store layout 2):
     repos/<type>s/<namespace>/<name>/
                    meta.json, refs.json, commits/<sha>.json (each records its whole tree),
                    blobs/<git sha1> (regular files), lfs/<sha256> (LFS objects uploaded to this repo)
+    collections/<namespace>/<24 hex id>.json
+                   one collection each: title, description, visibility and its items in order
 
 Every write lands by rename while the lock is held; a repo appears and disappears in one rename.
 Each LFS object belongs to one repo: knowing a sha256 never lets another repo link it.
@@ -245,17 +247,17 @@ class HubStore:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # -- paths ---------------------------------------------------------------------------------
-    def _inside(self, path: Path) -> Path:
+    def inside(self, path: Path) -> Path:
         if not path.resolve().is_relative_to(self.root):
             raise HubError(400, "Invalid path: it leads outside the Hub's store")
         return path
 
     def repo_dir(self, repo: Repo) -> Path:
         checked = Repo.checked(repo.type, repo.namespace, repo.name)
-        return self._inside(self.root / "repos" / f"{checked.type}s" / checked.namespace / checked.name)
+        return self.inside(self.root / "repos" / f"{checked.type}s" / checked.namespace / checked.name)
 
     def _lfs_file(self, folder: Path, sha256: str) -> Path:
-        return self._inside(folder / "lfs" / validation.lfs_oid(sha256))
+        return self.inside(folder / "lfs" / validation.lfs_oid(sha256))
 
     def _temporary(self, purpose: str) -> Path:
         return self.root / "tmp" / f"{purpose}-{os.getpid()}-{secrets.token_hex(8)}"
@@ -302,8 +304,8 @@ class HubStore:
             staging = self._temporary("repo")
             for part in ("commits", "blobs", "lfs"):
                 (staging / part).mkdir(parents=True)
-            self._write_json(staging / "refs.json", {"branches": {}, "tags": {}})
-            self._write_json(staging / "meta.json", {"private": private, "createdAt": now_iso()})
+            self.write_json(staging / "refs.json", {"branches": {}, "tags": {}})
+            self.write_json(staging / "meta.json", {"private": private, "createdAt": now_iso()})
             gitattributes = Operation("file", ".gitattributes", DEFAULT_GITATTRIBUTES.encode())
             initial = NewCommit("main", (gitattributes,), title="initial commit", message="", author=author)
             self._commit_in(staging, initial, create_branch=True)
@@ -320,7 +322,7 @@ class HubStore:
         with self.write_lock():
             meta = self.meta(repo)
             meta["private"] = private
-            self._write_json(self.repo_dir(repo) / "meta.json", meta)
+            self.write_json(self.repo_dir(repo) / "meta.json", meta)
 
     # -- refs and commits ----------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
@@ -397,9 +399,9 @@ class HubStore:
             "date": now_iso(),
         }
         sha = hashlib.sha1(json.dumps(body, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
-        self._write_json(folder / "commits" / f"{sha}.json", {"id": sha, **body})
+        self.write_json(folder / "commits" / f"{sha}.json", {"id": sha, **body})
         refs["branches"][change.branch] = sha
-        self._write_json(folder / "refs.json", refs)
+        self.write_json(folder / "refs.json", refs)
         return sha
 
     def _apply(self, folder: Path, tree: dict[str, Any], operation: Operation, new_blobs: dict[str, bytes]) -> None:
@@ -442,7 +444,7 @@ class HubStore:
                 if name in table:
                     raise HubError(409, f"{kind} {validation.shown(name)} already exists")
                 table[name] = sha
-            self._write_json(self.repo_dir(repo) / "refs.json", refs)
+            self.write_json(self.repo_dir(repo) / "refs.json", refs)
 
     # -- content -------------------------------------------------------------------------------
     def has_lfs(self, repo: Repo, sha256: str, size: int) -> bool:
@@ -487,7 +489,7 @@ class HubStore:
             return self._lfs_file(folder, entry.lfs_sha256)
         if not _FULL_SHA.fullmatch(entry.oid):
             raise HubError(500, "the store holds a malformed blob id")
-        return self._inside(folder / "blobs" / entry.oid)
+        return self.inside(folder / "blobs" / entry.oid)
 
     def lfs_patterns(self, repo: Repo, sha: str) -> list[str]:
         entry = self.tree(repo, sha).get(".gitattributes")
@@ -512,7 +514,7 @@ class HubStore:
         if legacy.is_dir():
             self._move_shared_lfs_objects_into_repos(legacy)
         if not marker.is_file():
-            self._write_json(marker, {"layout": LAYOUT})
+            self.write_json(marker, {"layout": LAYOUT})
 
     def _move_shared_lfs_objects_into_repos(self, legacy: Path) -> None:
         """Layout 1 shared `lfs/<sha256>` between all repos: give each repo the objects its history names."""
@@ -575,7 +577,7 @@ class HubStore:
         os.rename(folder, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def _write_json(self, path: Path, data: Any) -> None:
+    def write_json(self, path: Path, data: Any) -> None:
         self._write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def _write_bytes(self, path: Path, content: bytes) -> None:

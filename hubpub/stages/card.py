@@ -9,10 +9,11 @@ a card whose snippet fails is not published.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from hubpub.errors import StageError
+from hubpub.evalresults import FOLDER, benchmark_results
 from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
 from hubpub.measure import record_child_peaks
@@ -28,6 +30,8 @@ from hubpub.spec import ReleaseSpec, is_local_dataset
 from hubpub.vllm import VllmPrediction
 from hubpub.vllm.agreement import PredictionCheck
 from hubpub.warm import WarmInterpreter
+
+logger = logging.getLogger(__name__)
 
 SNIPPET_MARKER = "<!-- hubpub:snippet transformers -->"
 VLLM_SNIPPET_MARKER = "<!-- hubpub:snippet vllm -->"
@@ -38,6 +42,8 @@ SNIPPET_TIMEOUT_SECONDS = 900
 class RenderedCard:
     text: str
     metadata: dict[str, Any]
+    eval_results: dict[str, str] = field(default_factory=dict)
+    """`.eval_results/<task>.yaml` files (path → text) for the tasks that report to a Hub benchmark."""
 
 
 def run(
@@ -64,7 +70,10 @@ def run(
         raise StageError(f"{manifest.repo_id}: the card's metadata would be rejected by the Hub: {'; '.join(problems)}")
     body = render_body(release, facts)
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
-    return RenderedCard(text=str(card), metadata=metadata)
+    benchmarks = benchmark_results(manifest, tag=release.hub_tag)
+    for task, reason in benchmarks.skipped.items():
+        logger.info("%s: no %s file for %s: %s; it stays in model-index", release.variant, FOLDER, task, reason)
+    return RenderedCard(text=str(card), metadata=metadata, eval_results=benchmarks.files)
 
 
 def rerender(release: ReleaseSpec, manifest: Manifest, family: list[Manifest], siblings: Sequence[ReleaseSpec]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def run(ctx: StageContext) -> StageOutput:
             "n_samples": quantized.get("n-samples", {}),
             "task_hashes": quantized.get("task_hashes", {}),
             "min_recovery": evaluation.min_recovery,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
 

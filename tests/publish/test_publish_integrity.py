@@ -126,8 +126,12 @@ def push_over_an_older_release(
 
 def tagged_after_the_round_trip(hub: HubServer) -> bool:
     routes = [route for _, route, _ in hub.requests]
-    downloads = [index for index, route in enumerate(routes) if route == "resolve"]
-    return routes.count("tag") == 1 and bool(downloads) and routes.index("tag") > downloads[-1]
+    if routes.count("tag") != 1:
+        return False
+    # Downloads after the tag are the family's collection sync reading the published manifests.
+    tag = routes.index("tag")
+    last_commit = max(index for index, route in enumerate(routes[:tag]) if route == "commit")
+    return "resolve" in routes[last_commit:tag]
 
 
 @pytest.mark.parametrize("roundtrip", [False, True], ids=["no-roundtrip", "roundtrip"])

@@ -152,3 +152,17 @@ def test_production_family_matches_the_seed_card() -> None:
             "piqa",
             "wikitext",
         }
+
+
+def test_a_family_keeps_a_collection_by_default_and_can_name_one_or_none(tmp_path: Path) -> None:
+    (single,) = load_spec(write(tmp_path, MINIMAL)).releases
+    assert single.family_collection is None
+    (default,) = load_spec(write(tmp_path, "family: demo\n" + MINIMAL)).releases
+    assert default.family_collection is not None
+    assert (default.family_collection.slug, default.family_collection.prune) == (None, False)
+    slug = "demo/my-family-0123456789abcdef01234567"
+    named = load_spec(write(tmp_path, f"family: demo\n{MINIMAL}collection: {{slug: {slug}, prune: true}}\n"))
+    chosen = named.releases[0].family_collection
+    assert chosen is not None and (chosen.slug, chosen.prune) == (slug, True)
+    off = load_spec(write(tmp_path, f"family: demo\n{MINIMAL}collection: {{enabled: false}}\n"))
+    assert off.releases[0].family_collection is None

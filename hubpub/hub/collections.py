@@ -1,0 +1,361 @@
+"""Collections: the routes huggingface_hub 1.33's collection methods use, and their storage in the store.
+
+A collection is addressed by its slug, `<namespace>/<title-slug>-<24 hex id>`; as on huggingface.co
+only the trailing id names it, so a renamed collection keeps answering to its old slug. Each one is
+a JSON file, `collections/<namespace>/<id>.json`, written by rename under the store's lock.
+
+Tokens count as for repos: a token creates and edits only the collections of namespaces it may write,
+a private collection reads as missing to everyone else, and an item must be a repo (model, dataset or
+space) the caller can see, an arXiv paper id, or a collection it can see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubpub.hub import validation
+from hubpub.hub.errors import HubError
+from hubpub.hub.store import HubStore, Repo, now_iso
+from hubpub.hub.tokens import Identity
+
+TITLE_MAX = 60
+DESCRIPTION_MAX = 150
+"""huggingface_hub's documented limit for a description."""
+NOTE_MAX = 500
+"""huggingface_hub's documented limit for an item's note."""
+MAX_ITEMS = 1000
+MAX_PER_NAMESPACE = 1000
+LIST_ITEMS_SHOWN = 4
+"""A listing shows the first items of each collection only, as huggingface.co does."""
+ITEM_TYPES = ("model", "dataset", "space", "paper", "collection")
+THEMES = ("orange", "blue", "green", "purple", "pink", "indigo", "gray")
+SORTS = ("lastModified", "trending", "upvotes")
+_ID = re.compile(r"[0-9a-f]{24}")
+_SLUG_NAME = re.compile(r"(?:[a-z0-9]+(?:-[a-z0-9]+)*-)?([0-9a-f]{24})")
+_PAPER = re.compile(r"[0-9]{4}\.[0-9]{4,5}")
+_LIST_KEYS = {"owner": 8, "item": 8, "sort": 1, "limit": 1}
+
+
+@dataclass(frozen=True)
+class Address:
+    """A collection named by a URL: its namespace and the id at the end of its slug."""
+
+    namespace: str
+    id: str
+
+    @classmethod
+    def parse(cls, namespace: str, name: str) -> Address:
+        checked = validation.repo_part(namespace, "collection namespace")
+        match = _SLUG_NAME.fullmatch(name) if len(name) <= 200 else None
+        if match is None:
+            raise HubError(
+                400, f"Invalid collection slug {validation.shown(name)}: use <namespace>/<title>-<24 hex id>"
+            )
+        return cls(checked, match.group(1))
+
+
+def slugify(title: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))[:TITLE_MAX] or "collection"
+
+
+class Collections:
+    """Every collection of one store, with the Hub's rules for who may read and change what."""
+
+    def __init__(self, store: HubStore) -> None:
+        self.store = store
+
+    # -- storage -------------------------------------------------------------------------------
+    def _folder(self, namespace: str) -> Path:
+        return self.store.inside(self.store.root / "collections" / validation.repo_part(namespace, "namespace"))
+
+    def _path(self, address: Address) -> Path:
+        return self.store.inside(self._folder(address.namespace) / f"{address.id}.json")
+
+    def _load(self, address: Address) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self._path(address).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return data
+
+    def _all(self) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted((self.store.root / "collections").glob("*/*.json")):
+            if _ID.fullmatch(path.stem):
+                found.append(json.loads(path.read_text(encoding="utf-8")))
+        return found
+
+    def _save(self, collection: dict[str, Any]) -> None:
+        collection["lastUpdated"] = now_iso()
+        path = self._path(Address(collection["namespace"], collection["id"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.store.write_json(path, collection)
+
+    # -- who sees what -------------------------------------------------------------------------
+    def _visible(self, collection: dict[str, Any] | None, identity: Identity | None) -> bool:
+        if collection is None:
+            return False
+        return not collection["private"] or (identity is not None and identity.owns(collection["namespace"]))
+
+    def _readable(self, address: Address, identity: Identity | None) -> dict[str, Any]:
+        collection = self._load(address)
+        if collection is None or not self._visible(collection, identity):
+            raise HubError(404, f"Collection not found: {address.namespace}/{address.id}")
+        return collection
+
+    def _writable(self, address: Address, identity: Identity) -> dict[str, Any]:
+        collection = self._readable(address, identity)
+        if not identity.can_write(address.namespace):
+            read_only = " (this token is read-only)" if identity.read_only else ""
+            raise HubError(403, f"You don't have the rights to edit collections of {address.namespace}{read_only}")
+        return collection
+
+    # -- the routes ----------------------------------------------------------------------------
+    def create(self, identity: Identity, body: dict[str, Any], base_url: str) -> dict[str, Any]:
+        title = _title(body.get("title"))
+        namespace = validation.repo_part(body.get("namespace") or identity.name, "namespace")
+        if body.get("resourceGroupId") is not None:
+            raise HubError(400, "resource groups are not supported by the embedded Hub")
+        private = _flag(body.get("private", False), "private")
+        description = _description(body.get("description"))
+        if not identity.can_write(namespace):
+            raise HubError(403, f"You don't have the rights to create a collection in {namespace}")
+        with self.store.write_lock():
+            mine = [item for item in self._all() if item["namespace"].lower() == namespace.lower()]
+            for existing in mine:
+                if existing["title"] == title:
+                    slug = _slug(existing)
+                    raise HubError(409, f"A collection titled {title!r} already exists: {slug}", extra={"slug": slug})
+            if len(mine) >= MAX_PER_NAMESPACE:
+                raise HubError(400, f"{namespace} already has {MAX_PER_NAMESPACE} collections")
+            collection: dict[str, Any] = {
+                "id": secrets.token_hex(12),
+                "namespace": namespace,
+                "title": title,
+                "description": description,
+                "private": private,
+                "theme": "orange",
+                "position": len(mine),
+                "createdAt": now_iso(),
+                "items": [],
+            }
+            self._save(collection)
+        return self._shaped(collection, base_url, identity)
+
+    def get(self, address: Address, identity: Identity | None, base_url: str) -> dict[str, Any]:
+        return self._shaped(self._readable(address, identity), base_url, identity)
+
+    def update(self, address: Address, identity: Identity, body: dict[str, Any], base_url: str) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        for key, value in body.items():
+            if value is None:
+                continue
+            if key == "title":
+                changes[key] = _title(value)
+            elif key == "description":
+                changes[key] = _description(value)
+            elif key == "private":
+                changes[key] = _flag(value, "private")
+            elif key == "position":
+                changes[key] = validation.size(value, MAX_PER_NAMESPACE, "position")
+            elif key == "theme":
+                if value not in THEMES:
+                    raise HubError(400, f"Invalid theme {validation.shown(value)}: use one of {', '.join(THEMES)}")
+                changes[key] = value
+            else:
+                raise HubError(400, f"A collection has no setting {validation.shown(key)}")
+        with self.store.write_lock():
+            collection = self._writable(address, identity)
+            title = changes.get("title")
+            if title is not None and any(
+                other["title"] == title and other["id"] != collection["id"]
+                for other in self._all()
+                if other["namespace"].lower() == address.namespace.lower()
+            ):
+                raise HubError(409, f"A collection titled {title!r} already exists in {address.namespace}")
+            collection.update(changes)
+            self._save(collection)
+        return {"data": self._shaped(collection, base_url, identity)}
+
+    def delete(self, address: Address, identity: Identity) -> dict[str, Any]:
+        with self.store.write_lock():
+            self._writable(address, identity)
+            self._path(address).unlink()
+        return {}
+
+    def add_item(self, address: Address, identity: Identity, body: dict[str, Any], base_url: str) -> dict[str, Any]:
+        item = validation.mapping(body.get("item"), "item")
+        kind = item.get("type")
+        if kind not in ITEM_TYPES:
+            raise HubError(400, f"Invalid item type {validation.shown(kind)}: use one of {', '.join(ITEM_TYPES)}")
+        note = _note(body.get("note"))
+        with self.store.write_lock():
+            collection = self._writable(address, identity)
+            item_id = self._existing_item(str(kind), item.get("id"), identity)
+            if any(entry["type"] == kind and entry["id"] == item_id for entry in collection["items"]):
+                raise HubError(409, f"{kind} {item_id} is already in this collection")
+            if len(collection["items"]) >= MAX_ITEMS:
+                raise HubError(400, f"A collection holds at most {MAX_ITEMS} items")
+            collection["items"].append({"_id": secrets.token_hex(12), "type": kind, "id": item_id, "note": note})
+            self._save(collection)
+        return self._shaped(collection, base_url, identity)
+
+    def update_item(self, address: Address, item_object_id: str, identity: Identity, body: dict[str, Any]) -> None:
+        unknown = sorted(set(body) - {"note", "position"})
+        if unknown:
+            raise HubError(400, f"A collection item has no setting {validation.shown(unknown[0])}")
+        note = _note(body["note"]) if body.get("note") is not None else None
+        with self.store.write_lock():
+            collection = self._writable(address, identity)
+            index = _item_index(collection, item_object_id)
+            entry = collection["items"][index]
+            if note is not None:
+                entry["note"] = note
+            if body.get("position") is not None:
+                position = validation.size(body["position"], len(collection["items"]) - 1, "position")
+                collection["items"].insert(position, collection["items"].pop(index))
+            self._save(collection)
+
+    def delete_item(self, address: Address, item_object_id: str, identity: Identity) -> None:
+        with self.store.write_lock():
+            collection = self._writable(address, identity)
+            del collection["items"][_item_index(collection, item_object_id)]
+            self._save(collection)
+
+    def listing(self, query: dict[str, list[str]], identity: Identity | None, base_url: str) -> list[dict[str, Any]]:
+        """`GET /api/collections`: filtered by owner and item, sorted, each with its first items only."""
+        for key, values in query.items():
+            if key not in _LIST_KEYS:
+                supported = ", ".join(_LIST_KEYS)
+                raise HubError(400, f"GET /api/collections does not support {validation.shown(key)}: use {supported}")
+            if len(values) > _LIST_KEYS[key]:
+                raise HubError(400, f"GET /api/collections: {key} is given {len(values)} times")
+        owners = {validation.repo_part(owner, "owner").lower() for owner in query.get("owner", [])}
+        wanted = [_item_filter(value) for value in query.get("item", [])]
+        sort = query.get("sort", ["lastModified"])[0]
+        if sort not in SORTS:
+            raise HubError(400, f"Invalid sort {validation.shown(sort)}: use one of {', '.join(SORTS)}")
+        limit_text = query.get("limit", [str(MAX_PER_NAMESPACE)])[0]
+        if not re.fullmatch(r"[0-9]{1,7}", limit_text):
+            raise HubError(400, f"Invalid limit {validation.shown(limit_text)}: a whole number")
+        chosen = [
+            collection
+            for collection in self._all()
+            if self._visible(collection, identity)
+            and (not owners or collection["namespace"].lower() in owners)
+            and all(any((item["type"], item["id"]) == pair for item in collection["items"]) for pair in wanted)
+        ]
+        # Trending and upvotes have no meaning on this Hub: every collection has none, newest first then.
+        chosen.sort(key=lambda collection: (collection["lastUpdated"], collection["id"]), reverse=True)
+        shown = []
+        for collection in chosen[: int(limit_text)]:
+            shaped = self._shaped(collection, base_url, identity)
+            shaped["items"] = shaped["items"][:LIST_ITEMS_SHOWN]
+            del shaped["position"]  # the client numbers a listing itself
+            shown.append(shaped)
+        return shown
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _existing_item(self, kind: str, raw_id: object, identity: Identity) -> str:
+        """The id of an item that exists and that the caller can see; 404 otherwise."""
+        text = validation.text(raw_id, "item id", 256)
+        if kind == "paper":
+            if not _PAPER.fullmatch(text):
+                raise HubError(400, f"Invalid paper id {validation.shown(text)}: use an arXiv id such as 2311.12983")
+            return text
+        namespace, _, name = text.partition("/")
+        if kind == "collection":
+            target = self._load(Address.parse(namespace, name))
+            if target is None or not self._visible(target, identity):
+                raise HubError(404, f"Collection not found: {validation.shown(text)}")
+            return _slug(target)
+        repo = Repo.checked(kind, namespace, name)
+        if not self.store.exists(repo) or (self.store.meta(repo)["private"] and not identity.owns(repo.namespace)):
+            raise HubError(404, f"{kind} {repo.id} not found", "RepoNotFound")
+        return repo.id
+
+    def _shaped(self, collection: dict[str, Any], base_url: str, identity: Identity | None) -> dict[str, Any]:
+        """A collection as huggingface_hub's `Collection` reads it."""
+        items = []
+        for position, entry in enumerate(collection["items"]):
+            item: dict[str, Any] = {"_id": entry["_id"], "id": entry["id"], "type": entry["type"], "position": position}
+            if entry["note"] is not None:
+                item["note"] = {"text": entry["note"], "html": _html(entry["note"])}
+            if entry["type"] == "collection":
+                item["slug"] = entry["id"]
+            elif entry["type"] in ("model", "dataset", "space"):
+                item["author"] = entry["id"].split("/")[0]
+                item["repoType"] = entry["type"]
+            items.append(item)
+        return {
+            "slug": _slug(collection),
+            "title": collection["title"],
+            "description": collection["description"],
+            "owner": {"name": collection["namespace"], "type": "user"},
+            "items": items,
+            "lastUpdated": collection["lastUpdated"],
+            "position": collection["position"],
+            "private": collection["private"],
+            "theme": collection["theme"],
+            "upvotes": 0,
+            "isUpvotedByUser": False,
+            "url": f"{base_url}/collections/{_slug(collection)}",
+        }
+
+
+def _slug(collection: dict[str, Any]) -> str:
+    return f"{collection['namespace']}/{slugify(collection['title'])}-{collection['id']}"
+
+
+def _title(value: object) -> str:
+    title = validation.text(value, "collection title", TITLE_MAX).strip()
+    if not title or any(ord(char) < 32 for char in title):
+        raise HubError(400, "A collection title must be 1 to 60 printable characters")
+    return title
+
+
+def _description(value: object) -> str | None:
+    return None if value is None else validation.text(value, "collection description", DESCRIPTION_MAX)
+
+
+def _note(value: object) -> str | None:
+    return None if value is None else validation.text(value, "note", NOTE_MAX)
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise HubError(400, f"{what} must be true or false")
+    return value
+
+
+def item_object_id(value: str) -> str:
+    """The id of an item within a collection, from a URL."""
+    if not _ID.fullmatch(value):
+        raise HubError(400, f"Invalid item id {validation.shown(value)}: 24 hex digits")
+    return value
+
+
+def _item_index(collection: dict[str, Any], item_object_id: str) -> int:
+    for index, entry in enumerate(collection["items"]):
+        if entry["_id"] == item_object_id:
+            return index
+    raise HubError(404, f"Item {item_object_id} is not in this collection")
+
+
+def _item_filter(value: str) -> tuple[str, str]:
+    """`models/ns/name`, `datasets/ns/name`, `spaces/ns/name`, `papers/<id>` or `collections/<slug>`."""
+    plural, _, item_id = value.partition("/")
+    kind = plural.removesuffix("s")
+    if kind not in ITEM_TYPES or not item_id:
+        raise HubError(400, f"Invalid item filter {validation.shown(value)}: use e.g. models/namespace/name")
+    return kind, item_id
+
+
+def _html(text: str) -> str:
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<p>{escaped}</p>"
