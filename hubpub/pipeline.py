@@ -491,11 +491,9 @@ def _run_cached(
         return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    # Started at the first stage with real work (not on a re-run that reuses everything), so their imports
-    # overlap that work: the stages that load a model fork their children from one, the card's snippet
-    # runs in a child of the other.
-    start_fork_server("stages")
-    start_fork_server("scripts")
+    # Started at the first stage with real work (not on a re-run that reuses everything), so the fork servers'
+    # imports overlap that work.
+    start_fork_server()
     ctx = StageContext(
         release=release,
         spec_path=spec_path,

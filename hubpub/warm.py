@@ -1,18 +1,25 @@
-"""Child processes for the stages that load a model, forked from one interpreter that imported the heavy tools.
+"""Child processes for the stages that load a model and for scripts a user would run, forked from warm interpreters.
 
 Every stage that loads a model does so in a child process, so the hubpub process never holds one and
 each child's memory returns to the system when it ends. Importing torch, transformers and
 llmcompressor takes several seconds; paying that in every child would cost more than the stage's
-own work on a small model. So one *fork server* per hubpub process imports them once, computes
-nothing, and forks a child per request: each child starts with the libraries imported and no model
-loaded, like a fresh interpreter that has run its imports. The server is started ahead of need
-(`start_fork_server`), so its imports overlap the first stages, and it serves every release of the
-process (a family's variants share it).
+own work on a small model. So *fork servers* import them once, compute nothing, and fork a child per
+request: each child starts with the libraries imported and no model loaded, like a fresh interpreter
+that has run its imports.
 
-Server side: `python -m hubpub.warm PARENT_PID [MODULE...]` reads JSON lines
-`{"module", "args", "log", "env", "cwd"}` from stdin; for each it forks, answers `{"pid": N}`, runs the
-module as `__main__` in the child with stdout and stderr in `log`, and answers `{"code": N}` when the
-child ends.
+There are two, chained: the *scripts* server imports torch and transformers only (a model card's
+snippet runs in its children as in a fresh interpreter: nothing of llm-compressor, lm-eval or hubpub's
+stages is loaded); it then forks the *stages* server, which imports llm-compressor and lm-eval on top.
+The two share the memory of their common imports (about 340 MiB, copy-on-write), so the second server
+costs little memory and no second import of torch. They are started ahead of need
+(`start_fork_server`), so their imports overlap the first stages, and serve every release of the
+process (a family's variants share them).
+
+Server side: `python -m hubpub.warm PARENT_PID REQUESTS_FD,REPLIES_FD MODULE... -- MODULE...` serves
+on stdin/stdout after importing the first modules, and its forked stages server serves on the two
+inherited pipes after importing the rest. Each reads JSON lines `{"module", "args", "log", "stdout",
+"env", "cwd"}`; for each it forks, answers `{"pid": N}`, runs the module as `__main__` in the child with
+stderr (and stdout, unless `stdout` names a file) in `log`, and answers `{"code": N}` when the child ends.
 """
 
 from __future__ import annotations
@@ -31,38 +38,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
-# What the stages' children need. llm-compressor imports the rest of transformers, compressed-tensors and gguf.
-PRELOAD = ("torch", "transformers", "llmcompressor", "lm_eval")
 # A user's script (a model card's snippet) runs as in a fresh interpreter: only what its own imports would
-# load is loaded ahead, none of llm-compressor's or lm-eval's modules, and hubpub's state is not there.
+# load is loaded ahead. transformers imports lazily; naming the classes imports their modules.
 SCRIPT_PRELOAD = ("torch", "transformers:AutoModelForCausalLM", "transformers:AutoTokenizer")
-# Read by huggingface_hub and transformers when they are imported, so the server is started with them.
-SCRIPT_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+# What the stages' children need on top. llm-compressor imports compressed-tensors and gguf.
+PRELOAD = ("llmcompressor", "lm_eval")
 Kind = Literal["stages", "scripts"]
-# Set per call by test runners; it is no reason to start another server.
+# Set per call by test runners; it is no reason to start other servers.
 _VOLATILE_ENVIRONMENT = ("PYTEST_CURRENT_TEST",)
 
 
 class ForkServer:
-    def __init__(self, preload: Sequence[str], environment: dict[str, str] | None = None) -> None:
-        self.overrides = dict(environment or {})
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the server's own output, kept until close())
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "hubpub.warm", str(os.getpid()), *preload],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=self.current_environment(),
-        )
-        self.environment = _environment_key(self.current_environment())
+    """One end of a fork server's request and reply pipes."""
+
+    def __init__(self, requests: IO[bytes], replies: IO[bytes], pair: ServerPair) -> None:
+        self._requests, self._replies, self._pair = requests, replies, pair
         self._lock = threading.Lock()
-
-    def current_environment(self) -> dict[str, str]:
-        return {**os.environ, **self.overrides}
-
-    @property
-    def alive(self) -> bool:
-        return self._process.poll() is None
 
     def run(
         self,
@@ -76,70 +67,104 @@ class ForkServer:
     ) -> int:
         """Run `python -m module args...` in a forked child writing to `log` (and its stdout to `stdout` when
         given), in `cwd` or this process's folder; returns its exit code."""
-        assert self._process.stdin is not None and self._process.stdout is not None
         request = {
             "module": module,
             "args": args,
             "log": str(log),
             "stdout": None if stdout is None else str(stdout),
-            "env": self.current_environment(),
+            "env": dict(os.environ),
             "cwd": str(cwd or os.getcwd()),
         }
         deadline = time.monotonic() + timeout
         with self._lock:
             try:
-                self._process.stdin.write(json.dumps(request).encode() + b"\n")
-                self._process.stdin.flush()
+                self._requests.write(json.dumps(request).encode() + b"\n")
+                self._requests.flush()
             except BrokenPipeError:
-                raise RuntimeError(f"hubpub's fork server has ended:\n{self.output()}") from None
-            pid = self._reply(self._process.stdout, deadline, "pid")
+                raise RuntimeError(f"hubpub's fork server has ended:\n{self._pair.output()}") from None
+            pid = self._reply(deadline, "pid")
             try:
-                return int(self._reply(self._process.stdout, deadline, "code"))
+                return int(self._reply(deadline, "code"))
             except subprocess.TimeoutExpired:
                 os.kill(pid, signal.SIGKILL)
-                self._reply(self._process.stdout, time.monotonic() + 60, "code")
+                self._reply(time.monotonic() + 60, "code")
                 raise
 
-    def _reply(self, stream: IO[bytes], deadline: float, key: str) -> Any:
+    def _reply(self, deadline: float, key: str) -> Any:
         remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([stream], [], [], max(remaining, 0))
+        ready, _, _ = select.select([self._replies], [], [], max(remaining, 0))
         if not ready:
             raise subprocess.TimeoutExpired("hubpub.warm", remaining)
-        line = stream.readline()
+        line = self._replies.readline()
         if not line:
-            raise RuntimeError(f"hubpub's fork server has ended:\n{self.output()}")
+            raise RuntimeError(f"hubpub's fork server has ended:\n{self._pair.output()}")
         return json.loads(line)[key]
+
+
+class ServerPair:
+    """The scripts server (a child of this process) and the stages server it forked."""
+
+    def __init__(self) -> None:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the servers' own output, kept until close())
+        stage_requests, to_stages = os.pipe()
+        from_stages, stage_replies = os.pipe()
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hubpub.warm",
+                str(os.getpid()),
+                f"{stage_requests},{stage_replies}",
+                *SCRIPT_PRELOAD,
+                "--",
+                *PRELOAD,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            pass_fds=(stage_requests, stage_replies),
+        )
+        os.close(stage_requests)
+        os.close(stage_replies)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self.environment = _environment_key(dict(os.environ))
+        self.servers: dict[str, ForkServer] = {
+            "scripts": ForkServer(self._process.stdin, self._process.stdout, self),
+            "stages": ForkServer(os.fdopen(to_stages, "wb"), os.fdopen(from_stages, "rb"), self),
+        }
+
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
 
     def output(self) -> str:
         self._log.seek(0)
         return self._log.read().decode("utf-8", errors="replace")
 
     def close(self) -> None:
+        # The stages server ends with the scripts server, its parent (PR_SET_PDEATHSIG).
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
         self._log.close()
 
 
-_servers: dict[str, ForkServer] = {}
+_pair: ServerPair | None = None
 _server_lock = threading.Lock()
 
 
 def start_fork_server(kind: Kind = "stages") -> ForkServer:
-    """This process's fork server of that kind, started when missing, ended, or started under another
-    environment."""
-    preload, overrides = (PRELOAD, {}) if kind == "stages" else (SCRIPT_PRELOAD, SCRIPT_ENVIRONMENT)
+    """This process's fork server of that kind; both are started when missing, ended, or started under
+    another environment."""
+    global _pair
     with _server_lock:
-        server = _servers.get(kind)
-        if server is not None and (
-            not server.alive or server.environment != _environment_key({**os.environ, **overrides})
-        ):
-            server.close()
-            server = None
-        if server is None:
-            server = _servers[kind] = ForkServer(preload, overrides)
-            atexit.register(server.close)
-        return server
+        if _pair is not None and (not _pair.alive or _pair.environment != _environment_key(dict(os.environ))):
+            _pair.close()
+            _pair = None
+        if _pair is None:
+            _pair = ServerPair()
+            atexit.register(_pair.close)
+        return _pair.servers[kind]
 
 
 class WarmInterpreter:
@@ -221,20 +246,40 @@ def _child(request: dict[str, Any], server: int) -> None:
         os._exit(code)
 
 
-def _serve(parent: int, preload: Sequence[str]) -> None:
+def _serve(parent: int, stage_pipes: str, preload: Sequence[str], stage_preload: Sequence[str]) -> None:
+    _end_with_parent(parent)
+    stage_requests, stage_replies = (int(descriptor) for descriptor in stage_pipes.split(","))
+    replies = os.fdopen(os.dup(1), "w")
+    # Nothing but the protocol may reach the pipes: the libraries' own output goes to the servers' log.
+    os.dup2(2, 1)
+    _import(preload)
+    server = os.getpid()
+    if os.fork() == 0:
+        replies.close()
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nothing, 0)
+        os.close(nothing)
+        _end_with_parent(server)
+        _import(stage_preload)
+        _answer(os.fdopen(stage_requests, "r"), os.fdopen(stage_replies, "w"))
+        os._exit(0)
+    os.close(stage_requests)
+    os.close(stage_replies)
+    _answer(sys.stdin, replies)
+
+
+def _import(preload: Sequence[str]) -> None:
     import importlib
 
-    _end_with_parent(parent)
-    replies = os.fdopen(os.dup(1), "w")
-    # Nothing but the protocol may reach the pipe: the libraries' own output goes to the server's log.
-    os.dup2(2, 1)
     for name in preload:
         module, _, attribute = name.partition(":")
         imported = importlib.import_module(module)
         if attribute:
-            # transformers imports lazily: reading the attribute imports what it names.
             getattr(imported, attribute)
-    for line in sys.stdin:
+
+
+def _answer(requests: IO[str], replies: IO[str]) -> None:
+    for line in requests:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
@@ -248,4 +293,5 @@ def _serve(parent: int, preload: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2:])
+    _separator = sys.argv.index("--")
+    _serve(int(sys.argv[1]), sys.argv[2], sys.argv[3:_separator], sys.argv[_separator + 1 :])

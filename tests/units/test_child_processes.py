@@ -144,11 +144,11 @@ def light_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     """A fork server that preloads nothing (the real one imports torch and llmcompressor: seconds)."""
     monkeypatch.setattr(warm, "PRELOAD", ())
     monkeypatch.setattr(warm, "SCRIPT_PRELOAD", ())
-    monkeypatch.setattr(warm, "_servers", {})
+    monkeypatch.setattr(warm, "_pair", None)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
     yield
-    for server in warm._servers.values():
-        server.close()
+    if warm._pair is not None:
+        warm._pair.close()
 
 
 def test_each_child_is_a_fork_of_one_server_with_the_callers_environment(
@@ -199,25 +199,43 @@ def test_a_crashing_child_reports_its_traceback(light_server: None, tmp_path: Pa
     child.close()
 
 
-def test_a_script_runs_in_a_clean_interpreter_with_its_own_stdout(tmp_path: Path) -> None:
-    """The card snippet's server has imported transformers, but none of llm-compressor, lm-eval or hubpub's stages."""
+def test_a_script_runs_in_a_clean_interpreter_and_the_stages_server_is_forked_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card snippet's server has imported torch and transformers, none of llm-compressor, lm-eval or hubpub's
+    stages; the stages server is its child, with those on top."""
+    monkeypatch.setattr(warm, "_pair", None)
+    probe = (
+        "import os, sys\n"
+        "print(sorted(name for name in ('torch', 'transformers', 'llmcompressor', 'lm_eval', 'hubpub.stages')"
+        " if name in sys.modules))\n"
+        "print(os.getppid(), open(f'/proc/{os.getppid()}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+    )
     script = tmp_path / "snippet.py"
     script.write_text(
-        "import os, sys\nprint('hello from', os.getcwd())\n"
-        "print(sorted(name for name in ('llmcompressor', 'lm_eval', 'hubpub.stages') if name in sys.modules))\n"
-        "print(os.environ['HF_HUB_OFFLINE'], file=sys.stderr)\nsys.exit('stopped with a message')\n",
+        f"{probe}print('hello from', os.getcwd())\nprint('to the log', file=sys.stderr)\nsys.exit('stopped')\n",
         encoding="utf-8",
     )
+    package = _children_module(tmp_path, probe)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
     printed = tmp_path / "stdout.txt"
-    snippet = warm.WarmInterpreter("scripts")
+    snippet, stage = warm.WarmInterpreter("scripts"), warm.WarmInterpreter("stages")
     try:
         code = snippet.run(
             "hubpub.peaks", [str(tmp_path / "peaks.json"), str(script)], 120, stdout=printed, cwd=tmp_path
         )
-        log = snippet.output()
+        assert stage.run(package, [], 120) == 0
+        log, stage_output = snippet.output(), stage.output().splitlines()
     finally:
         snippet.close()
+        stage.close()
+        assert warm._pair is not None
+        warm._pair.close()
     assert code == 1
-    assert printed.read_text(encoding="utf-8").splitlines() == [f"hello from {tmp_path}", "[]"]
-    assert log.split() == ["1", "stopped", "with", "a", "message"]
+    modules, parents, hello = printed.read_text(encoding="utf-8").splitlines()
+    assert (modules, hello) == ("['torch', 'transformers']", f"hello from {tmp_path}")
+    assert log.split() == ["to", "the", "log", "stopped"]
     assert json.loads((tmp_path / "peaks.json").read_text(encoding="utf-8"))["peak_rss_mb"] > 0
+    assert stage_output[0] == "['llmcompressor', 'lm_eval', 'torch', 'transformers']"
+    scripts_server = parents.split()[0]
+    assert stage_output[1].split()[1] == scripts_server  # the stages server's parent is the scripts server
