@@ -59,6 +59,36 @@ class Address:
         return cls(checked, match.group(1))
 
 
+@dataclass(frozen=True)
+class CollectionItemView:
+    type: str
+    id: str
+    note: str | None
+
+
+@dataclass(frozen=True)
+class CollectionView:
+    """A collection as the web pages show it: items in their order."""
+
+    slug: str
+    title: str
+    description: str | None
+    private: bool
+    updated: str
+    items: tuple[CollectionItemView, ...]
+
+
+def _view(collection: dict[str, Any]) -> CollectionView:
+    return CollectionView(
+        slug=_slug(collection),
+        title=collection["title"],
+        description=collection.get("description"),
+        private=bool(collection["private"]),
+        updated=collection.get("lastUpdated", ""),
+        items=tuple(CollectionItemView(item["type"], item["id"], item.get("note")) for item in collection["items"]),
+    )
+
+
 def slugify(title: str) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", title.lower()))[:TITLE_MAX] or "collection"
 
@@ -114,6 +144,14 @@ class Collections:
             read_only = " (this token is read-only)" if identity.read_only else ""
             raise HubError(403, f"You don't have the rights to edit collections of {address.namespace}{read_only}")
         return collection
+
+    def visible(self, identity: Identity | None) -> list[CollectionView]:
+        """The collections `identity` may read (anonymous: the public ones), for the web pages."""
+        shown = [item for item in self._all() if self._visible(item, identity)]
+        return [_view(item) for item in sorted(shown, key=lambda item: (item["namespace"].lower(), item["title"]))]
+
+    def view(self, address: Address, identity: Identity | None) -> CollectionView:
+        return _view(self._readable(address, identity))
 
     # -- the routes ----------------------------------------------------------------------------
     def create(self, identity: Identity, body: dict[str, Any], base_url: str) -> dict[str, Any]:

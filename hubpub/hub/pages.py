@@ -24,6 +24,7 @@ from markupsafe import Markup
 from hubpub.hub import validation
 from hubpub.hub.cards import CardFacts, card_facts, hub_page, is_repo_id, quoted_path, render_card
 from hubpub.hub.catalog import TYPE_PREFIX, Catalog, RepoView
+from hubpub.hub.collections import Address, Collections, CollectionView
 from hubpub.hub.errors import HubError
 from hubpub.hub.store import Repo, front_matter
 from hubpub.hub.tokens import Identity, TokenTable
@@ -76,9 +77,9 @@ def is_page(method: str, parts: list[str]) -> bool:
         return False
     if parts == [""]:
         return True
-    if len(parts) == 3 and parts[0] in _TYPE_BY_PLURAL:
+    if len(parts) == 3 and parts[0] in (*_TYPE_BY_PLURAL, COLLECTIONS):
         return True
-    return len(parts) == 2 and parts[0] not in ("api", "_lfs", *_TYPE_BY_PLURAL)
+    return len(parts) == 2 and parts[0] not in ("api", "_lfs", COLLECTIONS, *_TYPE_BY_PLURAL)
 
 
 def cookie_token(headers: list[str]) -> str | None:
@@ -119,11 +120,26 @@ _ENDPOINTS = {
 }
 
 
-class Pages:
-    """Renders every page from a catalog; `tokens` checks what the login form is given."""
+COLLECTIONS = "collections"
 
-    def __init__(self, catalog: Catalog, tokens: TokenTable) -> None:
+
+@dataclass(frozen=True)
+class ShownItem:
+    """A collection's item on a page: where it leads (a local page, huggingface.co, or nowhere) and its note."""
+
+    type: str
+    id: str
+    link: str | None
+    note: str | None
+
+
+class Pages:
+    """Renders every page from a catalog (and the store's collections, when it has any); `tokens` checks what the
+    login form is given."""
+
+    def __init__(self, catalog: Catalog, tokens: TokenTable, collections: Collections | None = None) -> None:
         self.catalog = catalog
+        self.collections = collections
         self.tokens = tokens
         self.environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -161,6 +177,8 @@ class Pages:
             return self._logout(request)
         if parts == [""]:
             return self._index(request)
+        if parts[0] == COLLECTIONS and len(parts) == 3:
+            return self._collection(request, Address.parse(validation.url_segment(parts[1], "namespace"), parts[2]))
         kind = _TYPE_BY_PLURAL.get(parts[0], "model") if len(parts) == 3 else "model"
         namespace, name = parts[-2:]
         repo = Repo.checked(
@@ -188,7 +206,27 @@ class Pages:
             Group(kind, name, tuple(sorted(items, key=lambda item: item.view.path)))
             for (kind, name), items in sorted(groups.items(), key=lambda group: (group[0][1].lower(), group[0][0]))
         ]
-        return self._page("index.html.j2", request, groups=ordered)
+        collections = self.collections.visible(request.viewer) if self.collections else []
+        return self._page("index.html.j2", request, groups=ordered, collections=collections)
+
+    def _collection(self, request: PageRequest, address: Address) -> Response:
+        if self.collections is None:
+            raise HubError(404, "This Hub keeps no collections")
+        collection: CollectionView = self.collections.view(address, request.viewer)
+        known = {f"{TYPE_PREFIX[item.type]}{item.id}" for item in self.catalog.visible(request.viewer)}
+        items = [
+            ShownItem(item.type, item.id, self._item_link(item.type, item.id, known), item.note)
+            for item in collection.items
+        ]
+        return self._page("collection.html.j2", request, collection=collection, items=items)
+
+    @staticmethod
+    def _item_link(kind: str, item_id: str, known: set[str]) -> str | None:
+        if kind in TYPE_PREFIX:
+            return hub_page(f"{TYPE_PREFIX[kind]}{item_id}", known)
+        if kind == "collection":
+            return f"/{COLLECTIONS}/{item_id}"
+        return f"https://huggingface.co/papers/{quote(item_id)}"
 
     def _repo(self, request: PageRequest, repo: Repo) -> Response:
         view = self.catalog.view(repo, request.viewer)
@@ -262,7 +300,7 @@ def _local_path(value: str) -> str:
 
 def _public_message(error: HubError) -> str:
     if error.status == 404:
-        return "This repository does not exist, or you need to log in to see it."
+        return "This page does not exist, or you need to log in to see it."
     return error.message
 
 

@@ -139,7 +139,7 @@ class HubServer:
         self.collections = Collections(self.store)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
         catalog: Catalog = preview or StoreCatalog(self.store)
-        self.pages = pages.Pages(catalog, self.tokens)
+        self.pages = pages.Pages(catalog, self.tokens, None if preview else self.collections)
         self.faults = Faults()
         self.admin_token = admin_token
         self.limits = limits or Limits()
