@@ -234,6 +234,7 @@ class Jobs:
             self._log(job, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
         code = process.wait()
         timer.cancel()
+        _end_group(process)
         if job.canceled:
             self._finish(job, "CANCELED", "canceled")
         elif code == 0:
@@ -277,14 +278,18 @@ class Jobs:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the job's process group, SIGKILL after a grace period (hubpub's children die with it)."""
+    """SIGTERM to the job's process group, then SIGKILL to whatever of it is left after a grace period."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+    _end_group(process)
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    # A job's processes end with it, as a container's do: helpers its command left behind included.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _strings(value: object, what: str, max_items: int, max_chars: int) -> list[str]:
