@@ -13,6 +13,7 @@ from hubpub.stages import STAGE_ORDER
 if TYPE_CHECKING:
     from hubpub.collection import CollectionSync
     from hubpub.family import MatrixEntry, RepublishResult
+    from hubpub.hfjobs import JobOutcome, LineSink
     from hubpub.hub import HubServer
     from hubpub.hubclient import HubTarget
     from hubpub.pipeline import Progress, ReleaseOutcome
@@ -33,7 +34,9 @@ __all__ = [
     "preview",
     "push",
     "release",
+    "release_on_jobs",
     "republish",
+    "unpack_spec_bundle",
     "verify",
     "vllm_environment",
 ]
@@ -249,6 +252,44 @@ def release(
             replace(outcome, collection=found.as_dict()) if (found := synced.get(spec_path)) else outcome
             for outcome, (spec_path, _) in zip(outcomes, releases, strict=True)
         ]
+
+
+def release_on_jobs(
+    paths: list[Path],
+    *,
+    variant: str | None = None,
+    hub: str = "local",
+    hub_dir: Path = DEFAULT_HUB_DIR,
+    on_line: LineSink,
+) -> list[JobOutcome]:
+    """Run `release` for each selected variant as a Hugging Face Job on the flavor its spec's `jobs:` names.
+
+    The specs are validated (flavors included) and every job checked before the first one is submitted.
+    Each job's log lines go to `on_line(variant, line)` as they come. With `hub` local, the embedded Hub runs
+    the jobs as local subprocesses (its stand-in for Hugging Face's machines). Raises JobError when any job
+    fails; a KeyboardInterrupt cancels the jobs already started, then goes on.
+    """
+    from hubpub.hfjobs import run_release_jobs
+    from hubpub.hubclient import open_target
+
+    spec_files = load_specs(paths)
+    for spec_file in spec_files:
+        spec_file.select(variant)
+    with open_target(hub, local_dir=hub_dir) as target:
+        return run_release_jobs(
+            spec_files, variant, endpoint=target.endpoint, hub_label=target.label, token=target.token, on_line=on_line
+        )
+
+
+def unpack_spec_bundle(encoded: str | None, specs: list[Path], folder: Path) -> list[Path]:
+    """Inside a job: write the spec bundle `release --on hf-jobs` sent into `folder`; `specs` are paths in it."""
+    from hubpub.errors import UsageError
+    from hubpub.hfjobs import BUNDLE_ENV, unpack_bundle
+
+    if not encoded:
+        raise UsageError(f"--spec-bundle-env: ${BUNDLE_ENV} is empty; it is set by `hubpub release --on hf-jobs`")
+    unpack_bundle(encoded, folder)
+    return [folder / path for path in specs]
 
 
 def _sync_collections(target: HubTarget, spec_files: list[SpecFile]) -> dict[Path, CollectionSync | None]:

@@ -248,6 +248,16 @@ def update_options(command: Command) -> Command:
 @CACHE_DIR
 @hub_options
 @VLLM_PYTHON
+@click.option(
+    "--on",
+    "runner",
+    type=click.Choice(["local", "hf-jobs"]),
+    default="local",
+    show_default=True,
+    help="Where each variant runs: here, or as a Hugging Face Job on the flavor its spec's `jobs:` names (with"
+    " --hub local the embedded Hub runs the jobs as local subprocesses, its stand-in for Hugging Face's machines).",
+)
+@click.option("--spec-bundle-env", metavar="NAME", hidden=True, help="Inside a job: the spec comes from $NAME.")
 @AS_JSON
 def release(
     specs: tuple[Path, ...],
@@ -261,9 +271,21 @@ def release(
     dry_run: bool,
     no_roundtrip: bool,
     vllm_python: str | None,
+    runner: str,
+    spec_bundle_env: str | None,
     as_json: bool,
 ) -> None:
     """Quantize, verify, stage and publish each release; resumes from cached stages."""
+    if runner == "hf-jobs":
+        refused = {"--no-push": no_push, "--dry-run": dry_run, "--force": force, "--vllm-python": vllm_python}
+        refused.update({"--cache-dir": cache_dir, "--no-roundtrip": no_roundtrip, "--spec-bundle-env": spec_bundle_env})
+        given = [name for name, value in refused.items() if value]  # --workdir: each job has its own folder
+        if given:
+            raise UsageError(f"--on hf-jobs runs each variant's release in its job: {', '.join(given)} do not apply")
+        _release_on_jobs(list(specs), variant=variant, hub=hub, hub_dir=hub_dir, as_json=as_json)
+        return
+    if spec_bundle_env is not None:
+        specs = tuple(api.unpack_spec_bundle(os.environ.get(spec_bundle_env), list(specs), workdir.parent / "job-spec"))
     with StageProgress(enabled=not as_json) as progress, json_stdout(as_json):
         outcomes = api.release(
             list(specs),
@@ -293,6 +315,27 @@ def release(
         out.print(f"  manifest {escape(str(outcome.manifest_path))}")
         if outcome.published is not None:
             _print_published(out, outcome.published.as_dict(), hub_dir)
+
+
+def _release_on_jobs(specs: list[Path], *, variant: str | None, hub: str, hub_dir: Path, as_json: bool) -> None:
+    """One Hugging Face Job per variant; their logs interleave here, each line after its variant's name."""
+    import threading
+
+    lock = threading.Lock()
+
+    def show(name: str, line: str) -> None:
+        with lock:
+            click.echo(f"[{name}] {line}", err=as_json)
+
+    outcomes = api.release_on_jobs(specs, variant=variant, hub=hub, hub_dir=hub_dir, on_line=show)
+    if as_json:
+        click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
+        return
+    out = console()
+    for outcome in outcomes:
+        out.print(f"[bold]{escape(outcome.repo_id)}[/bold] ({escape(outcome.variant)}): job {escape(outcome.stage)}")
+        out.print(f"  job      {escape(outcome.url)} ({escape(outcome.flavor)})")
+        out.print(f"  repo     {escape(outcome.repo_url)}")
 
 
 @cli.command()

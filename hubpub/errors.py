@@ -109,6 +109,12 @@ class UnfinishedPublishError(PublishError):
     exit_code = 6
 
 
+class JobError(HubpubError):
+    """A Hugging Face job of the release could not be submitted, or did not complete."""
+
+    exit_code = 7
+
+
 EXIT_CODES: dict[str, int] = {
     "success": 0,
     "unexpected internal error (a bug: please report it)": HubpubError.exit_code,
@@ -122,5 +128,8 @@ EXIT_CODES: dict[str, int] = {
     "publishing stopped half-way (the remote holds an untagged commit: the message says what and how to repair it)": (
         UnfinishedPublishError.exit_code
     ),
-    "interrupted (Ctrl-C)": 130,
+    "a Hugging Face job failed or could not be submitted (release --on hf-jobs; its last log lines are shown)": (
+        JobError.exit_code
+    ),
+    "interrupted (Ctrl-C; with --on hf-jobs the jobs started are canceled)": 130,
 }

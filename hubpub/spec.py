@@ -339,6 +339,101 @@ class Runner(SpecModel):
         return self
 
 
+JOB_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
+"""The image huggingface_hub's `run_uv_job` defaults to: Debian with Python 3.12 and uv, which installs hubpub."""
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
+_DURATION_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(?:@sha256:[0-9a-f]{64})?$")
+_INSTALL = re.compile(r"^(?:hubpub(?:\[[a-z0-9,_-]+\])?(?:[=<>!~]=?[A-Za-z0-9.*+!_-]+)?|git\+https://\S+|https://\S+)$")
+
+
+def job_flavors() -> tuple[str, ...]:
+    """The hardware flavors huggingface_hub knows for Jobs (imported only when a spec has a `jobs:` section)."""
+    from huggingface_hub import JobHardware
+
+    return tuple(flavor.value for flavor in JobHardware)
+
+
+def _check_flavor(value: str) -> str:
+    flavors = job_flavors()
+    if value not in flavors:
+        close = difflib.get_close_matches(value, flavors, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown Jobs flavor '{value}'{hint} Known flavors: {', '.join(flavors)}")
+    return value
+
+
+def _check_duration(value: str | int) -> str:
+    text = str(value).strip()
+    match = _DURATION.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"'{value}' is not a duration: use a positive number with s, m, h or d (e.g. 90m, 6h)")
+    return text
+
+
+def _check_image(value: str) -> str:
+    if not _IMAGE.match(value) or len(value) > 300:
+        raise ValueError(
+            f"'{value}' is not a container image reference such as ghcr.io/astral-sh/uv:python3.12-bookworm"
+            " (pin it with @sha256:<digest>)"
+        )
+    return value
+
+
+def _check_install(value: str) -> str:
+    if not _INSTALL.match(value):
+        raise ValueError(
+            f"'{value}' does not name hubpub: use a requirement such as 'hubpub==1.2.3', or a URL such as"
+            " 'git+https://github.com/<owner>/hubpub@<commit>'"
+        )
+    return value
+
+
+def _check_namespace(value: str) -> str:
+    if not re.match(rf"^{_HUB_NAME}$", value):
+        raise ValueError(f"'{value}' is not a Hub user or organization name")
+    return value
+
+
+def _default_install() -> str:
+    from hubpub.version import __version__
+
+    return f"hubpub=={__version__}"
+
+
+class Jobs(SpecModel):
+    """How `hubpub release --on hf-jobs` runs this variant as a Hugging Face Job (one job per variant)."""
+
+    flavor: Annotated[str, AfterValidator(_check_flavor)] = Field(
+        description="The Jobs hardware flavor (huggingface_hub's JobHardware), e.g. a10g-large, a100-large, h200."
+    )
+    timeout: Annotated[str | int, AfterValidator(_check_duration)] = Field(
+        default="6h", description="The job's time limit: seconds, or a number with s, m, h or d. Billing stops there."
+    )
+    image: Annotated[str, AfterValidator(_check_image)] = Field(
+        default=JOB_IMAGE,
+        description="The container image; it needs uv (uvx installs hubpub). Pin it by digest: name@sha256:<digest>.",
+    )
+    install: Annotated[str, AfterValidator(_check_install)] = Field(
+        default_factory=_default_install,
+        description="What `uvx --from` installs in the job: 'hubpub==<version>' (default: this hubpub's version),"
+        " or 'git+https://github.com/<owner>/hubpub@<commit>'.",
+    )
+    namespace: Annotated[str, AfterValidator(_check_namespace)] | None = Field(
+        default=None, description="The user or organization the job runs and bills under (default: the token's user)."
+    )
+
+    @property
+    def timeout_seconds(self) -> int:
+        match = _DURATION.match(str(self.timeout))
+        assert match is not None
+        return int(float(match.group(1)) * _DURATION_SECONDS[match.group(2)])
+
+    @property
+    def pinned(self) -> bool:
+        return "@sha256:" in self.image
+
+
 class ReleaseSpec(SpecModel):
     """One release: a base model, a quantization scheme, and what to check and publish."""
 
@@ -383,6 +478,10 @@ class ReleaseSpec(SpecModel):
         gt=0,
         le=MAX_JOB_MINUTES,
         description="Time limit of this variant's release and publish jobs on GitHub Actions (`hubpub matrix`).",
+    )
+    jobs: Jobs | None = Field(
+        default=None,
+        description="Hugging Face Jobs settings for `hubpub release --on hf-jobs`: flavor, timeout, image, install.",
     )
 
     @field_validator("collection")

@@ -32,6 +32,7 @@ from hubpub.hub import listing, pages, validation
 from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog
 from hubpub.hub.collections import Address, Collections, item_object_id
 from hubpub.hub.errors import HubConfigError, HubError
+from hubpub.hub.jobs import Jobs
 from hubpub.hub.store import (
     REPO_TYPES,
     CardMetadataError,
@@ -137,6 +138,7 @@ class HubServer:
         preview = StagedCatalog(staged) if staged else None
         self.store = HubStore(root)
         self.collections = Collections(self.store)
+        self.jobs = Jobs(self.store.root)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
         catalog: Catalog = preview or StoreCatalog(self.store)
         self.pages = pages.Pages(catalog, self.tokens, None if preview else self.collections)
@@ -179,6 +181,7 @@ class HubServer:
         self.httpd.serve_forever()
 
     def close(self) -> None:
+        self.jobs.close()
         self.httpd.server_close()
         self.store.close()
 
@@ -378,6 +381,9 @@ class _Handler(BaseHTTPRequestHandler):
                 budget -= len(chunk)
 
     def _write(self, response: Response, *, head: bool, close: bool) -> None:
+        if response.stream is not None:
+            self._write_stream(response, close=close)
+            return
         payload = b"" if response.file is not None else response.content
         if payload is None:
             payload = json.dumps(response.body).encode()
@@ -401,6 +407,26 @@ class _Handler(BaseHTTPRequestHandler):
             while left > 0 and (block := handle.read(min(1 << 20, left))):
                 self.wfile.write(block)
                 left -= len(block)
+
+    def _write_stream(self, response: Response, *, close: bool) -> None:
+        """A body of unknown length (a job's log), sent chunked as it comes; the client may leave at any time."""
+        assert response.stream is not None
+        self.send_response(response.status)
+        headers = {**response.headers, "Transfer-Encoding": "chunked", "X-Request-Id": secrets.token_hex(8)}
+        if close:
+            headers["Connection"] = "close"
+        for name, value in headers.items():
+            self.send_header(name, header_value(value))
+        self.end_headers()
+        try:
+            for block in response.stream:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        finally:
+            close_stream = getattr(response.stream, "close", None)
+            if close_stream is not None:
+                close_stream()
 
     def _logrefusal(self, method: str, response: Response) -> None:
         line = f"hub: {response.status} {header_value(method, 16)} {header_value(_path_only(self), 200)}: "
@@ -501,6 +527,8 @@ class _Handler(BaseHTTPRequestHandler):
             return simple[(method, joined)]
         if parts[:1] == ["collections"]:
             return self._collection_route(method, parts[1:])
+        if parts[:1] == ["jobs"]:
+            return self._jobs_route(method, parts[1:])
         if len(parts) == 4 and parts[0] == "organizations" and parts[2:] == ["settings", "repositories"]:
             namespace = validation.repo_part(validation.url_segment(parts[1], "namespace"), "namespace")
             return "repo_storage", (lambda: self._repo_storage(namespace)) if method == "GET" else None
@@ -570,6 +598,33 @@ class _Handler(BaseHTTPRequestHandler):
         if rest and rest != ["items"]:
             return "collections", None
         return "collections", table.get((method, len(rest)))
+
+    def _jobs_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
+        """Jobs, run by the local stand-in for Hugging Face's machines (hubpub/hub/jobs.py)."""
+        if not 1 <= len(parts) <= 3:
+            return "jobs", None
+        jobs = self.hub.jobs
+        namespace = validation.url_segment(parts[0], "namespace")
+        if len(parts) == 1:
+            table: dict[str, Callable[[], Response]] = {
+                "POST": lambda: ok(jobs.create(self._writer(), namespace, self._json(), self._base_url())),
+                "GET": lambda: ok(jobs.listing(self._writer(), namespace, self.query, self._base_url())),
+            }
+            return "jobs", table.get(method)
+        job_id = validation.url_segment(parts[1], "job id")
+        action = parts[2] if len(parts) == 3 else ""
+        if (method, action) == ("GET", ""):
+            return "jobs", lambda: ok(jobs.info(self._writer(), namespace, job_id, self._base_url()))
+        if (method, action) == ("POST", "cancel"):
+            return "jobs", lambda: self._done(lambda: jobs.cancel(self._writer(), namespace, job_id))
+        if (method, action) == ("GET", "logs"):
+            tail = self.query.get("tail", [None])[0]
+            return "job_logs", lambda: Response(
+                200,
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                stream=jobs.stream(self._writer(), namespace, job_id, tail),
+            )
+        return "jobs", None
 
     def _reader(self) -> Identity | None:
         return self._identity(required=False)

@@ -9,7 +9,7 @@ import binascii
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,8 @@ class Response:
     """Sent instead of `body`, from `offset`, `length` bytes (downloads)."""
     content: bytes | None = None
     """Sent as it is instead of `body` (the web pages); its Content-Type is in `headers`."""
+    stream: Iterator[bytes] | None = None
+    """Sent chunked as it comes, instead of `body` (a job's log); its Content-Type is in `headers`."""
     offset: int = 0
     length: int = 0
     reason: str = ""

@@ -3,7 +3,8 @@
 The jobs' own `run:` scripts run in bash, in order (plan, then release and publish per matrix entry), each
 matrix entry on a fresh runner folder, with the environment GitHub gives a step and the `${{ }}` values a
 small evaluator computes. Only the `uses:` steps are simulated: checkout copies the project's files,
-setup-python puts this virtual environment on PATH, the artifact actions copy folders, and the steps with
+setup-python puts this virtual environment on PATH, the artifact actions copy folders, the project's own Action
+(`uses: ./`, action.yml) runs its composite steps the same way, with its inputs and outputs, and the steps with
 id `install` (pip installs from the network) are skipped because this environment already holds hubpub. So is
 the step with id `vllm-env` (it installs vLLM from the network): the simulated release verifies without vLLM.
 The Hub is hubpub's embedded Hub server, reached through HF_ENDPOINT.
@@ -31,7 +32,7 @@ from tests.conftest import DEMO_SPEC, REPO_ROOT
 
 RELEASE_WORKFLOW = REPO_ROOT / ".github" / "workflows" / "release.yml"
 WORKFLOW_FILES = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
-CHECKED_OUT = ("model_specs", "scripts", ".github", "pyproject.toml")
+CHECKED_OUT = ("model_specs", "scripts", ".github", "pyproject.toml", "action.yml")
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "hf_release_simulation"
 READ_TOKEN = "hf_read_simulation"
@@ -383,28 +384,19 @@ class SimulatedRunner:
             run.steps.append(record)
             if "if" in step and not condition(step["if"], step_contexts):
                 continue
-            if "uses" in step:
+            if step.get("uses") == "./":
+                inputs = {name: as_text(expand(value, step_contexts)) for name, value in step.get("with", {}).items()}
+                composite = Composite(self, run, job_id, base_env, workspace, temp, path_entries)
+                record.outputs = composite.run(f"{number}", inputs, step_contexts, step_env, record.label)
+            elif "uses" in step:
                 inputs = {name: as_text(expand(value, step_contexts)) for name, value in step.get("with", {}).items()}
                 self.use_action(step["uses"].split("@")[0], inputs, workspace, path_entries)
             elif step.get("id") in INSTALL_STEPS:
                 assert VENV_BIN.as_posix() in path_entries, "hubpub is installed after setup-python"
                 assert_only_installs(step["run"], INSTALL_STEPS[step["id"]])
             else:
-                files = {name: temp / f"step-{number}-{name}" for name in ("output", "summary", "env", "path")}
-                process_env = {
-                    **base_env,
-                    **self.default_variables(job_id, workspace, temp),
-                    **step_env,
-                    "PATH": os.pathsep.join(path_entries),
-                    "GITHUB_OUTPUT": str(files["output"]),
-                    "GITHUB_STEP_SUMMARY": str(files["summary"]),
-                    "GITHUB_ENV": str(files["env"]),
-                    "GITHUB_PATH": str(files["path"]),
-                }
-                record.log = self.run_script(step["run"], process_env, workspace, temp, number)
-                record.outputs = read_outputs(files["output"])
-                record.summary = files["summary"].read_text(encoding="utf-8") if files["summary"].is_file() else ""
-                assert not files["env"].exists() and not files["path"].exists(), "no step changes GITHUB_ENV/PATH"
+                shell = self.workflow["defaults"]["run"]["shell"]
+                self.run_step(record, step["run"], shell, job_id, base_env, workspace, temp, path_entries, f"{number}")
             if "id" in step:
                 contexts["steps"] = {
                     **contexts["steps"],
@@ -412,6 +404,35 @@ class SimulatedRunner:
                 }
         run.outputs = {name: as_text(expand(value, contexts)) for name, value in job.get("outputs", {}).items()}
         return run
+
+    def run_step(
+        self,
+        record: StepRecord,
+        script: str,
+        shell: str,
+        job_id: str,
+        base_env: Mapping[str, str],
+        workspace: Path,
+        temp: Path,
+        path_entries: list[str],
+        number: str,
+    ) -> None:
+        files = {name: temp / f"step-{number}-{name}" for name in ("output", "summary", "env", "path")}
+        process_env = {
+            **base_env,
+            **self.default_variables(job_id, workspace, temp),
+            **record.env,
+            "PATH": os.pathsep.join(path_entries),
+            "GITHUB_OUTPUT": str(files["output"]),
+            "GITHUB_STEP_SUMMARY": str(files["summary"]),
+            "GITHUB_ENV": str(files["env"]),
+            "GITHUB_PATH": str(files["path"]),
+        }
+        assert shell == "bash"
+        record.log = self.run_script(script, process_env, workspace, temp, number)
+        record.outputs = read_outputs(files["output"])
+        record.summary = files["summary"].read_text(encoding="utf-8") if files["summary"].is_file() else ""
+        assert not files["env"].exists() and not files["path"].exists(), "no step changes GITHUB_ENV/PATH"
 
     def default_variables(self, job_id: str, workspace: Path, temp: Path) -> dict[str, str]:
         github = self.github
@@ -437,9 +458,7 @@ class SimulatedRunner:
             "HF_HOME": str(temp.parent / "hf-home"),
         }
 
-    def run_script(self, script: str, env: dict[str, str], workspace: Path, temp: Path, number: int) -> str:
-        shell = self.workflow["defaults"]["run"]["shell"]
-        assert shell == "bash"
+    def run_script(self, script: str, env: dict[str, str], workspace: Path, temp: Path, number: str) -> str:
         path = temp / f"step-{number}.sh"
         path.write_text(script, encoding="utf-8")
         # What `shell: bash` runs on a Linux runner.
@@ -477,6 +496,57 @@ class SimulatedRunner:
             shutil.copytree(self.artifacts / inputs["name"], workspace / inputs["path"], dirs_exist_ok=True)
         else:
             pytest.fail(f"the simulation does not know the action {action}")
+
+
+@dataclass
+class Composite:
+    """The project's own Action (action.yml) run as a step: its inputs with their defaults, its steps (each a
+    record of its own, labelled after the calling step), and its outputs from its steps' outputs."""
+
+    runner: SimulatedRunner
+    job: JobRun
+    job_id: str
+    base_env: Mapping[str, str]
+    workspace: Path
+    temp: Path
+    path_entries: list[str]
+
+    def run(
+        self, number: str, inputs: dict[str, str], contexts: dict[str, Any], env: dict[str, str], label: str
+    ) -> dict[str, str]:
+        action = yaml.safe_load((self.workspace / "action.yml").read_text(encoding="utf-8"))
+        assert action["runs"]["using"] == "composite"
+        assert set(inputs) <= set(action["inputs"]), f"unknown inputs {set(inputs) - set(action['inputs'])}"
+        missing = [name for name, spec in action["inputs"].items() if spec.get("required") and name not in inputs]
+        assert not missing, f"required inputs missing: {missing}"
+        values = {name: inputs.get(name, str(spec.get("default", ""))) for name, spec in action["inputs"].items()}
+        github = {**contexts["github"], "action_path": str(self.workspace)}
+        inner: dict[str, Any] = {**contexts, "inputs": values, "github": github, "steps": {}}
+        for index, step in enumerate(action["runs"]["steps"]):
+            step_env = {**env, **{name: as_text(expand(value, inner)) for name, value in step.get("env", {}).items()}}
+            record = StepRecord(self.job.steps[-1].job, f"{label} / {step.get('name') or step['uses']}", step_env)
+            self.job.steps.append(record)
+            if "uses" in step:
+                with_inputs = {name: as_text(expand(value, inner)) for name, value in step.get("with", {}).items()}
+                self.runner.use_action(step["uses"].split("@")[0], with_inputs, self.workspace, self.path_entries)
+            elif step.get("id") in INSTALL_STEPS:
+                assert VENV_BIN.as_posix() in self.path_entries, "hubpub is installed after setup-python"
+                assert_only_installs(step["run"], INSTALL_STEPS[step["id"]])
+            else:
+                self.runner.run_step(
+                    record,
+                    step["run"],
+                    step["shell"],
+                    self.job_id,
+                    self.base_env,
+                    self.workspace,
+                    self.temp,
+                    self.path_entries,
+                    f"{number}-{index}",
+                )
+            if "id" in step:
+                inner["steps"] = {**inner["steps"], step["id"]: {"outputs": record.outputs, "outcome": "success"}}
+        return {name: as_text(expand(spec["value"], inner)) for name, spec in action.get("outputs", {}).items()}
 
 
 def assert_only_installs(script: str, command: list[str]) -> None:
@@ -603,11 +673,13 @@ def test_a_release_tag_publishes_a_demo_variant_through_the_workflow(demo_model:
         client = HfApi(endpoint=hub.url, token=TOKEN)
         for publish in publishes:
             repo_id = publish.matrix["repo_id"]
-            (push,) = [step for step in publish.steps if "commit" in step.outputs]
+            # The Action's outputs, as the calling step (and the environment's URL) reads them.
+            (push,) = [step for step in publish.steps if step.label == "Push to the Hub"]
             commit = push.outputs["commit"]
             assert re.fullmatch(r"[0-9a-f]{40}", commit)
-            assert push.outputs["repo_url"] == f"{hub.url}/{repo_id}"
-            assert push.summary.startswith("## hubpub push") and f"`{commit[:12]}`" in push.summary
+            assert push.outputs["repo-url"] == f"{hub.url}/{repo_id}"
+            (inside,) = [step for step in publish.steps if step.label == "Push to the Hub / Run hubpub"]
+            assert inside.summary.startswith("## hubpub push") and f"`{commit[:12]}`" in inside.summary
             assert client.model_info(repo_id).sha == commit
             assert client.list_repo_commits(repo_id)[0].commit_id == commit
             tags = {ref.name: ref.target_commit for ref in client.list_repo_refs(repo_id).tags}
@@ -620,7 +692,10 @@ def test_a_release_tag_publishes_a_demo_variant_through_the_workflow(demo_model:
         every_step = [step for runs in runner.runs.values() for run in runs for step in run.steps]
         holders = sorted((step.job, step.label, step.env["HF_TOKEN"]) for step in every_step if "HF_TOKEN" in step.env)
         assert holders == sorted(
-            [(f"publish {json.dumps(run.matrix['variant'])}", "Push to the Hub", TOKEN) for run in publishes]
+            [
+                (f"publish {json.dumps(run.matrix['variant'])}", "Push to the Hub / Run hubpub", TOKEN)
+                for run in publishes
+            ]
             + [
                 (
                     f"release {json.dumps(run.matrix['variant'])}",

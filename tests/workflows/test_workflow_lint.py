@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT
 
 WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.yml"))
+ACTION_FILE = REPO_ROOT / "action.yml"
 TOOLS_DIR = Path(sys.executable).parent
 # The only jobs that may see the Hub's write token, each behind the protected environment that holds it.
 TOKEN_JOBS = {("release.yml", "publish"), ("republish.yml", "republish")}
@@ -103,7 +104,7 @@ def test_the_three_workflows_exist() -> None:
 
 
 def test_zizmor_offline_finds_nothing() -> None:
-    assert zizmor(WORKFLOWS_DIR) == (0, [])
+    assert zizmor(WORKFLOWS_DIR, ACTION_FILE) == (0, [])
 
 
 def test_zizmor_exits_non_zero_on_a_flawed_workflow(tmp_path: Path) -> None:
@@ -139,10 +140,14 @@ def test_permissions_are_empty_at_the_top_and_read_only_per_job(path: Path) -> N
         assert job["permissions"] == ({"contents": "read"} if checks_out else {}), job_id
 
 
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", [*WORKFLOW_FILES, ACTION_FILE], ids=lambda path: path.name)
 def test_every_action_is_pinned_to_a_commit_with_its_version_in_a_comment(path: Path) -> None:
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"^\s*(?:- )?uses:", line)]
-    assert len(lines) == sum(1 for _, step in steps(load(path)) if "uses" in step) > 0
+    document = load(path)
+    step_list = [step for _, step in steps(document)] if "jobs" in document else document["runs"]["steps"]
+    assert len(lines) == sum(1 for step in step_list if "uses" in step) > 0
+    # The project's own Action runs from the checked-out commit: it is pinned by the checkout.
+    lines = [line for line in lines if not re.match(r"^\s*(?:- )?uses: \./ ", line)]
     for line in lines:
         match = USES_LINE.match(line)
         assert match is not None, line
@@ -152,7 +157,7 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_in_a_comment(path: 
 
 def test_an_action_is_pinned_to_the_same_commit_everywhere() -> None:
     pins: dict[str, set[str]] = {}
-    for path in WORKFLOW_FILES:
+    for path in [*WORKFLOW_FILES, ACTION_FILE]:
         for line in path.read_text(encoding="utf-8").splitlines():
             match = USES_LINE.match(line)
             if match:
@@ -209,9 +214,16 @@ def test_the_hub_token_reaches_only_the_publishing_jobs_and_only_their_push_step
         assert (environment["name"] if isinstance(environment, dict) else environment) == "hub-release"
         assert "env" not in job or "HF_TOKEN" not in job["env"]
         holders = [step for step in job["steps"] if "HF_TOKEN" in step.get("env", {})]
-        assert len(holders) == 1
-        assert holders[0]["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
-        assert mentions == ["HF_TOKEN", "${{ secrets.HF_TOKEN }}"]
+        action_holders = [step for step in job["steps"] if "token" in step.get("with", {})]
+        assert len(holders) + len(action_holders) == 1
+        if action_holders:
+            # The project's Action takes the token as an input and gives it to its hubpub step alone.
+            assert action_holders[0]["uses"] == "./"
+            assert action_holders[0]["with"]["token"] == "${{ secrets.HF_TOKEN }}"
+            assert mentions == ["${{ secrets.HF_TOKEN }}"]
+        else:
+            assert holders[0]["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+            assert mentions == ["HF_TOKEN", "${{ secrets.HF_TOKEN }}"]
 
 
 def test_ci_runs_the_test_suite_and_checks_the_specs() -> None:
@@ -242,8 +254,17 @@ def test_release_runs_on_release_tags_and_publishes_one_repo_at_a_time() -> None
     assert publish["concurrency"] == {"group": "hubpub-${{ matrix.repo_id }}", "cancel-in-progress": False}
     release_runs = [step["run"] for step in release["steps"] if "run" in step]
     assert 'hubpub release "$SPEC" --variant "$VARIANT" --no-push --workdir "$HUBPUB_WORKDIR"' in release_runs
-    publish_runs = [step["run"] for step in publish["steps"] if "run" in step]
-    assert 'hubpub push "$SPEC" --variant "$VARIANT" --workdir "$HUBPUB_WORKDIR" --hub hf' in publish_runs
+    (push,) = [step for step in publish["steps"] if step.get("id") == "push"]
+    assert push["uses"] == "./"
+    assert push["with"] == {
+        "spec": "${{ matrix.spec }}",
+        "variant": "${{ matrix.variant }}",
+        "hub": "hf",
+        "staged": "true",
+        "workdir": "${{ env.HUBPUB_WORKDIR }}",
+        "token": "${{ secrets.HF_TOKEN }}",
+    }
+    assert publish["environment"]["url"] == "${{ steps.push.outputs.repo-url }}"
     uploads = [step for step in release["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
     downloads = [step for step in publish["steps"] if step.get("uses", "").startswith("actions/download-artifact@")]
     assert len(uploads) == len(downloads) == 1
@@ -274,3 +295,52 @@ def test_republish_is_dispatched_by_hand_and_only_rewrites_cards() -> None:
         "DRY_RUN": "${{ inputs.dry_run }}",
         "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
     }
+
+
+def test_the_action_is_a_composite_with_the_inputs_and_outputs_a_publisher_needs() -> None:
+    action = load(ACTION_FILE)
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) == {"spec", "variant", "hub", "push", "staged", "token", "workdir", "python-version"}
+    assert action["inputs"]["spec"]["required"] is True
+    assert {name: spec.get("default") for name, spec in action["inputs"].items() if name != "spec"} == {
+        "variant": "",
+        "hub": "hf",
+        "push": "true",
+        "staged": "false",
+        "token": "",
+        "workdir": ".hubpub/work",
+        "python-version": "3.11",
+    }
+    assert action["outputs"] == {
+        "repo-url": {
+            "description": action["outputs"]["repo-url"]["description"],
+            "value": "${{ steps.hubpub.outputs.repo_url }}",
+        },
+        "commit": {
+            "description": action["outputs"]["commit"]["description"],
+            "value": "${{ steps.hubpub.outputs.commit }}",
+        },
+    }
+
+
+def test_the_action_passes_inputs_to_its_scripts_through_the_environment_only() -> None:
+    scripts = [step for step in load(ACTION_FILE)["runs"]["steps"] if "run" in step]
+    assert scripts
+    for step in scripts:
+        assert "${{" not in step["run"], step["run"]
+        assert step["shell"] == "bash"
+    (hubpub,) = [step for step in scripts if step.get("id") == "hubpub"]
+    # The token reaches the hubpub step alone, as HF_TOKEN.
+    assert [name for step in scripts for name, value in step.get("env", {}).items() if "inputs.token" in value] == [
+        "HF_TOKEN"
+    ]
+    assert hubpub["env"]["HF_TOKEN"] == "${{ inputs.token }}"
+
+
+def test_shellcheck_finds_nothing_in_the_actions_scripts(tmp_path: Path) -> None:
+    # actionlint checks how workflows call the Action, not its own scripts: ShellCheck reads them here.
+    for number, step in enumerate(step for step in load(ACTION_FILE)["runs"]["steps"] if "run" in step):
+        script = tmp_path / f"step-{number}.sh"
+        script.write_text("#!/usr/bin/env bash\n" + step["run"], encoding="utf-8")
+        completed = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True, check=False)
+        assert (completed.returncode, completed.stdout) == (0, ""), step["name"]

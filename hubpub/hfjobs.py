@@ -1,0 +1,388 @@
+"""Releases on Hugging Face Jobs: one job per variant, each running `hubpub release SPEC --variant V` on the
+flavor its spec names, with the token as a job secret.
+
+The job needs the spec and the small files beside it (calibration data, lm-eval tasks, a card template),
+which do not exist on Hugging Face's machines: they travel as a spec bundle, compressed and base64-encoded,
+in one environment value (HUBPUB_SPEC_BUNDLE); the job unpacks it into its own folder and releases from
+there. A spec's local checkpoint folder (`source.path`) is not bundled (it is model weights): it becomes a
+link to the same path, which only a job on this machine (the embedded Hub's local stand-in) can follow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import shutil
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from hubpub.errors import JobError, UsageError
+from hubpub.spec import ReleaseSpec, SpecFile, is_local_dataset
+from hubpub.yamlsource import load_yaml
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_ENV = "HUBPUB_SPEC_BUNDLE"
+MAX_BUNDLE_CHARS = 96 * 1024
+"""One environment value: below Linux's limit of 128 KiB for a single environment string."""
+LAST_LINES = 25
+POLL_SECONDS = 2.0
+LineSink = Callable[[str, str], None]
+"""Receives (variant, log line) as jobs print them, from several threads at once."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one variant's job ended: its stage (COMPLETED, ERROR, CANCELED…), link and last log lines."""
+
+    variant: str
+    repo_id: str
+    repo_url: str
+    job_id: str
+    url: str
+    flavor: str
+    stage: str
+    message: str | None
+    last_lines: tuple[str, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.stage == "COMPLETED"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "repo_id": self.repo_id,
+            "repo_url": self.repo_url,
+            "job_id": self.job_id,
+            "job_url": self.url,
+            "flavor": self.flavor,
+            "stage": self.stage,
+            "message": self.message,
+            "last_lines": list(self.last_lines),
+        }
+
+
+class JobsFailedError(JobError):
+    """At least one job did not complete; the message shows every job's outcome and each failure's last lines."""
+
+    def __init__(self, outcomes: list[JobOutcome]) -> None:
+        self.outcomes = outcomes
+        failed = [outcome for outcome in outcomes if not outcome.succeeded]
+        lines = [f"{len(failed)} of {len(outcomes)} Hugging Face jobs failed:"]
+        for outcome in outcomes:
+            reason = f" ({outcome.message})" if outcome.message else ""
+            lines.append(f"- {outcome.variant}: {outcome.stage}{reason}, {outcome.url}")
+        for outcome in failed:
+            lines.append(f"last log lines of {outcome.variant}:")
+            lines.extend(f"  [{outcome.variant}] {line}" for line in outcome.last_lines)
+        super().__init__("\n".join(lines))
+
+
+# -- the spec bundle ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpecBundle:
+    spec: str
+    """The spec file's path inside the bundle."""
+    files: dict[str, bytes]
+    links: dict[str, str]
+    """Paths inside the bundle that stand for a folder on this machine (absolute)."""
+    outside: tuple[str, ...]
+    """Paths the spec names absolutely, or links: what a job elsewhere than this machine cannot read."""
+
+    def encoded(self) -> str:
+        document = {
+            "version": 1,
+            "spec": self.spec,
+            "files": {path: base64.b64encode(content).decode() for path, content in sorted(self.files.items())},
+            "links": dict(sorted(self.links.items())),
+        }
+        packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 9)
+        return base64.b64encode(packed).decode()
+
+
+def bundle_spec(spec_file: SpecFile) -> SpecBundle:
+    """The spec file and the local files it names, laid out as they are here relative to their common folder."""
+    spec_path = Path(os.path.abspath(spec_file.path))
+    raw = _raw_paths(spec_path)
+    relative = {kind_path for kind_path in raw if not _absolute(kind_path[1])}
+    absolute = sorted(path for _, path in raw if _absolute(path))
+    lexical = {(kind, Path(os.path.normpath(spec_path.parent / path))) for kind, path in relative}
+    root = Path(os.path.commonpath([spec_path.parent, *(path for _, path in lexical)]))
+    files: dict[str, bytes] = {_inside(spec_path, root): spec_path.read_bytes()}
+    links: dict[str, str] = {}
+    for kind, path in sorted(lexical):
+        name = _inside(path, root)
+        if kind == "source":
+            links[name] = str(path.resolve())
+        elif path.is_dir():
+            for member in sorted(path.rglob("*")):
+                if member.is_file() and "__pycache__" not in member.parts:
+                    files[_inside(member, root)] = member.read_bytes()
+        elif path.is_file():
+            files[name] = path.read_bytes()
+    return SpecBundle(_inside(spec_path, root), files, links, (*absolute, *sorted(links)))
+
+
+def _raw_paths(spec_path: Path) -> set[tuple[str, str]]:
+    """(kind, path as written) of every local path the spec's shared keys and variants name."""
+    data = load_yaml(spec_path).data
+    sections = [data, *(variant for variant in data.get("variants") or [] if isinstance(variant, dict))]
+    found: set[tuple[str, str]] = set()
+    for section in sections:
+        source, calibration = section.get("source"), section.get("calibration")
+        card, evaluation = section.get("card"), section.get("evaluation")
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            found.add(("source", source["path"]))
+        dataset = calibration.get("dataset") if isinstance(calibration, dict) else None
+        if isinstance(dataset, str) and is_local_dataset(dataset):
+            found.add(("file", dataset))
+        if isinstance(card, dict) and isinstance(card.get("template"), str):
+            found.add(("file", card["template"]))
+        if isinstance(evaluation, dict):
+            found.update(("folder", str(folder)) for folder in evaluation.get("include_path") or [])
+    return found
+
+
+def _absolute(path: str) -> bool:
+    return path.startswith(("/", "~"))
+
+
+def _inside(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def unpack_bundle(encoded: str, folder: Path) -> Path:
+    """Write a spec bundle into `folder` (emptied first); returns the spec file's path there."""
+    try:
+        document = json.loads(zlib.decompress(base64.b64decode(encoded, validate=True)))
+        spec, files, links = document["spec"], document["files"], document["links"]
+    except (binascii.Error, ValueError, KeyError, TypeError, zlib.error):
+        raise UsageError(f"${BUNDLE_ENV} does not hold a hubpub spec bundle") from None
+    if folder.exists():
+        shutil.rmtree(folder)
+    for name, content in files.items():
+        target = folder / _safe(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(base64.b64decode(content))
+    for name, destination in links.items():
+        target = folder / _safe(name)
+        if not os.path.isabs(destination):
+            raise UsageError(f"spec bundle: the link {name} must point to an absolute path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(destination, target_is_directory=True)
+    return folder / _safe(spec)
+
+
+def _safe(name: object) -> Path:
+    path = PurePosixPath(str(name))
+    if not str(name) or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
+        raise UsageError(f"spec bundle: {name!r} is not a relative path inside the bundle")
+    return Path(*path.parts)
+
+
+# -- running the jobs -----------------------------------------------------------------------------
+@dataclass
+class _Running:
+    release: ReleaseSpec
+    job_id: str
+    namespace: str
+    url: str
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=LAST_LINES))
+    thread: threading.Thread | None = None
+    final: Any = None
+
+
+def job_command(release: ReleaseSpec, spec_in_bundle: str, hub: str) -> list[str]:
+    """What the job runs: hubpub installed by uvx, then the same `hubpub release` for one variant."""
+    assert release.jobs is not None
+    return [
+        "uvx",
+        "--from",
+        release.jobs.install,
+        "hubpub",
+        "release",
+        spec_in_bundle,
+        "--variant",
+        release.variant,
+        "--hub",
+        hub,
+        "--spec-bundle-env",
+        BUNDLE_ENV,
+    ]
+
+
+def run_release_jobs(
+    spec_files: list[SpecFile],
+    variant: str | None,
+    *,
+    endpoint: str,
+    hub_label: str,
+    token: str,
+    on_line: LineSink,
+    poll_seconds: float = POLL_SECONDS,
+) -> list[JobOutcome]:
+    """Submit one job per selected variant, stream their logs to `on_line`, wait, and return every outcome.
+
+    Everything is checked before the first submission: each variant names a Jobs flavor, its spec bundle
+    fits one environment value, and a job elsewhere than this machine would find every path the spec names.
+    Raises JobsFailedError when any job does not complete; on KeyboardInterrupt the jobs started are canceled.
+    """
+    chosen = [(spec_file, release) for spec_file in spec_files for release in spec_file.select(variant)]
+    missing = [release.variant for _, release in chosen if release.jobs is None]
+    if missing:
+        raise UsageError(
+            f"--on hf-jobs: variant {', '.join(missing)} has no `jobs:` section; set at least `jobs: {{flavor: …}}`"
+            " (e.g. a10g-large) with the shared keys or in the variant"
+        )
+    bundles = {spec_file.path: bundle_spec(spec_file) for spec_file, _ in chosen}
+    encoded = {path: bundle.encoded() for path, bundle in bundles.items()}
+    for path, text in encoded.items():
+        if len(text) > MAX_BUNDLE_CHARS:
+            raise UsageError(
+                f"{path}: the spec and its local files take {len(text):,} characters once packed, over the"
+                f" {MAX_BUNDLE_CHARS:,} one job's environment value holds; move large data to the Hub"
+                " (calibration.dataset as a Hub dataset id)"
+            )
+    local = _loopback(endpoint)
+    for path, bundle in bundles.items():
+        if bundle.outside and not local:
+            raise UsageError(
+                f"{path}: {', '.join(bundle.outside)} is a path on this machine, which a job on Hugging Face's"
+                " machines cannot read: take the base from the Hub (drop `source`) and use relative paths beside"
+                " the spec"
+            )
+    _check_runners([release for _, release in chosen])
+    for _, release in chosen:
+        assert release.jobs is not None
+        if not release.jobs.pinned:
+            logger.warning(
+                "%s: the job image %s is not pinned by digest; pin it as name@sha256:<digest>",
+                release.variant,
+                release.jobs.image,
+            )
+    api = _client(endpoint, token)
+    hub = "hf" if hub_label == "hf" else endpoint
+    running: list[_Running] = []
+    try:
+        for spec_file, release in chosen:
+            running.append(_submit(api, release, bundles[spec_file.path].spec, encoded[spec_file.path], hub, token))
+            logger.info("%s: job %s submitted (%s)", release.variant, running[-1].job_id, running[-1].url)
+        for item in running:
+            item.thread = threading.Thread(
+                target=_follow, args=(api, item, on_line, poll_seconds), name=f"job-{item.release.variant}", daemon=True
+            )
+            item.thread.start()
+        for item in running:
+            while item.thread is not None and item.thread.is_alive():
+                item.thread.join(0.2)
+    except BaseException:
+        _cancel(api, running)
+        raise
+    outcomes = [_outcome(item, endpoint) for item in running]
+    if not all(outcome.succeeded for outcome in outcomes):
+        raise JobsFailedError(outcomes)
+    return outcomes
+
+
+def _loopback(endpoint: str) -> bool:
+    return (urlsplit(endpoint).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def _check_runners(releases: list[ReleaseSpec]) -> None:
+    """The resource plan against each variant's declared runner (the flavor's machine), before submitting."""
+    from hubpub.errors import RunnerTooSmallError
+    from hubpub.resources import declared_machine, release_resources, with_base_shapes
+
+    declared = [(release, release) for release in releases if release.runner is not None]
+    for _, release, shape, first_of_base in with_base_shapes(declared):
+        assert release.runner is not None
+        plan = release_resources(release, declared_machine(release.runner), shape, first_of_base=first_of_base)
+        if plan.refusals:
+            raise RunnerTooSmallError(release.variant, plan.machine, plan.refusals)
+    for release in releases:
+        if release.runner is None:
+            logger.info("%s: no `runner:` declared: the resource plan is not checked for the flavor", release.variant)
+
+
+def _client(endpoint: str, token: str) -> Any:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint, token=token, library_name="hubpub")
+
+
+def _submit(api: Any, release: ReleaseSpec, spec_in_bundle: str, bundle: str, hub: str, token: str) -> _Running:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    jobs = release.jobs
+    assert jobs is not None
+    try:
+        info = api.run_job(
+            image=jobs.image,
+            command=job_command(release, spec_in_bundle, hub),
+            env={BUNDLE_ENV: bundle},
+            secrets={"HF_TOKEN": token},
+            flavor=jobs.flavor,
+            timeout=jobs.timeout_seconds,
+            labels={"hubpub-variant": release.variant, "hubpub-repo": release.repo_id.replace("/", "--")},
+            namespace=jobs.namespace,
+        )
+    except HfHubHTTPError as exc:
+        raise JobError(f"{release.variant}: the job could not be submitted: {str(exc).replace(token, '***')}") from None
+    return _Running(release, info.id, info.owner.name, info.url)
+
+
+def _follow(api: Any, item: _Running, on_line: LineSink, poll_seconds: float) -> None:
+    """Stream one job's log to the sink until it ends, then read its final stage."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        for line in _lines(api.fetch_job_logs(job_id=item.job_id, namespace=item.namespace, follow=True)):
+            item.lines.append(line)
+            on_line(item.release.variant, line)
+    except HfHubHTTPError as exc:
+        on_line(item.release.variant, f"(the log stream stopped: {exc}; waiting for the job to end)")
+    item.final = api.wait_for_job(item.job_id, namespace=item.namespace, poll_interval=poll_seconds)
+
+
+def _lines(chunks: Iterator[str]) -> Iterator[str]:
+    for chunk in chunks:
+        # rich pads the job's log lines to its terminal width
+        yield from (line.rstrip() for line in chunk.splitlines() or [""])
+
+
+def _cancel(api: Any, running: list[_Running]) -> None:
+    for item in running:
+        try:
+            api.cancel_job(job_id=item.job_id, namespace=item.namespace)
+            logger.warning("%s: job %s canceled (%s)", item.release.variant, item.job_id, item.url)
+        except Exception as exc:  # the interrupt goes on; say which job may still run
+            name = item.release.variant
+            logger.error("%s: job %s could not be canceled: %s; cancel it at %s", name, item.job_id, exc, item.url)
+
+
+def _outcome(item: _Running, endpoint: str) -> JobOutcome:
+    final = item.final
+    jobs = item.release.jobs
+    assert jobs is not None
+    stage = str(getattr(final.status.stage, "value", final.status.stage)) if final is not None else "UNKNOWN"
+    return JobOutcome(
+        variant=item.release.variant,
+        repo_id=item.release.repo_id,
+        repo_url=f"{endpoint.rstrip('/')}/{item.release.repo_id}",
+        job_id=item.job_id,
+        url=item.url,
+        flavor=jobs.flavor,
+        stage=stage,
+        message=final.status.message if final is not None else "the job's final stage could not be read",
+        last_lines=tuple(item.lines),
+    )
