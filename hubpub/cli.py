@@ -390,7 +390,7 @@ def _published_line(published: dict[str, Any], hub_dir: Path) -> str:
     if published["status"] == "dry-run":
         return f"dry run: {published['plan']['bytes_to_send']:,} bytes would be sent to {where}"
     tag = f", tag {published['tag']} ({published['tag_status']})" if published["tag"] else ""
-    roundtrip = "; downloaded and reloaded" if published["roundtrip"] else ""
+    roundtrip = "; verified downloaded, byte-identical, loads in transformers" if published["roundtrip"] else ""
     return f"{published['status']} {published['commit']}{tag} in {where}{roundtrip}"
 
 
