@@ -209,6 +209,7 @@ def release(
     progress: Progress | None = None,
     vllm_python: str | None = None,
     cache_dir: Path | None = None,
+    capture: bool = False,
 ) -> list[ReleaseOutcome]:
     """Run the pipeline for every selected variant, stage each repo folder, and publish it.
 
@@ -217,7 +218,9 @@ def release(
     in `hub_dir`), `hf`, or a URL. With `dry_run` nothing remote is written. `vllm_python` is the
     interpreter of an environment with vLLM for the real load (default: $HUBPUB_VLLM_PYTHON, then
     the spec's `verify.vllm_python`). `cache_dir` holds what releases share, such as base metrics and
-    file hashes (default: $HUBPUB_CACHE_DIR, then `workdir/cache`).
+    file hashes (default: $HUBPUB_CACHE_DIR, then `workdir/cache`). Each stage writes its log to
+    `<release folder>/logs/<stage>.log`; with `capture`, what other libraries print during a stage goes
+    there alone, not to this process's stdout and stderr. `progress` is told of every StageEvent.
     """
     from hubpub.errors import UsageError
 
@@ -237,6 +240,7 @@ def release(
             progress=progress,
             vllm_python=vllm_python,
             cache_dir=cache_dir,
+            capture=capture,
         )
 
     if not push:
@@ -427,10 +431,11 @@ def evaluate(
     force: tuple[str, ...] = (),
     progress: Progress | None = None,
     cache_dir: Path | None = None,
+    capture: bool = False,
 ) -> list[ReleaseOutcome]:
     """Run the stages up to and including evaluation (reusing cached ones); no card, no publishing.
 
-    `cache_dir` is as for `release`.
+    `cache_dir`, `capture` and `progress` are as for `release`.
     """
     from hubpub.errors import UsageError
     from hubpub.pipeline import ReleaseRun, check_resources
@@ -450,6 +455,7 @@ def evaluate(
             progress=progress,
             resources=plans.get(item.repo_id),
             cache_dir=cache_dir,
+            capture=capture,
         )
         run.prepare()
         outcomes.append(run.outcome())

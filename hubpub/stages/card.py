@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from hubpub import stagelog
 from hubpub.errors import StageError
 from hubpub.evalresults import FOLDER, benchmark_results
 from hubpub.licenses import HUB_LICENSES
@@ -27,6 +28,7 @@ from hubpub.manifest import Manifest
 from hubpub.measure import record_child_peaks
 from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
+from hubpub.stages._child import failure
 from hubpub.vllm import VllmPrediction
 from hubpub.vllm.agreement import PredictionCheck
 from hubpub.warm import WarmInterpreter
@@ -71,8 +73,11 @@ def run(
     body = render_body(release, facts)
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
     benchmarks = benchmark_results(manifest, tag=release.hub_tag)
+    by_reason: dict[str, list[str]] = {}
     for task, reason in benchmarks.skipped.items():
-        logger.info("%s: no %s file for %s: %s; it stays in model-index", release.variant, FOLDER, task, reason)
+        by_reason.setdefault(reason, []).append(task)
+    for reason, tasks in by_reason.items():
+        logger.info("%s: no %s file for %s: %s; in model-index only", release.variant, FOLDER, ", ".join(tasks), reason)
     return RenderedCard(text=str(card), metadata=metadata, eval_results=benchmarks.files)
 
 
@@ -146,11 +151,13 @@ def run_snippet(card_text: str, repo_id: str, checkpoint: Path, workdir: Path) -
     finally:
         log.write_text(interpreter.output(), encoding="utf-8")
         interpreter.close()
+        stagelog.include("the card's Transformers snippet", log.read_text(encoding="utf-8"))
     if peaks_path.is_file():
         record_child_peaks(json.loads(peaks_path.read_text(encoding="utf-8")))
     if code != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8").strip().splitlines()[-12:])
-        raise StageError(f"the card's Transformers snippet failed, so the card is not published:\n{tail}")
+        raise StageError(
+            failure("the card's Transformers snippet failed, so the card is not published", log.read_text("utf-8"))
+        )
     output = printed.read_text(encoding="utf-8", errors="replace").strip()
     if not output:
         raise StageError("the card's Transformers snippet printed nothing")
@@ -183,9 +190,9 @@ def run_vllm_code(
     script = _snippet_script(snippet, repo_id, checkpoint.resolve(), workdir / "card_vllm_snippet.py", "vLLM")
     result = run_script(vllm_python, script, workdir=workdir, timeout_s=SNIPPET_TIMEOUT_SECONDS)
     if not result.ok:
-        raise StageError(
-            f"the card's vLLM snippet failed, so the card is not published: {result.reason}\n{result.log_tail}"
-        )
+        # Within a stage, the stage's log holds the snippet's output and the CLI shows its tail.
+        tail = "" if stagelog.active() else f"\n{result.log_tail}"
+        raise StageError(f"the card's vLLM snippet failed, so the card is not published: {result.reason}{tail}")
     output = result.stdout.strip()
     if not output:
         raise StageError("the card's vLLM snippet printed nothing")

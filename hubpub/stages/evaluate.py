@@ -84,7 +84,7 @@ def _evaluate(models: dict[str, Path], ctx: StageContext) -> dict[str, dict[str,
     """lm-eval's kept results for each named model folder, from one child process."""
     evaluation = ctx.release.evaluation
     assert evaluation is not None
-    logger.info("evaluating %s on %s", ", ".join(path.name for path in models.values()), ", ".join(evaluation.tasks))
+    logger.info("evaluating %s on %s", " and ".join(models), ", ".join(evaluation.tasks))
     request = {
         "models": {name: str(path) for name, path in models.items()},
         "tasks": list(evaluation.tasks),

@@ -42,7 +42,7 @@ def run(ctx: StageContext) -> StageOutput:
         what="quantizing with llm-compressor",
         timeout=CHILD_TIMEOUT_SECONDS,
     )
-    logger.info("quantized on %s", child["device"])
+    logger.debug("quantized on %s", child["device"])
     copied = _copy_base_artifacts(base_dir, checkpoint)
     if not (checkpoint / "recipe.yaml").is_file():
         (checkpoint / "recipe.yaml").write_text(yaml.safe_dump(release.recipe(), sort_keys=False), encoding="utf-8")

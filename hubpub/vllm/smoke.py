@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from hubpub import stagelog
 from hubpub.errors import UsageError
 from hubpub.measure import record_child_peaks
 from hubpub.quality import degeneracy
@@ -211,6 +212,7 @@ def run_smoke(
     if isinstance(reported, dict):
         record_child_peaks(reported)
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
+    stagelog.include(f"vLLM child ({log_path})", log_text)
     kernels, schemes = _parse_log(log_text)
     tail = _tail(log_text)
     error: dict[str, Any] | None = None
@@ -289,6 +291,7 @@ def run_script(
             timeout_s=timeout_s,
         )
     failure = ended.failure
+    stagelog.include(f"{script.name} in vLLM's environment ({log_path})", log_path.read_text("utf-8", "replace"))
     if failure is None and ended.returncode != 0:
         failure = _crash_reason(ended.returncode, log_path, what=script.name, verb="failed")
     return ScriptResult(

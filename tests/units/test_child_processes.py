@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +24,7 @@ from hubpub.stages import _child
 from hubpub.stages._evaluate_child import hf_model_args
 from hubpub.stages._verify_child import load_arguments
 from hubpub.stages.card import gpu_peaks
+from tests.conftest import children_module
 
 GIB = 2**30
 # Test doubles: placements as the resource plan would decide them for machines with one and with four GPUs.
@@ -131,30 +131,10 @@ def test_child_errors_keep_their_class_and_exit_code(tmp_path: Path, monkeypatch
     assert _child._error_class("os") is StageError
 
 
-def _children_module(tmp_path: Path, body: str) -> str:
-    package = tmp_path / "forkprobe"
-    package.mkdir(exist_ok=True)
-    (package / "__init__.py").write_text("", encoding="utf-8")
-    (package / "probe.py").write_text(body, encoding="utf-8")
-    return "forkprobe.probe"
-
-
-@pytest.fixture
-def light_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """A fork server that preloads nothing (the real one imports torch and llmcompressor: seconds)."""
-    monkeypatch.setattr(warm, "PRELOAD", ())
-    monkeypatch.setattr(warm, "SCRIPT_PRELOAD", ())
-    monkeypatch.setattr(warm, "_pair", None)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
-    yield
-    if warm._pair is not None:
-        warm._pair.close()
-
-
 def test_each_child_is_a_fork_of_one_server_with_the_callers_environment(
     light_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = _children_module(
+    module = children_module(
         tmp_path,
         "import os, sys\nprint(os.getpid(), os.getppid(), os.environ.get('PROBE'), os.getcwd(), sys.argv[1:])\n"
         "sys.exit(int(sys.argv[1]))\n",
@@ -178,7 +158,7 @@ def test_each_child_is_a_fork_of_one_server_with_the_callers_environment(
 
 
 def test_a_child_past_its_time_is_killed_and_the_server_serves_on(light_server: None, tmp_path: Path) -> None:
-    module = _children_module(
+    module = children_module(
         tmp_path, "import sys, time\nprint('started', flush=True)\ntime.sleep(float(sys.argv[1]))\n"
     )
     slow = warm.WarmInterpreter()
@@ -192,7 +172,7 @@ def test_a_child_past_its_time_is_killed_and_the_server_serves_on(light_server: 
 
 
 def test_a_crashing_child_reports_its_traceback(light_server: None, tmp_path: Path) -> None:
-    module = _children_module(tmp_path, "raise ValueError('broken on purpose')\n")
+    module = children_module(tmp_path, "raise ValueError('broken on purpose')\n")
     child = warm.WarmInterpreter()
     assert child.run(module, [], timeout=30) == 1
     assert "ValueError: broken on purpose" in child.output()
@@ -216,7 +196,7 @@ def test_a_script_runs_in_a_clean_interpreter_and_the_stages_server_is_forked_fr
         f"{probe}print('hello from', os.getcwd())\nprint('to the log', file=sys.stderr)\nsys.exit('stopped')\n",
         encoding="utf-8",
     )
-    package = _children_module(tmp_path, probe)
+    package = children_module(tmp_path, probe)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
     printed = tmp_path / "stdout.txt"
     snippet, stage = warm.WarmInterpreter("scripts"), warm.WarmInterpreter("stages")

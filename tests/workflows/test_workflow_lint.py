@@ -267,6 +267,11 @@ def test_release_runs_on_release_tags_and_publishes_one_repo_at_a_time() -> None
     assert publish["environment"]["url"] == "${{ steps.push.outputs.repo-url }}"
     uploads = [step for step in release["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
     downloads = [step for step in publish["steps"] if step.get("uses", "").startswith("actions/download-artifact@")]
+    # The stage logs travel on their own, also from a failed release; the staged folder goes to the publish job.
+    logs = [step for step in uploads if step["with"]["name"].startswith("logs-")]
+    assert [step["with"]["path"] for step in logs] == ["${{ env.HUBPUB_WORKDIR }}/releases/*/logs/"]
+    assert logs[0]["if"] == "${{ !cancelled() }}"
+    uploads = [step for step in uploads if step not in logs]
     assert len(uploads) == len(downloads) == 1
     assert uploads[0]["with"]["name"] == downloads[0]["with"]["name"]
     assert uploads[0]["with"]["include-hidden-files"] is True
