@@ -488,10 +488,21 @@ class SimulatedRunner:
             assert inputs["python-version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
             path_entries.insert(0, VENV_BIN.as_posix())
         elif action == "actions/upload-artifact":
-            source, target = workspace / inputs["path"], self.artifacts / inputs["name"]
+            target = self.artifacts / inputs["name"]
             assert not target.exists(), f"artifact {inputs['name']} uploaded twice in one run"
-            assert inputs["if-no-files-found"] == "error" and any(source.rglob("*")), f"{source} is empty"
-            shutil.copytree(source, target, symlinks=False)
+            assert inputs["if-no-files-found"] in ("error", "warn")
+            # As upload-artifact does: the path may hold wildcards; the matched files keep their paths below the
+            # folder the matches have in common.
+            pattern = inputs["path"].rstrip("/")
+            matches = [workspace / pattern] if "*" not in pattern else sorted(workspace.glob(pattern))
+            files = [file for match in matches for file in (match.rglob("*") if match.is_dir() else [match])]
+            files = [file for file in files if file.is_file()]
+            # Every upload of this successful run has something to upload, even those that only warn when empty.
+            assert files, f"{workspace / pattern} is empty"
+            root = Path(os.path.commonpath([file.parent for file in files]))
+            for file in files:
+                (target / file.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, target / file.relative_to(root))
         elif action == "actions/download-artifact":
             shutil.copytree(self.artifacts / inputs["name"], workspace / inputs["path"], dirs_exist_ok=True)
         else:
