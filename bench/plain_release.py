@@ -62,6 +62,7 @@ def evaluate(model_dir: Path) -> dict[str, object]:
     results = lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={model_dir},dtype=float32",
+        device="cpu",
         tasks=["demo_capitals", "demo_wikitext"],
         limit=20,
         batch_size=8,
