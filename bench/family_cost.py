@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section
+from report import measure_or_replay
 from treemem import run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,15 +204,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw samples here")
     parser.add_argument("--report-from", type=Path, help="write the report from samples saved with --json")
     arguments = parser.parse_args()
-    if arguments.report_from:
-        samples = json.loads(arguments.report_from.read_text(encoding="utf-8"))
-    else:
-        samples = run(arguments.only.split(","), arguments.runs, arguments.start)
-        if arguments.json:
-            arguments.json.write_text(json.dumps(samples, indent=2), encoding="utf-8")
-    text = report(samples)
-    write_section("family_cost", text)
-    print(text)
+    rows, runs, start = arguments.only.split(","), arguments.runs, arguments.start
+    measure_or_replay(arguments.report_from, arguments.json, lambda: run(rows, runs, start), report, "family_cost")
 
 
 if __name__ == "__main__":

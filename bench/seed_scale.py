@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section
+from report import measure_or_replay
 from resource_plan import RANDOM_BASE, measure_release, random_model_spec
 
 PEAK_TARGET = 2.0
@@ -84,15 +84,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--report-from", type=Path, help="write the report from a --json file of an earlier run")
     arguments = parser.parse_args()
-    if arguments.report_from:
-        results = json.loads(arguments.report_from.read_text(encoding="utf-8"))
-    else:
-        results = run()
-        if arguments.json:
-            arguments.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    text = report(results)
-    write_section("seed_scale", text)
-    print(text)
+    measure_or_replay(arguments.report_from, arguments.json, run, report, "seed_scale")
 
 
 if __name__ == "__main__":
