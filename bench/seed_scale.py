@@ -42,6 +42,7 @@ def run() -> dict[str, Any]:
         "checkpoint_bytes": manifest["stages"]["quantize"]["metrics"]["checkpoint_bytes"],
         "parameters": manifest["resources"]["parameters"],
         "verify_dtype": manifest["stages"]["verify"]["metrics"]["dtype"],
+        "verify_weights_dtype": manifest["stages"]["verify"]["metrics"]["weights_dtype"],
         "vllm": manifest["stages"]["vllm"]["metrics"].get("summary") or manifest["stages"]["vllm"]["status"],
     }
 
@@ -73,7 +74,8 @@ def report(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"All stages: {total:.0f} s. Checkpoint: {size / 1e9:.3f} GB measured against {planned / 1e9:.3f} GB computed"
-        f" before quantizing ({size / planned:.4f}×). Verify ran in {results['verify_dtype']}."
+        f" before quantizing ({size / planned:.4f}×). Verify's arithmetic: {results['verify_dtype']}, over"
+        f" {results['verify_weights_dtype']} weights (the round trip's too)."
         f" vLLM: {results['vllm']}.",
     ]
     return "\n".join(lines)

@@ -191,10 +191,14 @@ class _Estimator:
         planned += [self.card(), self.publish()]
         return [self._checked(stage) for stage in planned]
 
-    def _cpu_load(self, parameters_bytes: int, file_bytes: int) -> int:
-        """Host RAM of a transformers load on the CPU: hubpub computes in float32 there (4 bytes a parameter), and
-        the memory-mapped file's pages stay resident while the model lives."""
-        return parameters_bytes * 4 // self.shape.dtype_bytes + file_bytes
+    def _cpu_load(self, parameters_bytes: int, file_bytes: int, *, decompressed: bool) -> int:
+        """Host RAM of a transformers load on the CPU, at the checkpoint's dtype: the weights are the memory-mapped
+        file's pages themselves, or, decompressed, a copy beside them. Each module's weights are widened to float32
+        for its forward (hubpub.stages._float32) into buffers reused from module to module, one per size."""
+        shape = self.shape
+        sizes = {linear.out_features * linear.in_features for linear in shape.layer_linears(0)}
+        widened = 4 * (sum(sizes) + shape.vocab_size * shape.hidden_size) if shape.dtype_bytes < 4 else 0
+        return (parameters_bytes + file_bytes if decompressed else max(parameters_bytes, file_bytes)) + widened
 
     def _resident(self, *loads: int) -> int:
         """Models loaded one after the other in one process: the largest when their tensors go back to the
@@ -262,14 +266,14 @@ class _Estimator:
 
     def _transformers_load(self, stage: str, weights: int, note: str, *, base_too: bool = False) -> StagePlan:
         """A transformers load in a forked child of `weights` bytes (base dtype), spread over the GPUs or on the CPU
-        in float32; with `base_too` the base is loaded first in the same process."""
+        with float32 arithmetic; with `base_too` the base is loaded first in the same process."""
         disk = self.base_disk + self.checkpoint
         if not self.gpus:
-            loads = [self._cpu_load(self.decompressed, self.checkpoint)]
+            loads = [self._cpu_load(self.decompressed, self.checkpoint, decompressed=True)]
             if base_too:
-                loads.append(self._cpu_load(self.base, self.base))
+                loads.append(self._cpu_load(self.base, self.base, decompressed=False))
             ram = self.tree + self._resident(*loads) + self._logits_bytes()
-            return StagePlan(stage, ram, 0, disk, note=f"{note}, float32 on the CPU")
+            return StagePlan(stage, ram, 0, disk, note=f"{note}, float32 arithmetic on the CPU")
         need = weights + self._logits_bytes() // 2
         placement, offload = self._spread(need)
         ram = self.tree + min(LOAD_SHARD_BYTES, weights) + offload

@@ -5,6 +5,7 @@ Usage: python -m hubpub.stages._verify_child REQUEST.json RESULT.json (see hubpu
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from importlib.metadata import version
@@ -13,6 +14,7 @@ from typing import Any
 
 from hubpub.placement import Placement
 from hubpub.stages._child import serve
+from hubpub.stages._float32 import compute_in_float32
 
 
 def perplexity(model: Any, token_ids: list[int], window: int) -> float:
@@ -61,6 +63,13 @@ def load_arguments(placement: Placement, cuda_available: bool) -> tuple[str, dic
     return "cpu", {}
 
 
+def load(auto_class: Any, folder: str, device: str, where: dict[str, Any]) -> Any:
+    """The model as a user loads it (`dtype="auto"`); on the CPU its arithmetic is float32, which is several
+    times faster there than bfloat16 and more precise, while its weights stay at the checkpoint's dtype."""
+    model = auto_class.from_pretrained(folder, dtype="auto", **where)
+    return model if device == "cuda" else compute_in_float32(model)
+
+
 def main(request: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import torch
@@ -68,19 +77,19 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
 
     torch.manual_seed(0)
     device, where = load_arguments(Placement.from_request(request.get("placement")), torch.cuda.is_available())
-    # On a CPU, float32 kernels are several times faster than bfloat16 ones, and more precise.
-    dtype = "auto" if device == "cuda" else torch.float32
     text = Path(request["heldout"]).read_text(encoding="utf-8")
-    result: dict[str, Any] = {"device": device, "dtype": str(dtype).removeprefix("torch.")}
+    result: dict[str, Any] = {"device": device, "dtype": "auto" if device == "cuda" else "float32"}
     if request.get("base_dir"):
         base_tokenizer = AutoTokenizer.from_pretrained(request["base_dir"])
-        base = AutoModelForCausalLM.from_pretrained(request["base_dir"], dtype=dtype, **where)
+        base = load(AutoModelForCausalLM, request["base_dir"], device, where)
         result["base_perplexity"] = perplexity(base, base_tokenizer(text)["input_ids"], request["window"])
         del base
+        gc.collect()
     load_started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"])
-    model = AutoModelForCausalLM.from_pretrained(request["checkpoint"], dtype=dtype, **where)
+    model = load(AutoModelForCausalLM, request["checkpoint"], device, where)
     result["load_seconds"] = time.perf_counter() - load_started
+    result["weights_dtype"] = str(model.dtype).removeprefix("torch.")
     token_ids = tokenizer(text)["input_ids"]
     result["perplexity"] = perplexity(model, token_ids, request["window"])
     result["perplexity_tokens"] = len(token_ids)

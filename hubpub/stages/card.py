@@ -291,7 +291,7 @@ def card_facts(
         "verification": {
             "versions": ", ".join(f"{name} {value}" for name, value in verify["versions"].items()),
             "device": verify["device"],
-            "dtype": verify["dtype"],
+            "dtype": _arithmetic(verify),
             "load_seconds": f"{verify['load_seconds']:.1f}",
             "tokens": perplexity["tokens"],
             "base_perplexity": f"{perplexity['base']:.3f}",
@@ -608,6 +608,13 @@ def _citation(release: ReleaseSpec) -> str:
         f"  url = {{https://huggingface.co/{release.base_model}}}\n"
         "}"
     )
+
+
+def _arithmetic(verify: dict[str, Any]) -> str:
+    weights = verify.get("weights_dtype")
+    if weights is None or weights == verify["dtype"] or verify["dtype"] == "auto":
+        return str(verify["dtype"])
+    return f"{weights} weights, {verify['dtype']} arithmetic"
 
 
 def snippets(release: ReleaseSpec, manifest: Manifest) -> dict[str, str]:

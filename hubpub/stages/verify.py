@@ -71,6 +71,7 @@ def run(ctx: StageContext) -> StageOutput:
         "loader": "transformers",
         "device": child["device"],
         "dtype": child["dtype"],
+        "weights_dtype": child["weights_dtype"],
         "versions": child["versions"],
         "load_seconds": child["load_seconds"],
         "child_peak_rss_mb": child["peak_rss_mb"],
