@@ -51,7 +51,7 @@ test-fast: $(INSTALLED)
 
 bench: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(PY) bench/cli_startup.py
-	$(PY) bench/release_overhead.py
+	$(PY) bench/rerun.py
 	$(PY) bench/family_cost.py
 	$(PY) bench/seed_scale.py
 	$(PY) bench/republish.py

@@ -18,12 +18,12 @@ from hubpub.spec import ReleaseSpec
 
 MB = 10**6
 
-HUBPUB_RSS = 37 * MB
-"""The hubpub process (pydantic, rich, huggingface_hub, the spec), as its share of memory (PSS): it never loads a
-model (measured: 32-38 MiB)."""
-FORK_SERVER_RSS = 500 * MB
-"""The fork server with torch, transformers, llmcompressor and lm_eval imported; the children it forks share
-these pages (measured with the CLI: 500-545 MiB)."""
+HUBPUB_RSS = 48 * MB
+"""The hubpub process (pydantic, rich, huggingface_hub, the spec, the live view), as its share of memory (PSS): it
+never loads a model (measured: 44-46 MiB)."""
+FORK_SERVER_RSS = 570 * MB
+"""The chained fork servers (hubpub.warm): one with torch and transformers, and the one forked from it that adds
+llmcompressor and lm_eval; the children they fork share these pages (measured with the CLI: 540-575 MiB)."""
 TORCH_RSS = 490 * MB
 """A fresh interpreter with torch and transformers imported, as the card's snippet runs (measured: 465 MiB)."""
 QUANTIZE_WORK = 260 * MB
@@ -192,13 +192,19 @@ class _Estimator:
         return [self._checked(stage) for stage in planned]
 
     def _cpu_load(self, parameters_bytes: int, file_bytes: int, *, decompressed: bool) -> int:
-        """Host RAM of a transformers load on the CPU, at the checkpoint's dtype: the weights are the memory-mapped
-        file's pages themselves, or, decompressed, a copy beside them. Each module's weights are widened to float32
-        for its forward (hubpub.stages._float32) into buffers reused from module to module, one per size."""
+        """Host RAM of hubpub's transformers load on the CPU, at the checkpoint's dtype. The weights of a plain
+        checkpoint are the memory-mapped file's pages themselves; a compressed one is read into memory beside its
+        mapped file and decompressed into a third copy. Each module's weights are widened to float32 for its
+        forward (hubpub.stages._float32) into buffers reused from module to module, one per size."""
         shape = self.shape
         sizes = {linear.out_features * linear.in_features for linear in shape.layer_linears(0)}
         widened = 4 * (sum(sizes) + shape.vocab_size * shape.hidden_size) if shape.dtype_bytes < 4 else 0
-        return (parameters_bytes + file_bytes if decompressed else max(parameters_bytes, file_bytes)) + widened
+        held = parameters_bytes + 2 * file_bytes if decompressed else max(parameters_bytes, file_bytes)
+        return held + widened
+
+    def _float32_load(self, parameters_bytes: int, file_bytes: int) -> int:
+        """The same for lm-eval's load on the CPU, a float32 copy (4 bytes a parameter) beside the file's pages."""
+        return parameters_bytes * 4 // self.shape.dtype_bytes + file_bytes
 
     def _resident(self, *loads: int) -> int:
         """Models loaded one after the other in one process: the largest when their tensors go back to the
@@ -264,16 +270,26 @@ class _Estimator:
     def _usable(self, gpu: Gpu) -> int:
         return int(gpu.memory_bytes * (1 - GPU_HEADROOM)) - CUDA_CONTEXT_BYTES
 
-    def _transformers_load(self, stage: str, weights: int, note: str, *, base_too: bool = False) -> StagePlan:
+    def _transformers_load(
+        self, stage: str, weights: int, note: str, *, base_too: bool = False, float32_copy: bool = False
+    ) -> StagePlan:
         """A transformers load in a forked child of `weights` bytes (base dtype), spread over the GPUs or on the CPU
-        with float32 arithmetic; with `base_too` the base is loaded first in the same process."""
+        with float32 arithmetic (over a float32 copy when `float32_copy`, as lm-eval loads); with `base_too` the
+        base is loaded first in the same process."""
         disk = self.base_disk + self.checkpoint
         if not self.gpus:
-            loads = [self._cpu_load(self.decompressed, self.checkpoint, decompressed=True)]
+            if float32_copy:
+                loads = [self._float32_load(self.decompressed, self.checkpoint)]
+                base = self._float32_load(self.base, self.base)
+                how = "float32 copies on the CPU"
+            else:
+                loads = [self._cpu_load(self.decompressed, self.checkpoint, decompressed=True)]
+                base = self._cpu_load(self.base, self.base, decompressed=False)
+                how = "float32 arithmetic on the CPU"
             if base_too:
-                loads.append(self._cpu_load(self.base, self.base, decompressed=False))
+                loads.append(base)
             ram = self.tree + self._resident(*loads) + self._logits_bytes()
-            return StagePlan(stage, ram, 0, disk, note=f"{note}, float32 arithmetic on the CPU")
+            return StagePlan(stage, ram, 0, disk, note=f"{note}, {how}")
         need = weights + self._logits_bytes() // 2
         placement, offload = self._spread(need)
         ram = self.tree + min(LOAD_SHARD_BYTES, weights) + offload
@@ -302,7 +318,9 @@ class _Estimator:
         assert self.release.evaluation is not None
         weights = max(self.base, self.decompressed)
         # lm-eval's peak was measured at both models' size even when the base's results came from the cache.
-        plan = self._transformers_load("evaluate", weights, "lm-eval, base then quantized", base_too=True)
+        plan = self._transformers_load(
+            "evaluate", weights, "lm-eval, base then quantized", base_too=True, float32_copy=True
+        )
         return _with(plan, ram=plan.ram_bytes + LM_EVAL_WORK)
 
     def vllm(self) -> StagePlan:
