@@ -175,9 +175,13 @@ def unpack_bundle(encoded: str, folder: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(base64.b64decode(content))
     for name, destination in links.items():
-        target = folder / _safe(name)
+        relative = _safe(name)
+        target = folder / relative
         if not os.path.isabs(destination):
             raise UsageError(f"spec bundle: the link {name} must point to an absolute path")
+        ancestors = [folder.joinpath(*relative.parts[:depth]) for depth in range(1, len(relative.parts))]
+        if os.path.lexists(target) or any(ancestor.is_symlink() for ancestor in ancestors):
+            raise UsageError(f"spec bundle: the link {name} would stand inside another link or over a file")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(destination, target_is_directory=True)
     return folder / _safe(spec)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import JobHardware
 
-from hubpub.errors import SpecError
+from hubpub.errors import SpecError, UsageError
 from hubpub.hfjobs import MAX_BUNDLE_CHARS, bundle_spec, job_command, unpack_bundle
 from hubpub.spec import job_flavors, load_spec
 from tests.conftest import DEMO_SPEC, demo_spec_copy
@@ -109,3 +109,16 @@ def test_a_bundle_cannot_write_outside_its_folder(tmp_path: Path, name: str) -> 
     with pytest.raises(Exception, match="not a relative path inside the bundle"):
         unpack_bundle(encoded, tmp_path / "job-spec")
     assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("second", ["b/c", "b/d/c", "b"])
+def test_a_bundle_link_cannot_stand_inside_another_link_or_twice(tmp_path: Path, second: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    links = {"b": str(outside)} if second == "b" else {"b": str(outside), second: str(outside)}
+    files = {"b/x.txt": base64.b64encode(b"x").decode()} if second == "b" else {}
+    document = {"spec": "s.yaml", "files": files, "links": links}
+    encoded = base64.b64encode(zlib.compress(json.dumps(document).encode())).decode()
+    with pytest.raises(UsageError, match="inside another link or over a file"):
+        unpack_bundle(encoded, tmp_path / "job-spec")
+    assert list(outside.iterdir()) == []
