@@ -16,6 +16,8 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.hub.demo_family import BASE_MODEL, DEMO_TOKEN, HOSTILE, PRIVATE, PWNED, W4A16, W8A8
 
@@ -89,7 +91,7 @@ def test_the_index_shows_the_family_and_no_private_repo(browser: WebDriver, serv
 def test_a_model_page_renders_the_card_tables_and_the_evaluation_panel(browser: WebDriver, served: str) -> None:
     browser.get(served)
     browser.find_element(By.LINK_TEXT, W4A16).click()
-    assert browser.current_url == f"{served.rstrip('/')}/{W4A16}"
+    _arrive(browser, f"{served.rstrip('/')}/{W4A16}")
     card = browser.find_element(By.CSS_SELECTOR, "article.card")
     tables = card.find_elements(By.TAG_NAME, "table")
     assert len(tables) > 5
@@ -115,7 +117,7 @@ def test_a_sibling_link_in_the_card_opens_the_siblings_page(browser: WebDriver, 
     browser.get(f"{served.rstrip('/')}/{W4A16}")
     sibling = browser.find_element(By.CSS_SELECTOR, "article.card").find_element(By.LINK_TEXT, W8A8)
     sibling.click()
-    assert browser.current_url == f"{served.rstrip('/')}/{W8A8}"
+    _arrive(browser, f"{served.rstrip('/')}/{W8A8}")
     assert browser.find_element(By.CSS_SELECTOR, ".repo-header h1").text == W8A8.replace("/", " / ")
     assert "W8A8 vs Other Schemes" in texts(browser, "article.card h2")
 
@@ -141,7 +143,7 @@ def test_a_private_repo_shows_only_after_logging_in_with_its_token(browser: WebD
     browser.find_element(By.LINK_TEXT, "log in").click()
     browser.find_element(By.ID, "token").send_keys(DEMO_TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert browser.current_url == private
+    _arrive(browser, private)
     assert "A secret card." in browser.find_element(By.CSS_SELECTOR, "article.card").text
     cookie = browser.get_cookie("hubpub_token")
     assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
@@ -150,3 +152,9 @@ def test_a_private_repo_shows_only_after_logging_in_with_its_token(browser: WebD
     browser.find_element(By.CSS_SELECTOR, "header form button").click()
     browser.get(private)
     assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
+
+
+def _arrive(browser: WebDriver, url: str) -> None:
+    """A click returns before the navigation it starts has ended: wait for `url`, failing after 10 s."""
+    WebDriverWait(browser, 10).until(expected_conditions.url_to_be(url))
+    assert browser.current_url == url
