@@ -5,6 +5,10 @@ push and `republish --card-only` all see the same family), never from the local 
 added once and kept in the spec's order; a note is rewritten only when the facts changed, so a
 second identical release makes no call that writes. A variant gone from the spec is reported, and
 its item deleted only with `collection.prune`; items hubpub did not put there are left alone.
+
+Privacy is decided per repo, from the repo's own setting on the Hub (a variant's `push.private` only
+applies when its repo is created): a private repo never goes into a public collection, nor into a
+private one of another namespace; it is reported, and removed when the collection already holds it.
 """
 
 from __future__ import annotations
@@ -44,9 +48,13 @@ class CollectionSync:
     """Variants of this family that the collection holds but the spec no longer names."""
     pruned: list[str] = field(default_factory=list)
     base: str = ""
-    """added, present, or why the base model is not in the collection."""
+    """added, present, left out (a private base: see `left_out`), or why the base model is not in the collection."""
     described: bool = False
     """Whether the description was rewritten (a collection hubpub made describes the family's schemes)."""
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Repos of the family kept out of the collection, and why (a private repo, a public collection)."""
+    withdrawn: list[str] = field(default_factory=list)
+    """Of those, the ones the collection held: their items were deleted."""
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,8 +100,18 @@ def _sync(api: Any, releases: Sequence[ReleaseSpec], result: CollectionSync) -> 
         result.status, result.described = "updated", True
 
     present = {(item.item_type, item.item_id): item for item in collection.items}
+    spec_repos = {first.base_model, *(release.repo_id for release in releases)}
+    for repo_id in dict.fromkeys([first.base_model, *(release.repo_id for release in releases)]):
+        if repo_id in manifests or ("model", repo_id) in present or repo_id == first.base_model:
+            _keep_private_out(api, collection, repo_id, present.get(("model", repo_id)), result)
+    if result.withdrawn:
+        collection = api.get_collection(collection.slug)
+        present = {(item.item_type, item.item_id): item for item in collection.items}
+
     wanted: list[tuple[str, str | None]] = []
-    if ("model", first.base_model) in present:
+    if first.base_model in result.left_out:
+        result.base = "left out"
+    elif ("model", first.base_model) in present:
         result.base = "present"
         wanted.append((first.base_model, None))
     elif api.repo_exists(first.base_model):
@@ -102,7 +120,9 @@ def _sync(api: Any, releases: Sequence[ReleaseSpec], result: CollectionSync) -> 
     else:
         result.base = f"{first.base_model} is not on this Hub, so the collection does not list it"
     wanted.extend(
-        (release.repo_id, _note(manifests[release.repo_id])) for release in releases if release.repo_id in manifests
+        (release.repo_id, _note(manifests[release.repo_id]))
+        for release in releases
+        if release.repo_id in manifests and release.repo_id not in result.left_out
     )
 
     for repo_id, note in wanted:
@@ -117,7 +137,6 @@ def _sync(api: Any, releases: Sequence[ReleaseSpec], result: CollectionSync) -> 
         collection = api.get_collection(collection.slug)
 
     result.moved = _reorder(api, collection, [first.base_model, *(release.repo_id for release in releases)])
-    spec_repos = {first.base_model, *(release.repo_id for release in releases)}
     for item in collection.items:
         if item.item_type != "model" or item.item_id in spec_repos:
             continue
@@ -125,13 +144,44 @@ def _sync(api: Any, releases: Sequence[ReleaseSpec], result: CollectionSync) -> 
             theirs = _manifest(api, item.item_id)
         except HfHubHTTPError:
             continue
-        if theirs is not None and theirs.family == first.family:
-            result.not_in_spec.append(item.item_id)
-            if settings.prune:
-                api.delete_collection_item(collection.slug, item.item_object_id)
-                result.pruned.append(item.item_id)
-    if result.status == "unchanged" and (result.added or result.renoted or result.moved or result.pruned):
+        if theirs is None or theirs.family != first.family:
+            continue
+        if _keep_private_out(api, collection, item.item_id, item, result):
+            continue
+        result.not_in_spec.append(item.item_id)
+        if settings.prune:
+            api.delete_collection_item(collection.slug, item.item_object_id)
+            result.pruned.append(item.item_id)
+    changed = result.added or result.renoted or result.moved or result.pruned or result.withdrawn
+    if result.status == "unchanged" and changed:
         result.status = "updated"
+
+
+def _keep_private_out(api: Any, collection: Any, repo_id: str, item: Any, result: CollectionSync) -> bool:
+    """Whether `repo_id` must stay out of `collection` (then it is reported, and its `item` deleted if any).
+
+    The repo's own privacy on the Hub decides: a private repo may be listed only by a private collection of
+    its own namespace, whose readers may read the repo too.
+    """
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        private = api.repo_info(repo_id).private is not False  # a Hub that does not say is taken as private
+    except RepositoryNotFoundError:
+        return False
+    if not private:
+        return False
+    namespace = collection.slug.split("/")[0]
+    if not collection.private:
+        result.left_out[repo_id] = "private, and the collection is public"
+    elif repo_id.split("/")[0].lower() != namespace.lower():
+        result.left_out[repo_id] = f"private, and the collection is of another namespace ({namespace})"
+    else:
+        return False
+    if item is not None:
+        api.delete_collection_item(collection.slug, item.item_object_id)
+        result.withdrawn.append(repo_id)
+    return True
 
 
 def _find_or_create(
@@ -235,7 +285,7 @@ def _log(result: CollectionSync) -> None:
         result.status,
         f" ({'; '.join(changes)})" if changes else "",
     )
-    if result.base not in ("added", "present"):
+    if result.base not in ("added", "present", "left out"):
         logger.info("collection %s: %s", result.slug, result.base)
     kept = [name for name in result.not_in_spec if name not in result.pruned]
     if kept:
@@ -248,3 +298,6 @@ def _log(result: CollectionSync) -> None:
         )
     if result.pruned:
         logger.info("collection %s: removed %s (no longer in the spec)", result.slug, ", ".join(result.pruned))
+    for repo_id, why in result.left_out.items():
+        done = "removed from" if repo_id in result.withdrawn else "left out of"
+        logger.warning("collection %s: %s %s: %s", result.slug, repo_id, done, why)

@@ -7,6 +7,12 @@ a JSON file, `collections/<namespace>/<id>.json`, written by rename under the st
 Tokens count as for repos: a token creates and edits only the collections of namespaces it may write,
 a private collection reads as missing to everyone else, and an item must be a repo (model, dataset or
 space) the caller can see, an arXiv paper id, or a collection it can see.
+
+Every answer shows a viewer only the items it may read now: a repo made private after it was added,
+or a private collection, is left out (positions and counts follow what is shown), so an item hidden
+from a viewer reads exactly as one that was never there, to the listing's `item` filter and to the
+item routes too. Items whose repo or collection was deleted are dropped for everyone, and from the
+file at its next write.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,7 @@ from typing import Any
 from hubpub.hub import validation
 from hubpub.hub.errors import HubError
 from hubpub.hub.store import HubStore, Repo, now_iso
-from hubpub.hub.tokens import Identity
+from hubpub.hub.tokens import Identity, can_read
 
 TITLE_MAX = 60
 DESCRIPTION_MAX = 150
@@ -39,6 +46,9 @@ _ID = re.compile(r"[0-9a-f]{24}")
 _SLUG_NAME = re.compile(r"(?:[a-z0-9]+(?:-[a-z0-9]+)*-)?([0-9a-f]{24})")
 _PAPER = re.compile(r"[0-9]{4}\.[0-9]{4,5}")
 _LIST_KEYS = {"owner": 8, "item": 8, "sort": 1, "limit": 1}
+
+Shown = Callable[[dict[str, Any]], bool]
+"""Whether one viewer may see a collection's item (a stored entry)."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +88,18 @@ class CollectionView:
     items: tuple[CollectionItemView, ...]
 
 
-def _view(collection: dict[str, Any]) -> CollectionView:
+def _view(collection: dict[str, Any], shown: Shown) -> CollectionView:
     return CollectionView(
         slug=_slug(collection),
         title=collection["title"],
         description=collection.get("description"),
         private=bool(collection["private"]),
         updated=collection.get("lastUpdated", ""),
-        items=tuple(CollectionItemView(item["type"], item["id"], item.get("note")) for item in collection["items"]),
+        items=tuple(
+            CollectionItemView(entry["type"], entry["id"], entry.get("note"))
+            for entry in collection["items"]
+            if shown(entry)
+        ),
     )
 
 
@@ -121,6 +135,7 @@ class Collections:
         return found
 
     def _save(self, collection: dict[str, Any]) -> None:
+        collection["items"] = [entry for entry in collection["items"] if not self._gone(entry)]
         collection["lastUpdated"] = now_iso()
         path = self._path(Address(collection["namespace"], collection["id"]))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,13 +160,54 @@ class Collections:
             raise HubError(403, f"You don't have the rights to edit collections of {address.namespace}{read_only}")
         return collection
 
+    def _sight(self, identity: Identity | None) -> Shown:
+        """Which items `identity` may see: public repos and papers, its own private repos, collections it may read.
+
+        Remembered for one answer, so a listing reads each repo's settings once.
+        """
+        seen: dict[tuple[str, str], bool] = {}
+
+        def shown(entry: dict[str, Any]) -> bool:
+            key = (entry["type"], entry["id"])
+            if key not in seen:
+                seen[key] = self._item_readable(entry["type"], entry["id"], identity)
+            return seen[key]
+
+        return shown
+
+    def _item_readable(self, kind: str, item_id: str, identity: Identity | None) -> bool:
+        if kind == "paper":
+            return True
+        namespace, _, name = item_id.partition("/")
+        try:
+            if kind == "collection":
+                return self._visible(self._load(Address.parse(namespace, name)), identity)
+            repo = Repo.checked(kind, namespace, name)
+            return can_read(identity, repo.namespace, private=bool(self.store.meta(repo)["private"]))
+        except HubError:
+            return False  # deleted, or a name no request could have added
+
+    def _gone(self, entry: dict[str, Any]) -> bool:
+        """Whether an item's repo or collection no longer exists (for anyone)."""
+        if entry["type"] == "paper":
+            return False
+        namespace, _, name = entry["id"].partition("/")
+        try:
+            if entry["type"] == "collection":
+                return self._load(Address.parse(namespace, name)) is None
+            return not self.store.exists(Repo.checked(entry["type"], namespace, name))
+        except HubError:
+            return True
+
     def visible(self, identity: Identity | None) -> list[CollectionView]:
         """The collections `identity` may read (anonymous: the public ones), for the web pages."""
-        shown = [item for item in self._all() if self._visible(item, identity)]
-        return [_view(item) for item in sorted(shown, key=lambda item: (item["namespace"].lower(), item["title"]))]
+        chosen = [item for item in self._all() if self._visible(item, identity)]
+        shown = self._sight(identity)
+        ordered = sorted(chosen, key=lambda item: (item["namespace"].lower(), item["title"]))
+        return [_view(item, shown) for item in ordered]
 
     def view(self, address: Address, identity: Identity | None) -> CollectionView:
-        return _view(self._readable(address, identity))
+        return _view(self._readable(address, identity), self._sight(identity))
 
     # -- the routes ----------------------------------------------------------------------------
     def create(self, identity: Identity, body: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -183,10 +239,10 @@ class Collections:
                 "items": [],
             }
             self._save(collection)
-        return self._shaped(collection, base_url, identity)
+        return self._shaped(collection, base_url, self._sight(identity))
 
     def get(self, address: Address, identity: Identity | None, base_url: str) -> dict[str, Any]:
-        return self._shaped(self._readable(address, identity), base_url, identity)
+        return self._shaped(self._readable(address, identity), base_url, self._sight(identity))
 
     def update(self, address: Address, identity: Identity, body: dict[str, Any], base_url: str) -> dict[str, Any]:
         changes: dict[str, Any] = {}
@@ -218,7 +274,7 @@ class Collections:
                 raise HubError(409, f"A collection titled {title!r} already exists in {address.namespace}")
             collection.update(changes)
             self._save(collection)
-        return {"data": self._shaped(collection, base_url, identity)}
+        return {"data": self._shaped(collection, base_url, self._sight(identity))}
 
     def delete(self, address: Address, identity: Identity) -> dict[str, Any]:
         with self.store.write_lock():
@@ -235,13 +291,14 @@ class Collections:
         with self.store.write_lock():
             collection = self._writable(address, identity)
             item_id = self._existing_item(str(kind), item.get("id"), identity)
-            if any(entry["type"] == kind and entry["id"] == item_id for entry in collection["items"]):
+            present = [entry for entry in collection["items"] if self._sight(identity)(entry)]
+            if any(entry["type"] == kind and entry["id"] == item_id for entry in present):
                 raise HubError(409, f"{kind} {item_id} is already in this collection")
-            if len(collection["items"]) >= MAX_ITEMS:
+            if len(present) >= MAX_ITEMS:
                 raise HubError(400, f"A collection holds at most {MAX_ITEMS} items")
             collection["items"].append({"_id": secrets.token_hex(12), "type": kind, "id": item_id, "note": note})
             self._save(collection)
-        return self._shaped(collection, base_url, identity)
+        return self._shaped(collection, base_url, self._sight(identity))
 
     def update_item(self, address: Address, item_object_id: str, identity: Identity, body: dict[str, Any]) -> None:
         unknown = sorted(set(body) - {"note", "position"})
@@ -250,19 +307,23 @@ class Collections:
         note = _note(body["note"]) if body.get("note") is not None else None
         with self.store.write_lock():
             collection = self._writable(address, identity)
-            index = _item_index(collection, item_object_id)
-            entry = collection["items"][index]
+            shown = self._sight(identity)
+            entry = _item(collection, item_object_id, shown)
             if note is not None:
                 entry["note"] = note
             if body.get("position") is not None:
-                position = validation.size(body["position"], len(collection["items"]) - 1, "position")
-                collection["items"].insert(position, collection["items"].pop(index))
+                others = [other for other in collection["items"] if shown(other) and other is not entry]
+                position = validation.size(body["position"], len(others), "position")
+                collection["items"].remove(entry)
+                # Among the items the caller sees; the ones hidden from it keep their places around them.
+                at = collection["items"].index(others[position]) if position < len(others) else len(collection["items"])
+                collection["items"].insert(at, entry)
             self._save(collection)
 
     def delete_item(self, address: Address, item_object_id: str, identity: Identity) -> None:
         with self.store.write_lock():
             collection = self._writable(address, identity)
-            del collection["items"][_item_index(collection, item_object_id)]
+            collection["items"].remove(_item(collection, item_object_id, self._sight(identity)))
             self._save(collection)
 
     def listing(self, query: dict[str, list[str]], identity: Identity | None, base_url: str) -> list[dict[str, Any]]:
@@ -281,22 +342,26 @@ class Collections:
         limit_text = query.get("limit", [str(MAX_PER_NAMESPACE)])[0]
         if not re.fullmatch(r"[0-9]{1,7}", limit_text):
             raise HubError(400, f"Invalid limit {validation.shown(limit_text)}: a whole number")
+        shown = self._sight(identity)
         chosen = [
             collection
             for collection in self._all()
             if self._visible(collection, identity)
             and (not owners or collection["namespace"].lower() in owners)
-            and all(any((item["type"], item["id"]) == pair for item in collection["items"]) for pair in wanted)
+            and all(
+                any((item["type"], item["id"]) == pair and shown(item) for item in collection["items"])
+                for pair in wanted
+            )
         ]
         # Trending and upvotes have no meaning on this Hub: every collection has none, newest first then.
         chosen.sort(key=lambda collection: (collection["lastUpdated"], collection["id"]), reverse=True)
-        shown = []
+        answer = []
         for collection in chosen[: int(limit_text)]:
-            shaped = self._shaped(collection, base_url, identity)
+            shaped = self._shaped(collection, base_url, shown)
             shaped["items"] = shaped["items"][:LIST_ITEMS_SHOWN]
             del shaped["position"]  # the client numbers a listing itself
-            shown.append(shaped)
-        return shown
+            answer.append(shaped)
+        return answer
 
     # -- helpers -------------------------------------------------------------------------------
     def _existing_item(self, kind: str, raw_id: object, identity: Identity) -> str:
@@ -317,10 +382,10 @@ class Collections:
             raise HubError(404, f"{kind} {repo.id} not found", "RepoNotFound")
         return repo.id
 
-    def _shaped(self, collection: dict[str, Any], base_url: str, identity: Identity | None) -> dict[str, Any]:
-        """A collection as huggingface_hub's `Collection` reads it."""
+    def _shaped(self, collection: dict[str, Any], base_url: str, shown: Shown) -> dict[str, Any]:
+        """A collection as huggingface_hub's `Collection` reads it, with the items one viewer may see."""
         items = []
-        for position, entry in enumerate(collection["items"]):
+        for position, entry in enumerate(entry for entry in collection["items"] if shown(entry)):
             item: dict[str, Any] = {"_id": entry["_id"], "id": entry["id"], "type": entry["type"], "position": position}
             if entry["note"] is not None:
                 item["note"] = {"text": entry["note"], "html": _html(entry["note"])}
@@ -378,10 +443,12 @@ def item_object_id(value: str) -> str:
     return value
 
 
-def _item_index(collection: dict[str, Any], item_object_id: str) -> int:
-    for index, entry in enumerate(collection["items"]):
-        if entry["_id"] == item_object_id:
-            return index
+def _item(collection: dict[str, Any], item_object_id: str, shown: Shown) -> dict[str, Any]:
+    """The entry of an item the caller may see; one hidden from it is as missing as one never there."""
+    entries: list[dict[str, Any]] = collection["items"]
+    for entry in entries:
+        if entry["_id"] == item_object_id and shown(entry):
+            return entry
     raise HubError(404, f"Item {item_object_id} is not in this collection")
 
 

@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from hubpub.hub import HubServer
-from tests.hub.demo_family import BASE_MODEL, DEMO_TOKEN, PRIVATE, TOKENS, W4A16, W8A8
+from tests.hub.demo_family import BASE_MODEL, DEMO_TOKEN, EVE_TOKEN, PRIVATE, TOKENS, W4A16, W8A8
 from tests.hub.test_pages import Elements, fetch
 
 
@@ -53,3 +53,21 @@ def test_a_family_collection_is_on_the_index_and_its_page_lists_its_items_in_ord
 )
 def test_a_malformed_collection_address_is_refused(hub: HubServer, path: str) -> None:
     assert fetch(hub, path).status in (400, 404)
+
+
+def test_a_private_repo_in_a_public_collection_shows_on_its_page_only_to_its_namespace(hub: HubServer) -> None:
+    demo = HfApi(endpoint=hub.url, token=DEMO_TOKEN)
+    shelf = demo.create_collection("Demo shelf", exists_ok=True)
+    demo.add_collection_item(shelf.slug, W4A16, "model", note="released", exists_ok=True)
+    demo.add_collection_item(shelf.slug, PRIVATE, "model", note="secret plans for W2", exists_ok=True)
+
+    owner = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+    for headers in ({}, {"Authorization": f"Bearer {EVE_TOKEN}"}):
+        page = fetch(hub, f"/collections/{shelf.slug}", headers=headers)
+        assert page.status == 200 and f'href="/{W4A16}"' in page.text
+        assert PRIVATE not in page.text and "secret plans" not in page.text
+        index = fetch(hub, "/", headers=headers).text
+        assert f"<span>{shelf.slug}</span><span>1 items</span>" in index and PRIVATE not in index
+    page = fetch(hub, f"/collections/{shelf.slug}", headers=owner)
+    assert f'href="/{PRIVATE}"' in page.text and "secret plans for W2" in page.text
+    assert f"<span>{shelf.slug}</span><span>2 items</span>" in fetch(hub, "/", headers=owner).text

@@ -236,3 +236,86 @@ def test_dry_runs_and_families_without_a_collection_touch_none(hub: HubServer, t
     api.push([off], workdir=tmp_path / "work-off", hub=hub.url, roundtrip=False)
     assert HfApi(endpoint=hub.url, token=TOKEN).model_info(W4).sha is not None
     assert not [route for _, route, _ in hub.requests if route.startswith("collection")]
+
+
+def test_a_variant_published_private_is_left_out_of_the_public_collection_and_said(
+    hub: HubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    private_w8 = FAMILY.replace(f"repo_id: {W8}}}", f"repo_id: {W8}, push: {{private: true}}}}")
+    spec = write_spec(tmp_path / "specs", private_w8)
+    with caplog.at_level(logging.INFO, logger="hubpub"):
+        publish(spec, tmp_path / "work", hub, fixture("W4A16"), fixture("W8A8"))
+
+    client = HfApi(endpoint=hub.url, token=TOKEN)
+    assert client.model_info(W8).private and not client.model_info(W4).private
+    collection = the_collection(hub)
+    assert not collection.private
+    assert [item.item_id for item in collection.items] == [BASE, W4], "its owner's own view: never added"
+    anonymous = HfApi(endpoint=hub.url, token=False).get_collection(collection.slug)
+    assert [item.item_id for item in anonymous.items] == [BASE, W4]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any(W8 in message and "left out of" in message and "collection is public" in message for message in warnings)
+
+    target = HubTarget("test", hub.url, TOKEN)
+    again = sync_collection(target, load_spec(spec).releases)
+    assert again is not None
+    assert (again.status, again.left_out, again.withdrawn) == (
+        "unchanged",
+        {W8: "private, and the collection is public"},
+        [],
+    )
+
+
+def test_a_variant_made_private_after_it_was_listed_is_removed_from_the_public_collection(
+    hub: HubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = write_spec(tmp_path / "specs")
+    publish(spec, tmp_path / "work", hub, fixture("W4A16"), fixture("W8A8"))
+    assert [item.item_id for item in the_collection(hub).items] == [BASE, W4, W8]
+    client = HfApi(endpoint=hub.url, token=TOKEN)
+    client.update_repo_settings(W8, private=True)
+
+    with caplog.at_level(logging.INFO, logger="hubpub"):
+        synced = sync_collection(HubTarget("test", hub.url, TOKEN), load_spec(spec).releases)
+    assert synced is not None
+    assert (synced.status, synced.withdrawn, synced.left_out) == (
+        "updated",
+        [W8],
+        {W8: "private, and the collection is public"},
+    )
+    assert [item.item_id for item in the_collection(hub).items] == [BASE, W4], "deleted, not only hidden"
+    assert any(f"{W8} removed from" in record.getMessage() for record in caplog.records)
+
+
+def test_a_variant_gone_from_the_spec_and_made_private_is_removed_even_without_prune(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "specs")
+    publish(spec, tmp_path / "work", hub, fixture("W4A16"), fixture("W8A8"))
+    HfApi(endpoint=hub.url, token=TOKEN).update_repo_settings(W8, private=True)
+    shrunk = FAMILY.replace(f"  - {{name: W8A8, scheme: W8A8, repo_id: {W8}}}\n", "")
+    synced = sync_collection(
+        HubTarget("test", hub.url, TOKEN), load_spec(write_spec(tmp_path / "shrunk", shrunk)).releases
+    )
+    assert synced is not None and (synced.withdrawn, synced.not_in_spec, synced.pruned) == ([W8], [], [])
+    assert [item.item_id for item in the_collection(hub).items] == [BASE, W4]
+
+
+def test_a_private_collection_holds_private_variants_of_its_own_namespace_only(hub: HubServer, tmp_path: Path) -> None:
+    outsider = "other/SmolLM2-135M-Instruct-W8A8"
+    text = FAMILY.replace(f"repo_id: {W8}}}", f"repo_id: {outsider}}}") + "collection: {private: true}\n"
+    spec = write_spec(tmp_path / "specs", text)
+    client = HfApi(endpoint=hub.url, token=TOKEN)
+    for repo_id, variant in ((W4, "W4A16"), (outsider, "W8A8")):
+        client.create_repo(repo_id, private=True)
+        folder = tmp_path / "upload" / variant
+        folder.mkdir(parents=True)
+        fixture(variant).model_copy(update={"repo_id": repo_id}).write(folder)
+        client.upload_folder(repo_id=repo_id, folder_path=folder)
+
+    synced = sync_collection(HubTarget("test", hub.url, TOKEN), load_spec(spec).releases)
+    assert synced is not None and synced.status == "created"
+    assert synced.left_out == {outsider: "private, and the collection is of another namespace (demo)"}
+    collection = the_collection(hub)
+    assert collection.private and [item.item_id for item in collection.items] == [BASE, W4]
+    assert list(HfApi(endpoint=hub.url, token=False).list_collections(owner="demo")) == []
