@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from hubpub.hub import listing, pages, validation
 from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog
@@ -65,6 +65,13 @@ _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_ATTACHMENT_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+_RAW_FILE_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    # A file is the uploader's, never this Hub's page: a browser saves it and runs nothing in this origin.
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 UPLOAD_LINK_SECONDS = 24 * 3600
 _NAME_REQUIRED = frozenset({("POST", "branch"), ("DELETE", "branch"), ("DELETE", "tag")})
 
@@ -388,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
         if payload is None:
             payload = json.dumps(response.body).encode()
         self.send_response(response.status)
-        headers = {"Content-Type": "application/json", **response.headers}
+        headers = {"Content-Type": "application/json", **response.headers, "X-Content-Type-Options": "nosniff"}
         headers["Content-Length"] = str(response.length if response.file is not None else len(payload))
         headers["X-Request-Id"] = secrets.token_hex(8)
         if close:
@@ -413,6 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
         assert response.stream is not None
         self.send_response(response.status)
         headers = {**response.headers, "Transfer-Encoding": "chunked", "X-Request-Id": secrets.token_hex(8)}
+        headers["X-Content-Type-Options"] = "nosniff"
         if close:
             headers["Connection"] = "close"
         for name, value in headers.items():
@@ -1060,10 +1068,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": sha}
             return Response(404, {"error": f"Entry not found: {validation.shown(path)}"}, headers, reason="no entry")
         headers = {
+            **_RAW_FILE_HEADERS,
+            "Content-Disposition": _attachment(path),
             "ETag": f'"{entry.oid}"',
             "X-Repo-Commit": sha,
             "Accept-Ranges": "bytes",
-            "Content-Type": "application/octet-stream",
         }
         if entry.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{entry.lfs_sha256}"', "X-Linked-Size": str(entry.size)})
@@ -1081,6 +1090,12 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(200, headers=headers, file=blob, length=entry.size)
         headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
         return Response(206, headers=headers, file=blob, offset=start, length=end - start + 1)
+
+
+def _attachment(path: str) -> str:
+    """`Content-Disposition: attachment` with the file's name: plain ASCII, then the exact name (RFC 6266)."""
+    name = path.rsplit("/", 1)[-1]
+    return f"attachment; filename=\"{_ATTACHMENT_NAME.sub('_', name)}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _path_only(handler: BaseHTTPRequestHandler) -> str:
