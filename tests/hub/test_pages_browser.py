@@ -145,13 +145,20 @@ def test_a_private_repo_shows_only_after_logging_in_with_its_token(browser: WebD
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     _arrive(browser, private)
     assert "A secret card." in browser.find_element(By.CSS_SELECTOR, "article.card").text
-    cookie = browser.get_cookie("hubpub_token")
+    cookie = browser.get_cookie("hubpub_session")
     assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
-    assert "hubpub_token" not in str(browser.execute_script("return document.cookie"))
+    assert DEMO_TOKEN not in str(browser.get_cookies()), "the browser holds a session id, not the token"
+    assert "hubpub_session" not in str(browser.execute_script("return document.cookie"))
     screenshot(browser, "private-after-login")
     browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    _arrive(browser, served)  # else the logout's redirect to the index may land after the next get
     browser.get(private)
     assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
+    # The old cookie, put back, logs nobody in: logging out ended its session on the server.
+    browser.add_cookie({"name": "hubpub_session", "value": cookie["value"], "path": "/", "httpOnly": True})
+    browser.get(private)
+    assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
+    assert "not valid on this Hub" in browser.find_element(By.CSS_SELECTOR, ".banner.warning").text
 
 
 def _arrive(browser: WebDriver, url: str) -> None:
