@@ -16,6 +16,7 @@ from hubpub.hub import HubConfigError, HubServer, Limits
 from hubpub.hub.hosts import PublicURL
 from hubpub.hub.sessions import LoginLimiter, Sessions
 from hubpub.hub.tokens import TokenTable, token_digest
+from tests.conftest import run_cli
 from tests.hub.demo_family import DEMO_TOKEN, EVE_TOKEN, PRIVATE, TOKENS
 from tests.hub.test_pages import Page, fetch
 
@@ -114,6 +115,14 @@ def test_a_public_url_that_is_not_an_origin_is_refused(tmp_path: Path, url: str)
     with pytest.raises(HubConfigError, match="--public-url"):
         HubServer(tmp_path / "store", tokens=dict(TOKENS), public_url=url)
     assert PublicURL.parse("http://[::1]:8080/").origin == "http://[::1]:8080"
+
+
+def test_hub_serve_exits_2_on_a_public_url_that_is_not_an_origin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["hub", "serve", "--dir", str(tmp_path / "store"), "--port", "0", "--public-url", "hub.example.com"]
+    code, out, err = run_cli(arguments, capsys)
+    assert code == 2 and "--public-url 'hub.example.com': give http(s)://HOST[:PORT]" in err and not out
 
 
 def test_a_cookie_replayed_after_logout_shows_nothing_private(hub: HubServer) -> None:
