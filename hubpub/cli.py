@@ -695,9 +695,16 @@ def hub() -> None:
     "tokens_file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="A tokens file (YAML or JSON): one token per person or CI box, each with the namespaces it may write"
-    " and a role (read or write). `hubpub hub new-token` makes entries.",
+    " and a role (read or write). `hubpub hub new-token` makes entries. Refused if other users can write it.",
 )
-def serve(folder: Path, host: str, port: int, token: str | None, user: str, tokens_file: Path | None) -> None:
+@click.option(
+    "--public-url",
+    help="The URL browsers and clients use when it is not a loopback one (a reverse proxy's, https://hub.example.com):"
+    " the login accepts it and links name it. Other names reach the API, but not the login.",
+)
+def serve(
+    folder: Path, host: str, port: int, token: str | None, user: str, tokens_file: Path | None, public_url: str | None
+) -> None:
     """Serve the embedded Hub and its web pages until interrupted; point HF_ENDPOINT at the printed URL.
 
     Each refused request is one line on stderr. The Hub speaks plain HTTP: beyond this machine,
@@ -706,17 +713,32 @@ def serve(folder: Path, host: str, port: int, token: str | None, user: str, toke
     import secrets
 
     from hubpub.hub import HubServer, Identity, TokenTable, load_tokens_file
+    from hubpub.hub.tokens import MIN_TOKEN_LENGTH
 
     if tokens_file is not None and token is not None:
         raise UsageError("--token (or HUBPUB_HUB_TOKEN) and --tokens exclude each other: list every token in the file")
+    if token is not None and (len(token) < MIN_TOKEN_LENGTH or any(char.isspace() for char in token)):
+        raise UsageError(
+            f"--token (or HUBPUB_HUB_TOKEN) must be at least {MIN_TOKEN_LENGTH} characters with no spaces:"
+            " leave it out and the Hub makes a random one"
+        )
     generated = tokens_file is None and token is None
     try:
         if tokens_file is not None:
-            tokens: TokenTable | dict[str, Identity] = load_tokens_file(tokens_file)
+            tokens: TokenTable | dict[str, Identity] = load_tokens_file(
+                tokens_file, warn=lambda line: click.echo(f"warning: {line}", err=True)
+            )
         else:
             token = token or f"hf_{secrets.token_urlsafe(24)}"
             tokens = {token: Identity(name=user)}
-        server = HubServer(folder, tokens=tokens, host=host, port=port, log=lambda line: click.echo(line, err=True))
+        server = HubServer(
+            folder,
+            tokens=tokens,
+            host=host,
+            port=port,
+            log=lambda line: click.echo(line, err=True),
+            public_url=public_url,
+        )
     except HubConfigError as error:
         raise UsageError(str(error)) from None
     click.echo(f"hubpub hub serving {folder} at {server.url}", err=False)
@@ -726,6 +748,12 @@ def serve(folder: Path, host: str, port: int, token: str | None, user: str, toke
         click.echo(f"  token: {token}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"note: listening on {host} over plain HTTP; tokens cross the network in clear", err=True)
+        if public_url is None:
+            click.echo(
+                "note: without --public-url, the web pages' login works only at 127.0.0.1 or localhost, and links"
+                " in answers to other names lead to the listening address",
+                err=True,
+            )
     sys.stdout.flush()
     try:
         server.serve_forever()
@@ -737,15 +765,27 @@ def serve(folder: Path, host: str, port: int, token: str | None, user: str, toke
 @click.argument("name")
 @click.option("--namespace", "namespaces", multiple=True, help="A namespace it may write besides NAME (repeatable).")
 @click.option("--read-only", is_flag=True, help="It reads private repos of its namespaces and writes nothing.")
-def new_token(name: str, namespaces: tuple[str, ...], read_only: bool) -> None:
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Add the entry to this tokens file (made readable by you only, 0600, when new) instead of printing it.",
+)
+def new_token(name: str, namespaces: tuple[str, ...], read_only: bool, tokens_file: Path | None) -> None:
     """Make a token for `hub serve --tokens`: prints it once, and the entry (its sha256 only) for the file."""
-    from hubpub.hub import new_token_entry
+    from hubpub.hub.tokens import add_new_token, new_token_entry
 
     try:
-        token, entry = new_token_entry(name, namespaces, read_only=read_only)
+        if tokens_file is not None:
+            token, entry = add_new_token(tokens_file, name, namespaces, read_only=read_only), ""
+        else:
+            token, entry = new_token_entry(name, namespaces, read_only=read_only)
     except HubConfigError as error:
         raise UsageError(str(error)) from None
     click.echo(f"token for {name} (shown once; the Hub keeps only its sha256): {token}")
+    if tokens_file is not None:
+        click.echo(f"added to {tokens_file}; a running `hub serve` reads it when it restarts")
+        return
     click.echo("add this entry under `tokens:` in the tokens file:")
     click.echo(entry, nl=False)
 

@@ -5,8 +5,8 @@ the pages' own endpoints live under `/-/`, which no repo id can start with. Page
 the server by Jinja2 with autoescaping, from a Catalog (the store, or staged folders for a preview),
 and served with a Content Security Policy that allows no script at all and only this server's
 stylesheet. Private repos show only to a viewer with a token: an `Authorization` header, or the
-HttpOnly, SameSite=Strict cookie the login form sets; without one, a private repo is a 404 like a
-missing one.
+HttpOnly, SameSite=Strict cookie the login form sets, which holds a session id (hubpub/hub/sessions.py),
+not the token; without one, a private repo is a 404 like a missing one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -26,15 +26,16 @@ from hubpub.hub.cards import CardFacts, card_facts, hub_page, is_repo_id, quoted
 from hubpub.hub.catalog import TYPE_PREFIX, Catalog, RepoView
 from hubpub.hub.collections import Address, Collections, CollectionView
 from hubpub.hub.errors import HubError
+from hubpub.hub.sessions import LoginLimiter, Sessions
 from hubpub.hub.store import Repo, front_matter
 from hubpub.hub.tokens import Identity, TokenTable
-from hubpub.hub.wire import Response
+from hubpub.hub.wire import Limits, Response
 
-COOKIE = "hubpub_token"
+COOKIE = "hubpub_session"
 STYLESHEET = "/-/pages.css"
 LOGIN = "/-/login"
 LOGOUT = "/-/logout"
-MAX_COOKIE_TOKEN = 256
+MAX_LOGIN_TOKEN = 256
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; base-uri 'none';"
     " frame-ancestors 'none'"
@@ -65,7 +66,12 @@ class PageRequest:
     query: Mapping[str, list[str]] = field(default_factory=dict)
     form: Mapping[str, list[str]] = field(default_factory=dict)
     same_origin: bool = True
-    """False when the browser says the request came from another site (Origin, Sec-Fetch-Site)."""
+    """False when the request came from another site (Sec-Fetch-Site), or names a host or origin that is not this
+    Hub's (hubpub/hub/hosts.py)."""
+    session: str | None = None
+    """The session id in the pages' cookie, if any."""
+    client: str = ""
+    """The client's address, for the limit on failed logins."""
 
 
 def is_page(method: str, parts: list[str]) -> bool:
@@ -82,13 +88,13 @@ def is_page(method: str, parts: list[str]) -> bool:
     return len(parts) == 2 and parts[0] not in ("api", "_lfs", COLLECTIONS, *_TYPE_BY_PLURAL)
 
 
-def cookie_token(headers: list[str]) -> str | None:
-    """The token in the pages' cookie, from the request's Cookie headers."""
+def cookie_session(headers: list[str]) -> str | None:
+    """The session id in the pages' cookie, from the request's Cookie headers."""
     for header in headers:
         for pair in header.split(";"):
             name, _, value = pair.strip().partition("=")
             if name == COOKIE and value:
-                return unquote(value)
+                return value
     return None
 
 
@@ -135,12 +141,21 @@ class ShownItem:
 
 class Pages:
     """Renders every page from a catalog (and the store's collections, when it has any); `tokens` checks what the
-    login form is given."""
+    login form is given, and `sessions` keeps who logged in."""
 
-    def __init__(self, catalog: Catalog, tokens: TokenTable, collections: Collections | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        tokens: TokenTable,
+        collections: Collections | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        limits = limits or Limits()
         self.catalog = catalog
         self.collections = collections
         self.tokens = tokens
+        self.sessions = Sessions(tokens, limits.session_seconds)
+        self.login_limiter = LoginLimiter(limits.login_failures, limits.login_window_seconds)
         self.environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -258,17 +273,27 @@ class Pages:
     def _login(self, request: PageRequest) -> Response:
         if not request.same_origin:
             raise HubError(403, "The login form must be sent from this Hub's own pages")
+        wait = self.login_limiter.retry_after(request.client)
+        if wait:
+            problem = f"Too many failed logins from your address: try again in {wait} seconds."
+            refused = self._login_form(request, status=429, problem=problem)
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         token = (request.form.get("token") or [""])[0].strip()
-        identity = self.tokens.lookup(token) if token and len(token) <= MAX_COOKIE_TOKEN else None
+        identity = self.tokens.lookup(token) if token and len(token) <= MAX_LOGIN_TOKEN else None
         if identity is None:
+            self.login_limiter.failed(request.client)
             return self._login_form(request, status=401, problem="This token is not valid on this Hub.")
         target = _local_path((request.form.get("next") or ["/"])[0])
-        cookie = f"{COOKIE}={quote(token, safe='')}; Path=/; HttpOnly; SameSite=Strict"
-        return _redirect(target, cookie)
+        session = self.sessions.open(token)
+        lifetime = int(self.sessions.lifetime)
+        return _redirect(target, f"{COOKIE}={session}; Path=/; Max-Age={lifetime}; HttpOnly; SameSite=Strict")
 
     def _logout(self, request: PageRequest) -> Response:
         if not request.same_origin:
             raise HubError(403, "Logging out must be asked from this Hub's own pages")
+        if request.session is not None:
+            self.sessions.close(request.session)
         return _redirect("/", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
 
     def _page(

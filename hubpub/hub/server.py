@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from hubpub.hub import listing, pages, validation
 from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog
 from hubpub.hub.collections import Address, Collections, item_object_id
 from hubpub.hub.errors import HubConfigError, HubError
+from hubpub.hub.hosts import AllowedHosts, PublicURL
 from hubpub.hub.jobs import Jobs
 from hubpub.hub.store import (
     REPO_TYPES,
@@ -64,7 +65,13 @@ _TYPE_BY_PLURAL = {f"{kind}s": kind for kind in REPO_TYPES}
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
-_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_ATTACHMENT_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+_RAW_FILE_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    # A file is the uploader's, never this Hub's page: a browser saves it and runs nothing in this origin.
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 UPLOAD_LINK_SECONDS = 24 * 3600
 _NAME_REQUIRED = frozenset({("POST", "branch"), ("DELETE", "branch"), ("DELETE", "tag")})
 
@@ -121,6 +128,8 @@ class HubServer:
     `tokens` maps tokens to identities (or is a TokenTable of digests, from a tokens file). `log`
     receives one line per refused request; the library stays quiet unless given one. With `staged`
     (release folders that `push` has not sent), the pages preview those folders instead of the store.
+    `public_url` is where clients reach it from elsewhere (a reverse proxy): the login accepts it, and
+    links name it, besides the loopback names (hubpub/hub/hosts.py).
     """
 
     def __init__(
@@ -134,14 +143,16 @@ class HubServer:
         limits: Limits | None = None,
         log: Callable[[str], None] | None = None,
         staged: Sequence[Path] = (),
+        public_url: str | None = None,
     ) -> None:
+        public = PublicURL.parse(public_url) if public_url is not None else None
         preview = StagedCatalog(staged) if staged else None
         self.store = HubStore(root)
         self.collections = Collections(self.store)
         self.jobs = Jobs(self.store.root)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
         catalog: Catalog = preview or StoreCatalog(self.store)
-        self.pages = pages.Pages(catalog, self.tokens, None if preview else self.collections)
+        self.pages = pages.Pages(catalog, self.tokens, None if preview else self.collections, limits)
         self.faults = Faults()
         self.admin_token = admin_token
         self.limits = limits or Limits()
@@ -157,6 +168,7 @@ class HubServer:
             self.store.close()
             raise HubConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.httpd.hub = self
+        self.hosts = AllowedHosts.of(str(self.httpd.server_address[0]), int(self.httpd.server_address[1]), public)
         self._thread: threading.Thread | None = None
 
     @property
@@ -388,7 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
         if payload is None:
             payload = json.dumps(response.body).encode()
         self.send_response(response.status)
-        headers = {"Content-Type": "application/json", **response.headers}
+        headers = {"Content-Type": "application/json", **response.headers, "X-Content-Type-Options": "nosniff"}
         headers["Content-Length"] = str(response.length if response.file is not None else len(payload))
         headers["X-Request-Id"] = secrets.token_hex(8)
         if close:
@@ -413,6 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
         assert response.stream is not None
         self.send_response(response.status)
         headers = {**response.headers, "Transfer-Encoding": "chunked", "X-Request-Id": secrets.token_hex(8)}
+        headers["X-Content-Type-Options"] = "nosniff"
         if close:
             headers["Connection"] = "close"
         for name, value in headers.items():
@@ -457,25 +470,30 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(404, f"Repository Not Found: {repo.id}", "RepoNotFound")
 
     def _viewer(self) -> tuple[Identity | None, bool]:
-        """Who is looking at a page, by the Authorization header or else the pages' cookie; and whether a
-        token came that this Hub does not know (the page then shows public repos and says so)."""
+        """Who is looking at a page, by the Authorization header or else the pages' login session; and whether a
+        token or session came that this Hub does not know (the page then shows public repos and says so)."""
         if self.headers.get("Authorization") is not None:
             try:
                 return self._identity(required=True), False
             except HubError:
                 return None, True
-        token = pages.cookie_token(self.headers.get_all("Cookie") or [])
-        if token is None:
+        session = pages.cookie_session(self.headers.get_all("Cookie") or [])
+        if session is None:
             return None, False
-        self._token = token
-        identity = self.hub.tokens.lookup(token)
+        identity = self.hub.pages.sessions.identity(session)
         return identity, identity is None
 
     def _same_origin(self) -> bool:
-        """False when the browser says a request came from another site; the login and logout forms need True."""
+        """Whether a form comes from this Hub's own pages: the browser says the site is the same, and both `Host`
+        and `Origin` name this Hub (a DNS rebinding page names itself in both). The login and logout need it."""
         site = (self.headers.get("Sec-Fetch-Site") or "none").strip().lower()
         origin = self.headers.get("Origin")
-        return site in ("same-origin", "none") and (origin is None or origin.strip() == self._base_url())
+        hosts = self.hub.hosts
+        return (
+            site in ("same-origin", "none")
+            and hosts.host_allowed(self.headers.get("Host"))
+            and (origin is None or hosts.origin_allowed(origin))
+        )
 
     def _writable(self, repo: Repo) -> Identity:
         identity = self._identity(required=True)
@@ -651,9 +669,9 @@ class _Handler(BaseHTTPRequestHandler):
         return "unknown", None
 
     def _base_url(self) -> str:
-        """The URL clients reached this server at (its Host header), so links work through any interface."""
-        host = (self.headers.get("Host") or "").strip()
-        return f"http://{host}" if _HOST.fullmatch(host) else self.hub.url
+        """The URL clients reached this server at (its Host header) when that is one of this Hub's names, else the
+        public URL or the server's own: a forged Host never leads a client elsewhere."""
+        return self.hub.hosts.base_url(self.headers.get("Host"))
 
     def _repo_url(self, repo: Repo) -> str:
         return f"{self._base_url()}/{_TYPE_PREFIX[repo.type]}{repo.id}"
@@ -663,7 +681,15 @@ class _Handler(BaseHTTPRequestHandler):
         form = parse_form(self._body.read_all(), "The login form", 16) if method == "POST" else {}
         viewer, refused = self._viewer()
         request = pages.PageRequest(
-            method, tuple(parts), viewer, refused, query=self.query, form=form, same_origin=self._same_origin()
+            method,
+            tuple(parts),
+            viewer,
+            refused,
+            query=self.query,
+            form=form,
+            same_origin=self._same_origin(),
+            session=pages.cookie_session(self.headers.get_all("Cookie") or []),
+            client=str(self.client_address[0]),
         )
         return self.hub.pages.answer(request)
 
@@ -1060,10 +1086,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": sha}
             return Response(404, {"error": f"Entry not found: {validation.shown(path)}"}, headers, reason="no entry")
         headers = {
+            **_RAW_FILE_HEADERS,
+            "Content-Disposition": _attachment(path),
             "ETag": f'"{entry.oid}"',
             "X-Repo-Commit": sha,
             "Accept-Ranges": "bytes",
-            "Content-Type": "application/octet-stream",
         }
         if entry.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{entry.lfs_sha256}"', "X-Linked-Size": str(entry.size)})
@@ -1081,6 +1108,12 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(200, headers=headers, file=blob, length=entry.size)
         headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
         return Response(206, headers=headers, file=blob, offset=start, length=end - start + 1)
+
+
+def _attachment(path: str) -> str:
+    """`Content-Disposition: attachment` with the file's name: plain ASCII, then the exact name (RFC 6266)."""
+    name = path.rsplit("/", 1)[-1]
+    return f"attachment; filename=\"{_ATTACHMENT_NAME.sub('_', name)}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _path_only(handler: BaseHTTPRequestHandler) -> str:

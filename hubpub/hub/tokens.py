@@ -9,14 +9,22 @@ A tokens file is YAML (or JSON):
         role: write              # write (default) or read
 
 Only sha256 digests of tokens are kept in memory, so a token never sits in the server's tables.
+
+Whoever can change the file can give themselves every namespace, so a file that other users (its group
+included) can write, or that sits in a folder they can write without the sticky bit, is refused. A file
+they can read is refused when it holds plain `token:` entries (every listed token would be theirs), and
+named in a warning when it holds only digests (a token someone chose can be guessed from its digest
+offline; the random ones `hub new-token` makes cannot).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +95,13 @@ class TokenTable:
         return self.by_digest.get(token_digest(token))
 
 
-def load_tokens_file(path: Path) -> TokenTable:
-    """Read a tokens file; any mistake is a HubConfigError that names the file, line and column."""
+def load_tokens_file(path: Path, *, warn: Callable[[str], None] | None = None) -> TokenTable:
+    """Read a tokens file; any mistake is a HubConfigError that names the file, line and column, and a file
+    that other users may change or read is refused (or, for digests only, named to `warn`)."""
     try:
-        source = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            source = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise HubConfigError(f"{path}: cannot read the tokens file: {exc}") from None
     try:
@@ -108,7 +119,33 @@ def load_tokens_file(path: Path) -> TokenTable:
         if digest in table:
             raise _problem(path, entry, f"tokens[{index}]", "the same token is listed twice")
         table[digest] = identity
+    plain = any(_scalar(key) == "token" for entry in tokens_node.value for key, _ in entry.value)
+    _check_access(path, mode, plain=plain, warn=warn)
     return TokenTable(table)
+
+
+def _check_access(path: Path, mode: int, *, plain: bool, warn: Callable[[str], None] | None) -> None:
+    if os.name != "posix":
+        return
+    if mode & 0o022:
+        raise HubConfigError(
+            f"{path}: other users can write this tokens file (mode {stat.filemode(mode)}) and so give themselves"
+            f" any namespace: chmod 600 {path}"
+        )
+    for folder in path.resolve().parents:
+        folder_mode = folder.stat().st_mode
+        if folder_mode & 0o022 and not folder_mode & stat.S_ISVTX:
+            raise HubConfigError(
+                f"{path}: other users can write its folder {folder} (mode {stat.filemode(folder_mode)}) and so"
+                " replace the tokens file: keep it in a folder only you can write"
+            )
+    if mode & 0o044 and plain:
+        raise HubConfigError(
+            f"{path}: other users can read this tokens file (mode {stat.filemode(mode)}) and it holds plain `token:`"
+            f" entries: chmod 600 {path}, or list tokens by their sha256 (hubpub hub new-token)"
+        )
+    if mode & 0o044 and warn is not None:
+        warn(f"{path}: other users can read this tokens file (mode {stat.filemode(mode)}): chmod 600 {path}")
 
 
 def _problem(path: Path, node: yaml.Node, where: str, message: str) -> HubConfigError:
@@ -198,3 +235,45 @@ def new_token_entry(name: str, namespaces: tuple[str, ...] = (), *, read_only: b
         lines.append(f"    namespaces: [{', '.join(namespaces)}]")
     lines.append(f"    role: {'read' if read_only else 'write'}")
     return token, "\n".join(lines) + "\n"
+
+
+def add_new_token(path: Path, name: str, namespaces: tuple[str, ...] = (), *, read_only: bool = False) -> str:
+    """A fresh token, added by its sha256 to a tokens file: a new file is made readable by its owner only
+    (0600); an existing one must pass the checks `hub serve` makes, and must still load with the entry in it
+    (else it is left as it was)."""
+    token, entry = new_token_entry(name, namespaces, read_only=read_only)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _append_entry(path, entry, token)
+    except OSError as exc:
+        raise HubConfigError(f"{path}: cannot create the tokens file: {exc.strerror or exc}") from None
+    else:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("tokens:\n" + entry)
+    return token
+
+
+def _append_entry(path: Path, entry: str, token: str) -> None:
+    load_tokens_file(path)
+    try:
+        with path.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            newline = b""
+            if size:
+                handle.seek(size - 1)
+                newline = b"" if handle.read(1) == b"\n" else b"\n"
+            handle.write(newline + entry.encode())
+        try:
+            admitted = load_tokens_file(path).lookup(token) is not None
+        except HubConfigError:
+            admitted = False
+        if not admitted:
+            with path.open("r+b") as handle:
+                handle.truncate(size)
+            raise HubConfigError(
+                f"{path}: the new entry does not fit this file's layout; it is unchanged. Add the entry under"
+                f" `tokens:` by hand:\n{entry}"
+            )
+    except OSError as exc:
+        raise HubConfigError(f"{path}: cannot add the entry: {exc.strerror or exc}") from None

@@ -34,6 +34,11 @@ class Limits:
     lfs_object: int = 50 << 30
     regular_file: int = 10 << 20
     """The Hub's limit for a file committed without LFS."""
+    session_seconds: float = 12 * 3600
+    """How long a login to the web pages lasts."""
+    login_failures: int = 10
+    login_window_seconds: float = 600.0
+    """After `login_failures` failed logins within this many seconds, a client address waits (429)."""
     drain: int = 1 << 16
     """Unread body bytes read away after a refusal, to keep the connection usable; more closes it."""
     linger_seconds: float = 2.0

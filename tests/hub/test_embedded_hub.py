@@ -13,7 +13,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from hubpub.hub import HubServer, Identity
 
-TOKEN = "hf_test_token"
+TOKEN = "hf_test_token_0123456789"
 
 
 @pytest.fixture

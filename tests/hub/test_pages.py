@@ -46,10 +46,17 @@ def hub(demo_store: Path) -> Iterator[HubServer]:
 
 
 def fetch(
-    hub: HubServer, path: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""
+    hub: HubServer,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    source: str = "127.0.0.1",
 ) -> Page:
+    """One request from the `source` address; a `Host` in `headers` replaces the one http.client would send."""
     split = urlsplit(hub.url)
-    connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=10)
+    connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=10, source_address=(source, 0))
     try:
         connection.request(method, path, body=body or None, headers=headers or {})
         response = connection.getresponse()
@@ -152,7 +159,8 @@ def test_a_private_repo_is_a_404_like_a_missing_one_until_its_owner_logs_in(hub:
     answer = log_in(hub, DEMO_TOKEN, next_page=f"/{PRIVATE}")
     assert answer.status == 303 and answer.headers["Location"] == f"/{PRIVATE}"
     cookie = answer.headers["Set-Cookie"]
-    assert cookie == f"hubpub_token={DEMO_TOKEN}; Path=/; HttpOnly; SameSite=Strict"
+    assert re.fullmatch(r"hubpub_session=[A-Za-z0-9_-]{43}; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict", cookie)
+    assert DEMO_TOKEN not in cookie, "the cookie holds a session id, never the token"
     with_cookie = {"Cookie": cookie.split(";")[0]}
     page = fetch(hub, f"/{PRIVATE}", headers=with_cookie)
     assert page.status == 200 and "A secret card." in page.text and '<span class="badge">private</span>' in page.text
@@ -175,7 +183,7 @@ def test_the_login_form_refuses_other_sites_and_sends_nobody_elsewhere(hub: HubS
 
 
 def test_an_unknown_token_shows_public_pages_and_says_so(hub: HubServer) -> None:
-    page = fetch(hub, "/", headers={"Cookie": "hubpub_token=hf_not_a_token_of_this_hub"})
+    page = fetch(hub, "/", headers={"Cookie": f"hubpub_session={'x' * 43}"})
     assert page.status == 200 and "not valid on this Hub" in page.text and W4A16 in page.text
     assert PRIVATE not in page.text
 

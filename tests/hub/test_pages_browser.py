@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from huggingface_hub import HfApi
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
@@ -145,16 +146,43 @@ def test_a_private_repo_shows_only_after_logging_in_with_its_token(browser: WebD
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     _arrive(browser, private)
     assert "A secret card." in browser.find_element(By.CSS_SELECTOR, "article.card").text
-    cookie = browser.get_cookie("hubpub_token")
+    cookie = browser.get_cookie("hubpub_session")
     assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
-    assert "hubpub_token" not in str(browser.execute_script("return document.cookie"))
+    assert DEMO_TOKEN not in str(browser.get_cookies()), "the browser holds a session id, not the token"
+    assert "hubpub_session" not in str(browser.execute_script("return document.cookie"))
     screenshot(browser, "private-after-login")
     browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    _arrive(browser, served)  # else the logout's redirect to the index may land after the next get
     browser.get(private)
     assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
+    # The old cookie, put back, logs nobody in: logging out ended its session on the server.
+    browser.add_cookie({"name": "hubpub_session", "value": cookie["value"], "path": "/", "httpOnly": True})
+    browser.get(private)
+    assert "does not exist" in browser.find_element(By.TAG_NAME, "h1").text
+    assert "not valid on this Hub" in browser.find_element(By.CSS_SELECTOR, ".banner.warning").text
 
 
 def _arrive(browser: WebDriver, url: str) -> None:
     """A click returns before the navigation it starts has ended: wait for `url`, failing after 10 s."""
     WebDriverWait(browser, 10).until(expected_conditions.url_to_be(url))
     assert browser.current_url == url
+
+
+def test_an_uploaded_page_or_svg_opened_from_the_hub_runs_nothing(browser: WebDriver, served: str) -> None:
+    """Chromium saves the file instead of rendering it. (Chromium sniffs no octet-stream, so this would also pass
+    without nosniff and the sandbox; test_raw_files.py checks those headers. It fails if a file goes out as HTML.)"""
+    base = served.rstrip("/")
+    api = HfApi(endpoint=base, token=DEMO_TOKEN)
+    api.create_repo("demo/uploads")
+    hostile = {
+        "page.html": b"<html><body><script>document.title='pwned'; alert(1)</script>page</body></html>",
+        "logo.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>document.title="pwned";alert(1)</script></svg>',
+    }
+    for path, content in hostile.items():
+        api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id="demo/uploads")
+    browser.get(f"{base}/{W4A16}")
+    for path in hostile:
+        browser.get(f"{base}/demo/uploads/resolve/main/{path}")
+        assert browser.title != "pwned", path
+        assert_nothing_ran(browser)
+        assert "page" not in browser.find_element(By.TAG_NAME, "body").text.split(), "the page was not rendered"

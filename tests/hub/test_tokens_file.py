@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,9 +37,15 @@ tokens:
 """
 
 
+def write_private(path: Path, text: str) -> Path:
+    """A tokens file as its owner should keep it: readable and writable by the owner only."""
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
 def test_a_tokens_file_gives_each_token_its_namespaces_and_role(tmp_path: Path) -> None:
-    path = tmp_path / "tokens.yaml"
-    path.write_text(TOKENS_YAML)
+    path = write_private(tmp_path / "tokens.yaml", TOKENS_YAML)
     table = load_tokens_file(path)
     ci, reader, admin = (table.lookup(token) for token in (CI, READER, ADMIN))
     assert ci is not None and ci.can_write("team") and ci.can_write("ci") and not ci.can_write("other")
@@ -49,8 +56,9 @@ def test_a_tokens_file_gives_each_token_its_namespaces_and_role(tmp_path: Path) 
 
 
 def test_json_is_a_tokens_file_too(tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
-    path.write_text(json.dumps({"tokens": [{"name": "ci", "token": CI, "namespaces": ["team"]}]}))
+    path = write_private(
+        tmp_path / "tokens.json", json.dumps({"tokens": [{"name": "ci", "token": CI, "namespaces": ["team"]}]})
+    )
     identity = load_tokens_file(path).lookup(CI)
     assert identity is not None and identity.can_write("team")
 
@@ -109,23 +117,33 @@ def test_hub_new_token_makes_an_entry_the_file_accepts(tmp_path: Path, capsys: p
     assert run_cli(["hub", "new-token", "../x"], capsys)[0] == 2
 
 
-@pytest.fixture
-def team_hub(tmp_path: Path) -> Iterator[str]:
-    path = tmp_path / "tokens.yaml"
-    path.write_text(TOKENS_YAML)
-    command = [sys.executable, "-m", "hubpub", "hub", "serve", "--dir", str(tmp_path / "store"), "--port", "0"]
+@contextlib.contextmanager
+def serving(tokens_file: Path) -> Iterator[tuple[str, list[str]]]:
+    """`hub serve --tokens FILE` in a subprocess: its URL, and (once stopped) everything it wrote."""
+    command = [sys.executable, "-m", "hubpub", "hub", "serve", "--dir", str(tokens_file.parent / "store")]
     environment = {key: value for key, value in os.environ.items() if key != "HUBPUB_HUB_TOKEN"}
     server = subprocess.Popen(
-        [*command, "--tokens", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+        [*command, "--port", "0", "--tokens", str(tokens_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
+    written: list[str] = []
     try:
         assert server.stdout is not None
-        first_line = server.stdout.readline()
-        yield first_line.rsplit(" at ", 1)[1].strip()
+        written.append(server.stdout.readline())
+        yield written[0].rsplit(" at ", 1)[1].strip(), written
     finally:
         server.terminate()
-        output, errors = server.communicate(timeout=10)
-    assert not any(token in first_line + output + errors for token in (CI, READER, ADMIN))
+        written.extend(server.communicate(timeout=10))
+
+
+@pytest.fixture
+def team_hub(tmp_path: Path) -> Iterator[str]:
+    with serving(write_private(tmp_path / "tokens.yaml", TOKENS_YAML)) as (url, written):
+        yield url
+    assert not any(token in "".join(written) for token in (CI, READER, ADMIN))
 
 
 def test_a_team_shares_one_hub_each_with_its_own_rights(team_hub: str) -> None:
@@ -143,3 +161,104 @@ def test_a_team_shares_one_hub_each_with_its_own_rights(team_hub: str) -> None:
     admin.create_repo("other/model")
     with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=team_hub, token=False).model_info("team/model")
+
+
+ADMIN_BY_DIGEST = (
+    f"tokens:\n  - name: admin\n    sha256: {hashlib.sha256(ADMIN.encode()).hexdigest()}\n    namespaces: '*'\n"
+)
+
+
+@pytest.mark.parametrize("given", ["a", "hf_15_characters", "hf_has a space_0123456"])
+def test_hub_serve_refuses_a_short_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    given = given.replace("hf_15_characters", "x" * 15)
+    code, out, err = run_cli(["hub", "serve", "--dir", str(tmp_path / "store"), "--token", given], capsys)
+    assert code == 2 and "at least 16 characters" in err and not out
+    monkeypatch.setenv("HUBPUB_HUB_TOKEN", given)
+    code, _, err = run_cli(["hub", "serve", "--dir", str(tmp_path / "store")], capsys)
+    assert code == 2 and "HUBPUB_HUB_TOKEN" in err
+    assert not (tmp_path / "store").exists(), "refused before anything was made"
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o602, 0o620, 0o646])
+def test_a_tokens_file_other_users_can_write_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: int
+) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text(ADMIN_BY_DIGEST)
+    path.chmod(mode)
+    with pytest.raises(HubConfigError, match="other users can write this tokens file"):
+        load_tokens_file(path)
+    code, _, err = run_cli(["hub", "serve", "--dir", str(tmp_path / "store"), "--tokens", str(path)], capsys)
+    assert code == 2 and str(path) in err and f"chmod 600 {path}" in err
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o777, True), (0o770, True), (0o1777, False), (0o755, False)])
+def test_a_tokens_file_in_a_folder_others_can_write_is_refused(tmp_path: Path, mode: int, refused: bool) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = write_private(folder / "tokens.yaml", ADMIN_BY_DIGEST)
+    folder.chmod(mode)
+    if refused:
+        with pytest.raises(HubConfigError, match=f"other users can write its folder {folder}"):
+            load_tokens_file(path)
+    else:
+        assert load_tokens_file(path).lookup(ADMIN) is not None
+
+
+def test_a_tokens_file_others_can_read_is_refused_with_plain_tokens_and_named_with_digests(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(TOKENS_YAML)
+    plain.chmod(0o644)
+    with pytest.raises(HubConfigError, match=r"other users can read this tokens file .* plain `token:`"):
+        load_tokens_file(plain)
+    digests = tmp_path / "digests.yaml"
+    digests.write_text(ADMIN_BY_DIGEST)
+    digests.chmod(0o640)
+    warnings: list[str] = []
+    assert load_tokens_file(digests, warn=warnings.append).lookup(ADMIN) is not None
+    assert warnings == [f"{digests}: other users can read this tokens file (mode -rw-r-----): chmod 600 {digests}"]
+    digests.chmod(0o600)
+    warnings.clear()
+    assert load_tokens_file(digests, warn=warnings.append).lookup(ADMIN) is not None and warnings == []
+
+
+def test_hub_serve_names_a_readable_tokens_file_in_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text(ADMIN_BY_DIGEST)
+    path.chmod(0o644)
+    with serving(path) as (url, written):
+        assert HfApi(endpoint=url, token=ADMIN).whoami()["name"] == "admin"
+    warning = f"warning: {path}: other users can read this tokens file (mode -rw-r--r--): chmod 600 {path}"
+    assert warning in written[-1]
+
+
+def test_hub_new_token_adds_to_a_tokens_file_made_0600(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "hub-tokens.yaml"
+    code, out, _ = run_cli(["hub", "new-token", "ci", "--namespace", "team", "--tokens", str(path)], capsys)
+    assert code == 0 and f"added to {path}" in out
+    first = out.split("): ", 1)[1].split()[0]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert first not in path.read_text()
+    code, out, _ = run_cli(["hub", "new-token", "auditor", "--read-only", "--tokens", str(path)], capsys)
+    second = out.split("): ", 1)[1].split()[0]
+    table = load_tokens_file(path)
+    ci, auditor = table.lookup(first), table.lookup(second)
+    assert ci is not None and ci.can_write("team") and auditor is not None and auditor.read_only
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_hub_new_token_leaves_a_file_it_cannot_add_to_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_file = write_private(tmp_path / "tokens.json", json.dumps({"tokens": [{"name": "ci", "token": CI}]}))
+    before = json_file.read_bytes()
+    code, _, err = run_cli(["hub", "new-token", "bob", "--tokens", str(json_file)], capsys)
+    assert code == 2 and "does not fit this file's layout" in err and "sha256: " in err
+    assert json_file.read_bytes() == before
+    writable = tmp_path / "writable.yaml"
+    writable.write_text(ADMIN_BY_DIGEST)
+    writable.chmod(0o666)
+    code, _, err = run_cli(["hub", "new-token", "bob", "--tokens", str(writable)], capsys)
+    assert code == 2 and "other users can write" in err and writable.read_text() == ADMIN_BY_DIGEST
