@@ -22,11 +22,11 @@ import jinja2
 from markupsafe import Markup
 
 from hubpub.hub import validation
-from hubpub.hub.cards import CardFacts, card_facts, hub_page, is_repo_id, quoted_path, render_card
+from hubpub.hub.cards import CardCache, CardFacts, RenderedCard, hub_page, is_repo_id, quoted_path
 from hubpub.hub.catalog import TYPE_PREFIX, Catalog, RepoView
 from hubpub.hub.collections import Address, Collections, CollectionView
 from hubpub.hub.errors import HubError
-from hubpub.hub.store import Repo, front_matter
+from hubpub.hub.store import Repo
 from hubpub.hub.tokens import Identity, TokenTable
 from hubpub.hub.wire import Response
 
@@ -135,12 +135,20 @@ class ShownItem:
 
 class Pages:
     """Renders every page from a catalog (and the store's collections, when it has any); `tokens` checks what the
-    login form is given."""
+    login form is given, `cards` keeps rendered cards between requests."""
 
-    def __init__(self, catalog: Catalog, tokens: TokenTable, collections: Collections | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        tokens: TokenTable,
+        collections: Collections | None = None,
+        *,
+        cards: CardCache | None = None,
+    ) -> None:
         self.catalog = catalog
         self.collections = collections
         self.tokens = tokens
+        self.cards = cards or CardCache()
         self.environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -194,7 +202,7 @@ class Pages:
                 view = self.catalog.view(repo, request.viewer)
             except HubError:
                 continue  # deleted, or left without a main branch, while we listed
-            facts = card_facts(front_matter(view.card or ""))
+            facts = self.cards.info(view.card).facts if view.card else CardFacts()
             if view.family:
                 key = ("family", view.family)
             elif facts.base_models and is_repo_id(facts.base_models[0]):
@@ -231,7 +239,11 @@ class Pages:
     def _repo(self, request: PageRequest, repo: Repo) -> Response:
         view = self.catalog.view(repo, request.viewer)
         known = {f"{TYPE_PREFIX[item.type]}{item.id}" for item in self.catalog.visible(request.viewer)}
-        rendered = render_card(view.card or "", known=known, file_link=lambda path: self._file_url(view, path))
+        rendered = RenderedCard("", CardFacts())
+        if view.card is not None:
+            rendered = self.cards.rendered(
+                view.card, known=known, page=view.path, file_link=lambda path: self._file_url(view, path)
+            )
         base_models = [(model, hub_page(model, known)) for model in rendered.facts.base_models]
         return self._page(
             "repo.html.j2",
@@ -239,7 +251,7 @@ class Pages:
             view=view,
             facts=rendered.facts,
             card_html=Markup(rendered.html),
-            card_too_long=rendered.too_long,
+            card_unrendered=rendered.unrendered,
             base_models=base_models,
             file_urls={row.path: self._file_url(view, quoted_path(row.path)) for row in view.files},
         )
