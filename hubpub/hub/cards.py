@@ -233,16 +233,21 @@ def _parser() -> MarkdownIt:
 
 
 def _sanitizer(known: Collection[str], file_link: Callable[[str], str]) -> nh3.Cleaner:
+    last_link_stays_here = False
+
     def attribute(tag: str, name: str, value: str) -> str | None:
+        nonlocal last_link_stays_here
         if name == "class":
             allowed = _CLASSES.get(tag)
             return value if allowed is not None and allowed.fullmatch(value) else None
+        if name == "rel":
+            # ammonia adds `rel` to each link after its other attributes: links within this Hub go without it.
+            stays_here, last_link_stays_here = last_link_stays_here, False
+            return None if stays_here else value
         if name in ("href", "src"):
-            local = local_repo_link(value, known)
-            if local is not None:
-                return local
-            if _is_relative_file(value):
-                return file_link(value)
+            value = local_repo_link(value, known) or (file_link(value) if _is_relative_file(value) else value)
+            if tag == "a":
+                last_link_stays_here = value.startswith(("/", "#")) and not value.startswith(("//", "/\\"))
         return value
 
     return nh3.Cleaner(

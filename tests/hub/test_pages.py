@@ -221,10 +221,16 @@ def test_api_routes_keep_answering_json(hub: HubServer) -> None:
 def test_card_links_keep_only_safe_schemes_and_relative_files_point_at_the_repo() -> None:
     text = "[a](recipe.yaml) [b](https://example.com) [c](vbscript:x) [d](FILE:///etc/passwd) [e](#top)"
     html = render_card(text, known=set(), file_link=lambda path: f"/ns/name/resolve/main/{path}").html
-    assert '<a href="/ns/name/resolve/main/recipe.yaml" rel="nofollow noopener noreferrer">a</a>' in html
+    assert '<a href="/ns/name/resolve/main/recipe.yaml">a</a>' in html
     assert '<a href="https://example.com" rel="nofollow noopener noreferrer">b</a>' in html
     assert "[c](vbscript:x)" in html and "[d](FILE:///etc/passwd)" in html
-    assert '<a href="#top" rel="nofollow noopener noreferrer">e</a>' in html
+    assert '<a href="#top">e</a>' in html
+    raw = '<a href="//evil.example/x">f</a> <a>g</a> <a title="t" href="/\\evil.example">h</a> <a href="/x/y">i</a>'
+    html = render_card(raw, known=set(), file_link=lambda path: path).html
+    assert '<a href="//evil.example/x" rel="nofollow noopener noreferrer">f</a>' in html
+    assert '<a rel="nofollow noopener noreferrer">g</a>' in html
+    assert '<a title="t" href="/\\evil.example" rel="nofollow noopener noreferrer">h</a>' in html
+    assert '<a href="/x/y">i</a>' in html, "only links within this Hub go without rel"
 
 
 def test_the_html_model_cards_use_renders(hub: HubServer) -> None:
@@ -237,7 +243,7 @@ def test_the_html_model_cards_use_renders(hub: HubServer) -> None:
     assert "<p>Hidden <strong>Markdown</strong> inside: press <kbd>Ctrl</kbd>+<kbd>C</kbd>;" in card
     assert "E = mc<sup>2</sup>, H<sub>2</sub>O.</p>\n</details>" in card
     assert "<tr><th>metric</th><th>value</th></tr>\n<tr><td>acc<br>5-shot</td>" in card
-    assert f'<a href="/{HOSTILE}" rel="nofollow noopener noreferrer">a sibling</a>' in card, "a repo here links here"
+    assert f'<a href="/{HOSTILE}">a sibling</a>' in card, "a repo here links here"
     assert '<p align="center">centered <em>text</em>' in card
 
 
