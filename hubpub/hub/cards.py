@@ -38,9 +38,10 @@ MAX_CARD_BYTES = 512 << 10
 """Longer cards are not rendered (the page says so)."""
 _TOO_LONG = f"This card is too long to render here (over {MAX_CARD_BYTES >> 10} KiB)."
 MAX_CARD_MARKUP = 100_000
-"""Cards with more Markdown markup characters are not rendered. markdown-it-py spends up to ~15 µs on each
+"""Cards with more Markdown markup characters are not rendered. markdown-it-py spends up to ~20 µs on each
 (an unclosed `[` runs every inline rule on the text after it, up to MAX_NESTING levels deep), so this
-bounds a render to a second or two; an everyday card of MAX_CARD_BYTES holds about half as many."""
+bounds a render to about 2 s (measured on the worst patterns found); an everyday card of MAX_CARD_BYTES
+holds about half as many."""
 MAX_CARD_HTML_TAGS = 10_000
 """Cards with more HTML tags in their source are not rendered: html5ever (under nh3) takes time quadratic in
 the depth of open elements (10,000 nested `<div>` cost 0.15 s, 100,000 cost 30 s)."""
