@@ -200,9 +200,9 @@ class Pages:
         for repo in self.catalog.visible(request.viewer):
             try:
                 view = self.catalog.view(repo, request.viewer)
-            except HubError:
+                facts = self.cards.info(view.card).facts if view.card else CardFacts()
+            except (HubError, OSError):
                 continue  # deleted, or left without a main branch, while we listed
-            facts = self.cards.info(view.card).facts if view.card else CardFacts()
             if view.family:
                 key = ("family", view.family)
             elif facts.base_models and is_repo_id(facts.base_models[0]):
