@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hubpub.hub.cards import Readme, read_card, staged_readme
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.store import REPO_TYPES, Entry, HubStore, Repo
 from hubpub.hub.tokens import Identity, can_read
@@ -21,7 +22,7 @@ from hubpub.hub.tokens import Identity, can_read
 MANIFEST = "hubpub-manifest.json"
 """hubpub's release record in each repo it publishes; its `family` groups the index."""
 MAX_READ_BYTES = 16 << 20
-"""README.md and the manifest are read only up to this size."""
+"""The manifest is read only up to this size."""
 MAX_COMMITS = 50
 TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -47,8 +48,8 @@ class RepoView:
 
     repo: Repo
     private: bool
-    card: str | None
-    """README.md, as text; None when the repo has none."""
+    card: Readme | None
+    """README.md, read only when a CardCache does not hold what it gives; None when the repo has none."""
     files: tuple[FileRow, ...]
     family: str | None
     """The hubpub family its manifest names, if any."""
@@ -125,10 +126,11 @@ class StoreCatalog:
             if len(commits) >= MAX_COMMITS:
                 break
         manifest = self._read(repo, tree.get(MANIFEST), MAX_READ_BYTES)
+        readme = tree.get("README.md")
         return RepoView(
             repo=repo,
             private=private,
-            card=_text(self._read(repo, tree.get("README.md"), MAX_READ_BYTES)),
+            card=None if readme is None else store_readme(store, repo, readme),
             files=tuple(
                 FileRow(path, entry.size, entry.lfs_sha256 is not None) for path, entry in sorted(tree.items())
             ),
@@ -145,8 +147,10 @@ class StoreCatalog:
         return self.store.open_entry(repo, entry).read_bytes()
 
 
-def _text(content: bytes | None) -> str | None:
-    return None if content is None else content.decode("utf-8", errors="replace")
+def store_readme(store: HubStore, repo: Repo, entry: Entry) -> Readme:
+    """A README.md in the store, named by its git blob id."""
+    path = store.open_entry(repo, entry)
+    return Readme(entry.oid, entry.size, lambda: read_card(path))
 
 
 class StagedCatalog:
@@ -172,14 +176,13 @@ class StagedCatalog:
         if folder is None:
             raise not_found(repo)
         _, manifest = _staged_manifest(folder)
-        readme = folder / "README.md"
         release = manifest.get("release")
         push = release.get("push") if isinstance(release, dict) else None
         family = manifest.get("family")
         return RepoView(
             repo=repo,
             private=isinstance(push, dict) and push.get("private") is True,
-            card=readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None,
+            card=staged_readme(folder / "README.md"),
             files=tuple(_files(folder)),
             family=family if isinstance(family, str) else None,
             staged_at=str(folder),

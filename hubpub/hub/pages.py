@@ -22,12 +22,12 @@ import jinja2
 from markupsafe import Markup
 
 from hubpub.hub import validation
-from hubpub.hub.cards import CardFacts, card_facts, hub_page, is_repo_id, quoted_path, render_card
+from hubpub.hub.cards import CardCache, CardFacts, RenderedCard, hub_page, is_repo_id, quoted_path
 from hubpub.hub.catalog import TYPE_PREFIX, Catalog, RepoView
 from hubpub.hub.collections import Address, Collections, CollectionView
 from hubpub.hub.errors import HubError
 from hubpub.hub.sessions import LoginLimiter, Sessions
-from hubpub.hub.store import Repo, front_matter
+from hubpub.hub.store import Repo
 from hubpub.hub.tokens import Identity, TokenTable
 from hubpub.hub.wire import Limits, Response
 
@@ -141,7 +141,7 @@ class ShownItem:
 
 class Pages:
     """Renders every page from a catalog (and the store's collections, when it has any); `tokens` checks what the
-    login form is given, and `sessions` keeps who logged in."""
+    login form is given, `sessions` keeps who logged in, and `cards` keeps rendered cards between requests."""
 
     def __init__(
         self,
@@ -149,6 +149,8 @@ class Pages:
         tokens: TokenTable,
         collections: Collections | None = None,
         limits: Limits | None = None,
+        *,
+        cards: CardCache | None = None,
     ) -> None:
         limits = limits or Limits()
         self.catalog = catalog
@@ -156,6 +158,7 @@ class Pages:
         self.tokens = tokens
         self.sessions = Sessions(tokens, limits.session_seconds)
         self.login_limiter = LoginLimiter(limits.login_failures, limits.login_window_seconds)
+        self.cards = cards or CardCache()
         self.environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -207,9 +210,9 @@ class Pages:
         for repo in self.catalog.visible(request.viewer):
             try:
                 view = self.catalog.view(repo, request.viewer)
-            except HubError:
+                facts = self.cards.info(view.card).facts if view.card else CardFacts()
+            except (HubError, OSError):
                 continue  # deleted, or left without a main branch, while we listed
-            facts = card_facts(front_matter(view.card or ""))
             if view.family:
                 key = ("family", view.family)
             elif facts.base_models and is_repo_id(facts.base_models[0]):
@@ -246,7 +249,11 @@ class Pages:
     def _repo(self, request: PageRequest, repo: Repo) -> Response:
         view = self.catalog.view(repo, request.viewer)
         known = {f"{TYPE_PREFIX[item.type]}{item.id}" for item in self.catalog.visible(request.viewer)}
-        rendered = render_card(view.card or "", known=known, file_link=lambda path: self._file_url(view, path))
+        rendered = RenderedCard("", CardFacts())
+        if view.card is not None:
+            rendered = self.cards.rendered(
+                view.card, known=known, page=view.path, file_link=lambda path: self._file_url(view, path)
+            )
         base_models = [(model, hub_page(model, known)) for model in rendered.facts.base_models]
         return self._page(
             "repo.html.j2",
@@ -254,7 +261,7 @@ class Pages:
             view=view,
             facts=rendered.facts,
             card_html=Markup(rendered.html),
-            card_too_long=rendered.too_long,
+            card_unrendered=rendered.unrendered,
             base_models=base_models,
             file_urls={row.path: self._file_url(view, quoted_path(row.path)) for row in view.files},
         )

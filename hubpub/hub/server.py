@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from hubpub.hub import listing, pages, validation
-from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog
+from hubpub.hub.cards import CardCache
+from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog, store_readme
 from hubpub.hub.collections import Address, Collections, item_object_id
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.hosts import AllowedHosts, PublicURL
@@ -42,7 +43,6 @@ from hubpub.hub.store import (
     NewCommit,
     Repo,
     card_metadata,
-    front_matter,
 )
 from hubpub.hub.tokens import Identity, TokenTable, can_read
 from hubpub.hub.wire import (
@@ -152,7 +152,9 @@ class HubServer:
         self.jobs = Jobs(self.store.root)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
         catalog: Catalog = preview or StoreCatalog(self.store)
-        self.pages = pages.Pages(catalog, self.tokens, None if preview else self.collections, limits)
+        self.cards = CardCache()
+        """Parsed card metadata and rendered cards, shared by the pages and the API."""
+        self.pages = pages.Pages(catalog, self.tokens, None if preview else self.collections, limits, cards=self.cards)
         self.faults = Faults()
         self.admin_token = admin_token
         self.limits = limits or Limits()
@@ -845,7 +847,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry = tree.get("README.md")
         if entry is None:
             return None
-        return front_matter(self.hub.store.open_entry(repo, entry).read_text(encoding="utf-8", errors="replace"))
+        return self.hub.cards.info(store_readme(self.hub.store, repo, entry)).metadata
 
     # -- listings ------------------------------------------------------------------------------
     def _tree_item(self, path: str, entry: Entry) -> dict[str, Any]:

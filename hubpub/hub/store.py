@@ -84,8 +84,9 @@ class CardMetadataError(ValueError):
 def card_metadata(text: str) -> dict[str, Any] | None:
     """The YAML metadata block at the top of a model card; None when there is none.
 
-    A block over MAX_CARD_METADATA characters, or whose aliases expand past MAX_CARD_NODES nodes (a
-    "billion laughs" card), is refused before it is built, like invalid YAML and non-mappings.
+    A block over MAX_CARD_METADATA characters, whose aliases expand past MAX_CARD_NODES nodes (a
+    "billion laughs" card), or nested deeper than MAX_CARD_DEPTH (deeper than JSON answers can encode),
+    is refused before it is built, like invalid YAML and non-mappings.
     """
     match = FRONT_MATTER.match(text)
     if not match or not match.group(1).strip():
@@ -94,8 +95,11 @@ def card_metadata(text: str) -> dict[str, Any] | None:
     if len(source) > MAX_CARD_METADATA:
         raise CardMetadataError(f"README.md metadata is over {MAX_CARD_METADATA} characters")
     try:
-        if expanded_yaml_nodes(yaml.compose(source, Loader=_SAFE_LOADER)) > MAX_CARD_NODES:
+        nodes, depth = expanded_yaml_nodes(yaml.compose(source, Loader=_SAFE_LOADER))
+        if nodes > MAX_CARD_NODES:
             raise CardMetadataError(f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes")
+        if depth > MAX_CARD_DEPTH:
+            raise CardMetadataError(f"README.md metadata is nested more than {MAX_CARD_DEPTH} levels deep")
         data = yaml.load(source, Loader=_SAFE_LOADER)
     except (yaml.YAMLError, RecursionError) as exc:
         raise CardMetadataError(f"Invalid YAML in README.md metadata: {type(exc).__name__}: {exc}") from None
@@ -112,25 +116,29 @@ def front_matter(text: str) -> dict[str, Any] | None:
         return None
 
 
-MAX_CARD_METADATA = 1 << 20
+MAX_CARD_METADATA = 256 << 10
+"""Characters; parsing costs about 1 s per MiB, once per README (the pages and the API cache it)."""
 # libyaml refuses deep nesting at once; the pure-Python loader takes seconds to reach its recursion limit.
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CARD_NODES = 100_000
+MAX_CARD_DEPTH = 100
 
 
-def expanded_yaml_nodes(node: yaml.Node | None, budget: int = MAX_CARD_NODES) -> int:
-    """How many nodes a composed document has once aliases are expanded, counting no further than past `budget`."""
-    count = 0
-    pending = [node] if node is not None else []
+def expanded_yaml_nodes(node: yaml.Node | None, budget: int = MAX_CARD_NODES) -> tuple[int, int]:
+    """How many nodes a composed document has once aliases are expanded, and how deep it is nested, counting no
+    further than past `budget` nodes."""
+    count = deepest = 0
+    pending = [(node, 1)] if node is not None else []
     while pending and count <= budget:
-        current = pending.pop()
+        current, depth = pending.pop()
         count += 1
+        deepest = max(deepest, depth)
         if isinstance(current, yaml.SequenceNode):
-            pending.extend(current.value)
+            pending.extend((item, depth + 1) for item in current.value)
         elif isinstance(current, yaml.MappingNode):
             for key, value in current.value:
-                pending.extend((key, value))
-    return count
+                pending.extend(((key, depth + 1), (value, depth + 1)))
+    return count, deepest
 
 
 def now_iso() -> str:

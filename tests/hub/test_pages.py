@@ -14,7 +14,18 @@ import pytest
 
 from hubpub.hub import HubServer
 from hubpub.hub.cards import is_safe_link, render_card
-from tests.hub.demo_family import BASE_MODEL, CARDS, DEMO_TOKEN, EVE_TOKEN, HOSTILE, PRIVATE, TOKENS, W4A16, W8A8
+from tests.hub.demo_family import (
+    BASE_MODEL,
+    CARDS,
+    DEMO_TOKEN,
+    EVE_TOKEN,
+    HOSTILE,
+    PRIVATE,
+    RICH,
+    TOKENS,
+    W4A16,
+    W8A8,
+)
 
 
 @dataclass
@@ -85,10 +96,16 @@ def test_the_index_groups_repos_by_family_and_lists_only_what_the_viewer_may_see
     assert PRIVATE not in fetch(hub, "/", headers={"Authorization": f"Bearer {EVE_TOKEN}"}).text
 
 
+def card_of(page: Page) -> str:
+    return page.text[page.text.index('<article class="card markdown"') : page.text.index("</article>")]
+
+
 def test_a_model_page_renders_the_card_the_metadata_files_commits_and_tags(hub: HubServer) -> None:
     page = fetch(hub, f"/{W4A16}")
     assert page.status == 200
-    card = page.text[page.text.index('<article class="card markdown"') : page.text.index("</article>")]
+    card = card_of(page)
+    assert "<!-- hubpub:snippet transformers -->" in (CARDS / "golden" / "demo-W4A16.md").read_text(encoding="utf-8")
+    assert "hubpub:snippet" not in page.text, "HTML comments are hidden, as on huggingface.co"
     golden = (CARDS / "golden" / "demo-W4A16.md").read_text(encoding="utf-8")
     assert card.count("<table>") == len(re.findall(r"^\|(?:-+\|)+$", golden, re.MULTILINE)) > 5
     assert "<th>Property</th>" in card and "style=" not in card
@@ -129,7 +146,7 @@ def test_the_pages_forbid_scripts_and_inline_styles(hub: HubServer) -> None:
     assert stylesheet.status == 200 and stylesheet.headers["Content-Type"] == "text/css; charset=utf-8"
 
 
-def test_a_hostile_card_is_shown_as_text_and_links_nowhere_unsafe(hub: HubServer) -> None:
+def test_a_hostile_card_loses_its_scripts_and_links_nowhere_unsafe(hub: HubServer) -> None:
     page = fetch(hub, f"/{HOSTILE}")
     assert page.status == 200
     tags = Elements(page.text).tags
@@ -138,8 +155,12 @@ def test_a_hostile_card_is_shown_as_text_and_links_nowhere_unsafe(hub: HubServer
     links = [attrs.get("href") or attrs.get("src") or "" for _, attrs in tags if "href" in attrs or "src" in attrs]
     assert links and all(is_safe_link(link) for link in links), links
     assert all(not link.lower().startswith(("javascript", "data")) for link in links)
-    assert "&lt;script&gt;document.body.setAttribute(" in page.text
-    assert "&lt;img src=&quot;x&quot; onerror=" in page.text
+    card = card_of(page)
+    assert "script tag" not in card and "cell&#39;)" not in card and "'cell')" not in card, "scripts go, text and all"
+    assert f'<img src="/{HOSTILE}/resolve/main/x">' in card, "the image stays, without its handler"
+    assert '<a rel="nofollow noopener noreferrer">a raw HTML link</a>' in card, "the raw link keeps no href"
+    assert "[a javascript link](javascript:" in card, "a Markdown link to an unsafe URL stays text"
+    assert "<pre><code>&lt;script&gt;alert(1)&lt;/script&gt;" in card, "code shows HTML as text"
     assert '<li class="chip">&lt;script&gt;alert(&#39;tag&#39;)&lt;/script&gt;</li>' in page.text
     assert "<li>javascript:alert(&#39;base&#39;)</li>" in page.text, "a base model that is no repo id is not a link"
     assert "<td>&lt;img src=x onerror=alert(1)&gt;</td>" in page.text
@@ -212,3 +233,61 @@ def test_card_links_keep_only_safe_schemes_and_relative_files_point_at_the_repo(
     assert '<a href="https://example.com" rel="nofollow noopener noreferrer">b</a>' in html
     assert "[c](vbscript:x)" in html and "[d](FILE:///etc/passwd)" in html
     assert '<a href="#top">e</a>' in html
+    raw = '<a href="//evil.example/x">f</a> <a>g</a> <a title="t" href="/\\evil.example">h</a> <a href="/x/y">i</a>'
+    html = render_card(raw, known=set(), file_link=lambda path: path).html
+    assert '<a href="//evil.example/x" rel="nofollow noopener noreferrer">f</a>' in html
+    assert '<a rel="nofollow noopener noreferrer">g</a>' in html
+    assert '<a title="t" href="/\\evil.example" rel="nofollow noopener noreferrer">h</a>' in html
+    assert '<a href="/x/y">i</a>' in html, "only links within this Hub go without rel"
+
+
+def test_the_html_model_cards_use_renders(hub: HubServer) -> None:
+    card = card_of(fetch(hub, f"/{RICH}"))
+    assert "hubpub:snippet" not in card and "<!--" not in card
+    assert (
+        f'<div align="center"><img src="/{RICH}/resolve/main/assets/logo.png" alt="the logo" width="120"></div>' in card
+    )
+    assert "<details><summary>Click for <b>details</b></summary>" in card
+    assert "<p>Hidden <strong>Markdown</strong> inside: press <kbd>Ctrl</kbd>+<kbd>C</kbd>;" in card
+    assert "E = mc<sup>2</sup>, H<sub>2</sub>O.</p>\n</details>" in card
+    assert "<tr><th>metric</th><th>value</th></tr>\n<tr><td>acc<br>5-shot</td>" in card
+    assert f'<a href="/{HOSTILE}">a sibling</a>' in card, "a repo here links here"
+    assert '<p align="center">centered <em>text</em>' in card
+
+
+def test_hostile_html_inside_the_allowed_tags_is_removed(hub: HubServer) -> None:
+    card = card_of(fetch(hub, f"/{RICH}"))
+    tags = Elements(card).tags
+    allowed = {"a", "article", "b", "br", "code", "details", "div", "em", "h1", "h2", "img", "kbd", "p", "span"}
+    allowed |= {"strong", "sub", "summary", "sup", "table", "tbody", "td", "th", "tr"}
+    assert {tag for tag, _ in tags} <= allowed, "no script, style, svg, iframe, form, input, base, meta or object"
+    assert {name for _, attrs in tags for name in attrs} <= {
+        "align",
+        "alt",
+        "class",
+        "href",
+        "id",
+        "open",
+        "rel",
+        "src",
+        "width",
+    }
+    for _, attrs in tags:
+        for url in (attrs.get("href"), attrs.get("src")):
+            assert url is None or url.startswith(("/", "https://")), url
+    for payload in ("script in details", "ontoggle", "iframe", "display: none", "evil.example", "data:image"):
+        assert payload not in card
+    assert '<details open="">\n<summary>Open me</summary>' in card and f'<img src="/{RICH}/resolve/main/x">' in card
+    assert "<div>a div that would cover the page</div>" in card, "the div stays, without style or handler"
+    assert '<a rel="nofollow noopener noreferrer">a span link</a>' in card
+    assert '<a rel="nofollow noopener noreferrer">a table link</a>' in card, "an entity-encoded javascript: URL goes"
+    assert "<sup>sup text</sup>" in card and "Log in again" in card
+
+
+def test_a_link_to_a_private_repo_leads_here_only_for_whom_may_see_it(hub: HubServer) -> None:
+    """Cards are cached between requests: what one viewer was shown must not reach the next."""
+    outside, inside = f"https://huggingface.co/{PRIVATE}", f"/{PRIVATE}"
+    owner = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+    for headers, expected in (({}, outside), (owner, inside), ({}, outside), (owner, inside)):
+        hrefs = Elements(card_of(fetch(hub, f"/{RICH}", headers=headers))).hrefs()
+        assert expected in hrefs and (outside if expected == inside else inside) not in hrefs

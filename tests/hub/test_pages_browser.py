@@ -17,10 +17,11 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.hub.demo_family import BASE_MODEL, DEMO_TOKEN, HOSTILE, PRIVATE, PWNED, W4A16, W8A8
+from tests.hub.demo_family import BASE_MODEL, DEMO_TOKEN, HOSTILE, PRIVATE, PWNED, RICH, W4A16, W8A8
 
 CHROMIUM = Path(os.environ.get("HUBPUB_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("HUBPUB_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -127,14 +128,54 @@ def test_a_card_with_scripts_and_javascript_links_runs_nothing(browser: WebDrive
     browser.get(f"{served.rstrip('/')}/{HOSTILE}")
     assert browser.find_elements(By.TAG_NAME, "script") == []
     card = browser.find_element(By.CSS_SELECTOR, "article.card")
-    assert "<script>document.body.setAttribute(" in card.text, "the script is shown as text"
-    hrefs = [str(link.get_attribute("href")) for link in browser.find_elements(By.TAG_NAME, "a")]
-    assert all(href.startswith(served.rstrip("/")) or href.startswith("https://") for href in hrefs), hrefs
+    assert "script tag" not in card.text and "'cell'" not in card.text, "scripts go, text and all"
+    assert_links_are_safe(browser, served)
     assert_nothing_ran(browser)
     for text in ("a javascript link", "an entity-encoded javascript link", "a raw HTML link", "cell link"):
         assert text in card.text
-        assert card.find_elements(By.PARTIAL_LINK_TEXT, text) == [], f"{text!r} became a link"
+        assert_no_link(card, text)
     screenshot(browser, "hostile-card")
+
+
+def test_the_html_model_cards_use_renders_and_hostile_html_inside_it_runs_nothing(
+    browser: WebDriver, served: str
+) -> None:
+    browser.get(f"{served.rstrip('/')}/{RICH}")
+    card = browser.find_element(By.CSS_SELECTOR, "article.card")
+    assert "hubpub:snippet" not in browser.page_source
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    for tag in ("iframe", "svg", "form", "input", "object", "style", "base", "meta[http-equiv]"):
+        assert card.find_elements(By.CSS_SELECTOR, tag) == [], tag
+    closed, opened = card.find_elements(By.TAG_NAME, "details")
+    assert closed.get_attribute("open") is None and "Hidden" not in closed.text
+    closed.find_element(By.TAG_NAME, "summary").click()
+    WebDriverWait(browser, 10).until(lambda _: closed.get_attribute("open") is not None)
+    assert "Hidden Markdown inside: press Ctrl+C" in closed.text
+    assert [key.text for key in closed.find_elements(By.TAG_NAME, "kbd")] == ["Ctrl", "C"]
+    assert closed.find_element(By.TAG_NAME, "sup").text == "2" and closed.find_element(By.TAG_NAME, "sub").text == "2"
+    assert opened.get_attribute("open") is not None
+    opened.find_element(By.TAG_NAME, "summary").click()  # an onclick and an ontoggle were there
+    cover = card.find_element(By.XPATH, ".//div[contains(., 'cover the page')]")
+    assert cover.value_of_css_property("position") == "static", "its style attribute is gone"
+    webdriver.ActionChains(browser).move_to_element(cover).perform()
+    assert_links_are_safe(browser, served)
+    for text in ("a span link", "a table link"):
+        assert_no_link(card, text)
+    assert card.find_element(By.LINK_TEXT, "a sibling").get_attribute("href") == f"{served.rstrip('/')}/{HOSTILE}"
+    assert_nothing_ran(browser)
+    screenshot(browser, "rich-card")
+
+
+def assert_links_are_safe(browser: WebDriver, served: str) -> None:
+    hrefs = [str(link.get_attribute("href")) for link in browser.find_elements(By.CSS_SELECTOR, "a[href]")]
+    sources = [str(image.get_attribute("src")) for image in browser.find_elements(By.CSS_SELECTOR, "img[src]")]
+    for url in hrefs + sources:
+        assert url.startswith(served.rstrip("/")) or url.startswith("https://"), url
+
+
+def assert_no_link(card: WebElement, text: str) -> None:
+    """Nothing with this text leads anywhere: a Markdown link to an unsafe URL stays text, a raw one loses its href."""
+    assert [link for link in card.find_elements(By.PARTIAL_LINK_TEXT, text) if link.get_attribute("href")] == [], text
 
 
 def test_a_private_repo_shows_only_after_logging_in_with_its_token(browser: WebDriver, served: str) -> None:
