@@ -142,7 +142,7 @@ class StoreCatalog:
     def _read(self, repo: Repo, entry: Entry | None, limit: int) -> bytes | None:
         if entry is None or entry.size > limit:
             return None
-        return self.store.open_entry(repo, entry).read_bytes()
+        return self.store.read_file(self.store.open_entry(repo, entry))
 
 
 def _text(content: bytes | None) -> str | None:
