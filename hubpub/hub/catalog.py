@@ -58,7 +58,7 @@ class RepoView:
     branches: tuple[tuple[str, str], ...] = ()
     updated: str | None = None
     staged_at: str | None = None
-    """For a preview: the staged folder the view was read from."""
+    """For a preview: the staged folder the view was read from, relative to the workdir (never absolute)."""
 
     @property
     def path(self) -> str:
@@ -153,7 +153,8 @@ class StagedCatalog:
     """Release folders staged by `hubpub release --no-push`, each named by the repo id in its manifest.
 
     A preview runs on the publisher's own machine, for the publisher: every staged repo is shown,
-    a private one marked as such.
+    a private one marked as such (the CLI warns when it listens beyond loopback). Pages name a staged
+    folder relative to its workdir, never by its absolute path on this machine.
     """
 
     preview = True
@@ -182,8 +183,15 @@ class StagedCatalog:
             card=readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None,
             files=tuple(_files(folder)),
             family=family if isinstance(family, str) else None,
-            staged_at=str(folder),
+            staged_at=shown_folder(folder),
         )
+
+
+def shown_folder(folder: Path) -> str:
+    """A staged folder as a page names it: `releases/<repo>/staged` below the workdir, or only its own name."""
+    if len(folder.parts) > 3 and folder.parent.parent.name == "releases":
+        return folder.relative_to(folder.parents[2]).as_posix()
+    return folder.name
 
 
 def _staged_manifest(folder: Path) -> tuple[Repo, dict[str, Any]]:
