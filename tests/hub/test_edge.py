@@ -14,8 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from huggingface_hub import HfApi
@@ -27,13 +28,16 @@ COMMIT = "/api/models/alice/repo/commit/main"
 PREUPLOAD = "/api/models/alice/repo/preupload/main"
 
 
+Serve = Callable[..., Hub]
+
+
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[object]:
+def serve(tmp_path: Path) -> Iterator[Serve]:
     servers: list[HubServer] = []
 
-    def start(**limits: object) -> Hub:
-        settings: dict[str, object] = {"socket_timeout": 5.0, "linger_seconds": 0.2, **limits}
-        server = HubServer(tmp_path / "store", tokens=TOKENS, limits=Limits(**settings)).start()  # type: ignore[arg-type]
+    def start(**limits: Any) -> Hub:
+        settings = {"socket_timeout": 5.0, "linger_seconds": 0.2, **limits}
+        server = HubServer(tmp_path / "store", tokens=TOKENS, limits=Limits(**settings)).start()
         servers.append(server)
         return Hub(server, tmp_path / "store", [])
 
@@ -54,8 +58,8 @@ def dribble(sock: socket.socket, data: bytes, every: float, until: float) -> Non
         time.sleep(every)
 
 
-def test_headers_sent_a_byte_at_a_time_get_a_408_at_the_header_deadline(serve: object) -> None:
-    hub = serve(header_seconds=1.0)  # type: ignore[operator]
+def test_headers_sent_a_byte_at_a_time_get_a_408_at_the_header_deadline(serve: Serve) -> None:
+    hub = serve(header_seconds=1.0)
     with Connection(hub.url, timeout=10) as connection:
         started = time.monotonic()
         connection.send(b"GET /api/whoami-v2 HTTP/1.1\r\n")
@@ -66,8 +70,8 @@ def test_headers_sent_a_byte_at_a_time_get_a_408_at_the_header_deadline(serve: o
     assert 0.9 < time.monotonic() - started < 3.0
 
 
-def test_a_body_slower_than_its_minimum_rate_gets_a_408_and_commits_nothing(serve: object) -> None:
-    hub = serve(body_seconds=1.0, body_min_rate=1 << 20)  # type: ignore[operator]
+def test_a_body_slower_than_its_minimum_rate_gets_a_408_and_commits_nothing(serve: Serve) -> None:
+    hub = serve(body_seconds=1.0, body_min_rate=1 << 20)
     hub.api().create_repo("alice/repo")
     head = hub.api().model_info("alice/repo").sha
     body = commit_body(add_file("README.md", b"card" * 100))
@@ -83,9 +87,9 @@ def test_a_body_slower_than_its_minimum_rate_gets_a_408_and_commits_nothing(serv
     assert hub.api().model_info("alice/repo").sha == head
 
 
-def test_a_body_at_its_minimum_rate_arrives_whole(serve: object) -> None:
+def test_a_body_at_its_minimum_rate_arrives_whole(serve: Serve) -> None:
     """The deadline grows with the declared size: 2 MiB at 4 MiB/s passes a 0.5 s + size/(1 MiB/s) deadline."""
-    hub = serve(body_seconds=0.5, body_min_rate=1 << 20)  # type: ignore[operator]
+    hub = serve(body_seconds=0.5, body_min_rate=1 << 20)
     hub.api().create_repo("alice/repo")
     body = commit_body(add_file("weights.txt", os.urandom(1 << 20)), add_file("more.txt", os.urandom(400_000)))
     with Connection(hub.url, timeout=10) as connection:
@@ -100,8 +104,8 @@ def test_a_body_at_its_minimum_rate_arrives_whole(serve: object) -> None:
     assert "weights.txt" in hub.api().list_repo_files("alice/repo")
 
 
-def test_an_idle_keep_alive_connection_is_closed_after_its_idle_time(serve: object) -> None:
-    hub = serve(keep_alive_seconds=0.5)  # type: ignore[operator]
+def test_an_idle_keep_alive_connection_is_closed_after_its_idle_time(serve: Serve) -> None:
+    hub = serve(keep_alive_seconds=0.5)
     with Connection(hub.url, timeout=10) as connection:
         connection.send(request("GET", "/api/whoami-v2", token=ALICE))
         assert connection.reply().status == 200
@@ -110,8 +114,8 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_idle_time(serve: obje
     assert time.monotonic() - started < 2.0
 
 
-def test_300_stalled_requests_do_not_stop_the_server_and_end_at_their_deadline(serve: object) -> None:
-    hub = serve(max_connections=16, header_seconds=2.0)  # type: ignore[operator]
+def test_300_stalled_requests_do_not_stop_the_server_and_end_at_their_deadline(serve: Serve) -> None:
+    hub = serve(max_connections=16, header_seconds=2.0)
     stalled = []
     try:
         for _ in range(300):
@@ -143,8 +147,8 @@ def _recv(sock: socket.socket) -> bytes:
         return b""
 
 
-def test_a_new_connection_gets_a_quick_503_when_every_slot_is_inside_a_request(serve: object) -> None:
-    hub = serve(max_connections=2)  # type: ignore[operator]
+def test_a_new_connection_gets_a_quick_503_when_every_slot_is_inside_a_request(serve: Serve) -> None:
+    hub = serve(max_connections=2)
     hub.api().create_repo("alice/repo")
     body = commit_body(add_file("README.md", b"card"))
     busy = []
@@ -220,8 +224,8 @@ def test_out_of_file_descriptors_the_accept_loop_pauses_instead_of_spinning(tmp_
     assert len(said) == 1, output
 
 
-def test_bodies_held_in_memory_are_bounded_across_requests(serve: object) -> None:
-    hub = serve(body_memory=1 << 20, memory_wait_seconds=0.3)  # type: ignore[operator]
+def test_bodies_held_in_memory_are_bounded_across_requests(serve: Serve) -> None:
+    hub = serve(body_memory=1 << 20, memory_wait_seconds=0.3)
     hub.api().create_repo("alice/repo")
     body = json.dumps({"files": []}).encode().ljust(800_000)
     raw = request("POST", PREUPLOAD, token=ALICE, content_length=False, headers={"Content-Length": str(len(body))})
