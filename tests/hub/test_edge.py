@@ -115,7 +115,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_idle_time(serve: Serv
 
 
 def test_300_stalled_requests_do_not_stop_the_server_and_end_at_their_deadline(serve: Serve) -> None:
-    hub = serve(max_connections=16, header_seconds=2.0)
+    hub = serve(max_connections=16, header_seconds=4.0)
     stalled = []
     try:
         for _ in range(300):
@@ -125,7 +125,7 @@ def test_300_stalled_requests_do_not_stop_the_server_and_end_at_their_deadline(s
         started = time.monotonic()
         reply = exchange(hub.url, request("GET", "/api/whoami-v2", token=ALICE))
         assert reply.status == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.5  # well before any stalled request's deadline
         assert len(hub.server.httpd.connections) <= 16 and hub.server.httpd.connections.evicted >= 284
         answers = []
         for sock in stalled:  # evicted ones see the end at once, the last 16 a 408 at the header deadline
@@ -133,7 +133,7 @@ def test_300_stalled_requests_do_not_stop_the_server_and_end_at_their_deadline(s
             while chunk := _recv(sock):
                 data += chunk
             answers.append(data[:13])
-        assert time.monotonic() - started < 2.0 + 3.0
+        assert time.monotonic() - started < 4.0 + 3.0
         assert set(answers) <= {b"", b"HTTP/1.1 408 "} and answers.count(b"HTTP/1.1 408 ") >= 1
     finally:
         for sock in stalled:
@@ -165,7 +165,7 @@ def test_a_new_connection_gets_a_quick_503_when_every_slot_is_inside_a_request(s
         with Connection(hub.url, timeout=5) as newcomer:
             reply = newcomer.reply()
         assert reply.status == 503 and reply.headers["retry-after"] == "1"
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         for connection in busy:
             connection.send(body[10:])
             assert connection.reply().status == 200
