@@ -305,3 +305,43 @@ def test_a_large_commit_body_does_not_grow_the_server_by_its_size(tmp_path: Path
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("flaw", ["cut short", "bad base64", "line too long"])
+def test_a_spooled_commit_that_fails_commits_nothing_and_leaves_no_spool(serve: Serve, flaw: str) -> None:
+    hub = serve(spool_body=1000, regular_file=4096, linger_seconds=0.2)
+    hub.api().create_repo("alice/repo")
+    head = hub.api().model_info("alice/repo").sha
+    files = [add_file("a.txt", os.urandom(3000)), add_file("b.txt", os.urandom(3000))]
+    if flaw == "bad base64":
+        files.append({"key": "file", "value": {"path": "c.txt", "content": "not base64!", "encoding": "base64"}})
+    body = commit_body(*files)
+    if flaw == "line too long":
+        body += b"\n" + b" " * (4096 * 8 // 3 + (2 << 20) + 10)
+    declared = len(body) + (100 if flaw == "cut short" else 0)
+    raw = request("POST", COMMIT, token=ALICE, content_length=False, headers={"Content-Length": str(declared)})
+    with Connection(hub.url, timeout=10) as connection:
+        connection.send(raw + body)
+        if flaw == "cut short":
+            connection.sock.shutdown(socket.SHUT_WR)
+        reply = connection.reply()
+    assert reply.status == 400, reply.body
+    expected = {"cut short": b"cut short", "bad base64": b"not valid base64", "line too long": b"is over"}[flaw]
+    assert expected in reply.body
+    assert hub.api().model_info("alice/repo").sha == head
+    assert not any((hub.root / "tmp").iterdir())
+
+
+def test_a_commit_over_the_spool_threshold_through_the_client_lands_whole(hub: Hub, tmp_path: Path) -> None:
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    texts = {f"notes-{n}.txt": (f"line {n}\n" * 90_000).encode() for n in range(3)}
+    for name, content in texts.items():
+        (folder / name).write_bytes(content)
+    hub.api().create_repo("alice/repo")
+    hub.api().upload_folder(folder_path=folder, repo_id="alice/repo")
+    assert hub.server.received_bytes["commit"] > Limits().spool_body
+    for name, content in texts.items():
+        stored = hub.api().hf_hub_download("alice/repo", name, cache_dir=tmp_path / "cache")
+        assert Path(stored).read_bytes() == content
+    assert hub.api().get_paths_info("alice/repo", ["notes-0.txt"])[0].lfs is None
