@@ -7,6 +7,7 @@ Heavy libraries (torch, transformers, llmcompressor, lm_eval) are never imported
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -625,6 +626,12 @@ def card(
             raise UsageError("--preview serves the staged cards; -o writes one: use one of them")
         server = api.preview(list(specs), variant=variant, workdir=workdir, host=host, port=port)
         try:
+            if not _loopback(host):
+                click.echo(
+                    f"warning: the preview listens on {host}: whoever reaches this address sees every staged card, "
+                    "private ones included, with no login; use --host 127.0.0.1 to keep it to this machine",
+                    err=True,
+                )
             click.echo(f"previewing staged releases (not published) at {server.pages_url}")
             for repo in server.pages.catalog.visible(None):
                 click.echo(f"  {server.url}/{repo.id}")
@@ -642,6 +649,13 @@ def card(
         return
     for text in cards.values():
         click.echo(text)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 @cli.command("vllm-env")

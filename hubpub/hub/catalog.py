@@ -59,7 +59,7 @@ class RepoView:
     branches: tuple[tuple[str, str], ...] = ()
     updated: str | None = None
     staged_at: str | None = None
-    """For a preview: the staged folder the view was read from."""
+    """For a preview: the staged folder the view was read from, relative to the workdir (never absolute)."""
 
     @property
     def path(self) -> str:
@@ -144,7 +144,7 @@ class StoreCatalog:
     def _read(self, repo: Repo, entry: Entry | None, limit: int) -> bytes | None:
         if entry is None or entry.size > limit:
             return None
-        return self.store.open_entry(repo, entry).read_bytes()
+        return self.store.read_file(self.store.open_entry(repo, entry))
 
 
 def store_readme(store: HubStore, repo: Repo, entry: Entry) -> Readme:
@@ -157,7 +157,8 @@ class StagedCatalog:
     """Release folders staged by `hubpub release --no-push`, each named by the repo id in its manifest.
 
     A preview runs on the publisher's own machine, for the publisher: every staged repo is shown,
-    a private one marked as such.
+    a private one marked as such (the CLI warns when it listens beyond loopback). Pages name a staged
+    folder relative to its workdir, never by its absolute path on this machine.
     """
 
     preview = True
@@ -185,8 +186,15 @@ class StagedCatalog:
             card=staged_readme(folder / "README.md"),
             files=tuple(_files(folder)),
             family=family if isinstance(family, str) else None,
-            staged_at=str(folder),
+            staged_at=shown_folder(folder),
         )
+
+
+def shown_folder(folder: Path) -> str:
+    """A staged folder as a page names it: `releases/<repo>/staged` below the workdir, or only its own name."""
+    if len(folder.parts) > 3 and folder.parent.parent.name == "releases":
+        return folder.relative_to(folder.parents[2]).as_posix()
+    return folder.name
 
 
 def _staged_manifest(folder: Path) -> tuple[Repo, dict[str, Any]]:

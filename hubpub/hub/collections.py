@@ -17,7 +17,8 @@ file at its next write.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 
 from hubpub.hub import validation
 from hubpub.hub.errors import HubError
-from hubpub.hub.store import HubStore, Repo, now_iso
+from hubpub.hub.store import HubStore, Repo, now_iso, subfolders
 from hubpub.hub.tokens import Identity, can_read
 
 TITLE_MAX = 60
@@ -122,23 +123,27 @@ class Collections:
 
     def _load(self, address: Address) -> dict[str, Any] | None:
         try:
-            data: dict[str, Any] = json.loads(self._path(address).read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            data: dict[str, Any] = self.store.read_json(self._path(address))
+        except (FileNotFoundError, NotADirectoryError):
             return None
         return data
 
     def _all(self) -> list[dict[str, Any]]:
         found = []
-        for path in sorted((self.store.root / "collections").glob("*/*.json")):
-            if _ID.fullmatch(path.stem):
-                found.append(json.loads(path.read_text(encoding="utf-8")))
+        for folder in subfolders(self.store.root / "collections"):
+            with os.scandir(folder) as entries:
+                paths = sorted(Path(entry.path) for entry in entries if entry.is_file(follow_symlinks=False))
+            for path in paths:
+                if path.suffix == ".json" and _ID.fullmatch(path.stem):
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append(self.store.read_json(path))
         return found
 
     def _save(self, collection: dict[str, Any]) -> None:
         collection["items"] = [entry for entry in collection["items"] if not self._gone(entry)]
         collection["lastUpdated"] = now_iso()
         path = self._path(Address(collection["namespace"], collection["id"]))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.store.make_folder(path.parent)
         self.store.write_json(path, collection)
 
     # -- who sees what -------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import json
+import os
 import re
 import secrets
 import socket
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from hubpub.hub import listing, pages, validation
+from hubpub.hub import edge, listing, pages, validation
 from hubpub.hub.cards import CardCache
 from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog, store_readme
 from hubpub.hub.collections import Address, Collections, item_object_id
@@ -41,6 +43,7 @@ from hubpub.hub.store import (
     Entry,
     HubStore,
     NewCommit,
+    Operation,
     Repo,
     card_metadata,
 )
@@ -50,6 +53,7 @@ from hubpub.hub.wire import (
     DroppedConnection,
     Limits,
     Response,
+    commit_line_limit,
     decode_base64,
     header_value,
     ok,
@@ -115,11 +119,39 @@ class Faults:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
     hub: HubServer
+    connections: edge.Connections
+    backoff: edge.AcceptBackoff
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver's default prints a traceback; a connection that failed outside a request is one line.
         self.hub.log_line(f"connection from {client_address[0]} failed outside a request")
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            accepted = super().get_request()
+        except OSError as exc:
+            self.backoff.failed(exc)  # out of descriptors: the listening socket stays readable, so pause
+            raise
+        self.backoff.succeeded()
+        return accepted
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.connections.admit(request) is None:
+            edge.refuse_busy(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release(request)
 
 
 class HubServer:
@@ -171,6 +203,10 @@ class HubServer:
             raise HubConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.httpd.hub = self
         self.hosts = AllowedHosts.of(str(self.httpd.server_address[0]), int(self.httpd.server_address[1]), public)
+        self.httpd.connections = edge.Connections(self.limits.max_connections)
+        self.httpd.backoff = edge.AcceptBackoff(self.log_line)
+        self.memory = edge.MemoryBudget(self.limits.body_memory, self.limits.memory_wait_seconds)
+        """Body bytes held in memory at once, across requests."""
         self._thread: threading.Thread | None = None
 
     @property
@@ -252,10 +288,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._expect_continue = True  # "100 Continue" goes out only when the body is about to be read
         return True
 
+    def setup(self) -> None:
+        super().setup()
+        connections = self.hub.httpd.connections
+        self._slot = connections.slot(self.connection)
+        self.rfile = edge.reader(connections, self._slot, self.hub.limits, self.timeout)
+
     def handle_one_request(self) -> None:
         self._expect_continue = False
+        self.command, self.path, self.request_version = None, "", "HTTP/1.1"  # type: ignore[assignment]
+        self.hub.httpd.connections.wait_for_request(self._slot, self.hub.limits)
         try:
             super().handle_one_request()
+        except edge.DeadlinePassed:
+            self.close_connection = True
+            if self._slot.phase == edge.HEADERS:
+                with contextlib.suppress(OSError):
+                    self.send_error(408, "The request's headers did not arrive in time")
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception as exc:  # a bug outside _handle: close, log one line, no traceback
@@ -288,8 +337,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._token = ""
         self._body = Body(self.rfile, 0, None)
         route = "unknown"
+        connections, limits = self.hub.httpd.connections, self.hub.limits
+        if not connections.busy(self._slot, limits, 0):
+            self.close_connection = True  # closed to make room while its headers were still arriving
+            return
         try:
             declared = self._framing(method)
+            connections.busy(self._slot, limits, declared)
             self._body = Body(self.rfile, declared, self._send_continue if self._expect_continue else None)
             split = urlsplit(self.path)
             self.query = parse_query(split.query)
@@ -308,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except HubError as error:
             response = refusal(error)
-        except TimeoutError:
+        except (TimeoutError, edge.DeadlinePassed):
             self.close_connection = True
             response = Response(408, {"error": "Request timeout"}, reason="the client stopped sending")
         except ConnectionError:
@@ -415,7 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
         if response.file is None:
             self.wfile.write(payload)
             return
-        with response.file.open("rb") as handle:
+        with os.fdopen(self.hub.store.open_file(response.file), "rb") as handle:
             handle.seek(response.offset)
             left = response.length
             while left > 0 and (block := handle.read(min(1 << 20, left))):
@@ -507,7 +561,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- bodies --------------------------------------------------------------------------------
     def _json(self) -> dict[str, Any]:
-        return parse_json(self._body.read_all(), "request body")
+        with self.hub.memory.hold(self._body.remaining):
+            return parse_json(self._body.read_all(), "request body")
+
+    def _commit_body(self, stack: contextlib.ExitStack) -> tuple[dict[str, Any], list[Operation]]:
+        """The commit's header and operations; a large body, and the files in it, wait in spool files, not memory."""
+        limits = self.hub.limits
+        if self._body.remaining <= limits.spool_body:
+            with self.hub.memory.hold(self._body.remaining):
+                return parse_commit(io.BytesIO(self._body.read_all()), limits)
+        body = stack.enter_context(self.hub.store.spool())
+        self._body.spool_into(body)
+        blobs = stack.enter_context(self.hub.store.spool())
+        with self.hub.memory.hold(commit_line_limit(limits)), body.reader() as lines:
+            return parse_commit(lines, limits, blobs)
 
     # -- routing -------------------------------------------------------------------------------
     def _route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
@@ -883,7 +950,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _paths_info(self, repo: Repo, revision: str) -> Response:
         self._readable(repo)
-        form = parse_form(self._body.read_all(), "The paths-info body", self.hub.limits.max_items)
+        with self.hub.memory.hold(self._body.remaining):
+            form = parse_form(self._body.read_all(), "The paths-info body", self.hub.limits.max_items)
         tree = self.hub.store.tree(repo, self.hub.store.resolve(repo, revision))
         return ok([self._tree_item(path, tree[path]) for path in form.get("paths", []) if path in tree])
 
@@ -1035,16 +1103,17 @@ class _Handler(BaseHTTPRequestHandler):
         if "create_pr" in self.query:
             raise HubError(400, "pull requests are not supported by the embedded Hub")
         self.hub.store.meta(repo)
-        header, operations = parse_commit(self._body.read_all(), self.hub.limits)
-        change = NewCommit(
-            revision,
-            tuple(operations),
-            title=header["summary"],
-            message=header["description"],
-            author=identity.name,
-            parent_commit=header.get("parentCommit"),
-        )
-        sha = self.hub.store.commit(repo, change)
+        with contextlib.ExitStack() as spools:
+            header, operations = self._commit_body(spools)
+            change = NewCommit(
+                revision,
+                tuple(operations),
+                title=header["summary"],
+                message=header["description"],
+                author=identity.name,
+                parent_commit=header.get("parentCommit"),
+            )
+            sha = self.hub.store.commit(repo, change)
         return ok(
             {
                 "success": True,

@@ -14,10 +14,13 @@ Layout (store layout 2):
 
 Every write lands by rename while the lock is held; a repo appears and disappears in one rename.
 Each LFS object belongs to one repo: knowing a sha256 never lets another repo link it.
+The store is its owner's alone: folders 0700, files 0600 (a store found looser is tightened at open).
+No read follows a symbolic link: a link anywhere below the root is refused, never read through.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import fnmatch
 import hashlib
@@ -26,13 +29,14 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import yaml
 
@@ -189,12 +193,24 @@ class Repo:
 
 
 @dataclass(frozen=True)
+class SpooledBlob:
+    """A regular file's content, kept in a spool file instead of memory."""
+
+    spool: Spool
+    offset: int
+    size: int
+    oid: str
+
+
+@dataclass(frozen=True)
 class Operation:
     kind: str  # "file", "lfsFile", "deletedFile", "deletedFolder"
     path: str
     content: bytes = b""
     sha256: str = ""
     size: int | None = None
+    blob: SpooledBlob | None = None
+    """A regular file's content when it waits in a spool file (large commits) instead of `content`."""
 
 
 @dataclass(frozen=True)
@@ -213,16 +229,63 @@ class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
+class Spool:
+    """A temporary file in the store's tmp/ that holds a large body or the files of a commit, instead of memory.
+
+    It is flock'ed while open, so a store opened meanwhile by another process leaves it alone; closing
+    removes it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def append(self, data: bytes) -> int:
+        """Write `data` at the end; its offset."""
+        offset = self.size
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self.size)
+            view = view[written:]
+            self.size += written
+        return offset
+
+    def keep(self, content: bytes) -> SpooledBlob:
+        return SpooledBlob(self, self.append(content), len(content), git_blob_sha1(content))
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fd, size, offset)
+
+    @contextmanager
+    def reader(self) -> Iterator[BinaryIO]:
+        """The spool from its start, as a file to read (lines and all)."""
+        handle = os.fdopen(os.dup(self._fd), "rb")
+        try:
+            handle.seek(0)
+            yield handle
+        finally:
+            handle.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = -1
+
+
 class HubStore:
     """One folder of repos, safe to share between threads and between processes."""
 
     def __init__(self, root: Path) -> None:
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.root = root.resolve()
+            self._make_private()
             for folder in ("repos", "tmp"):
-                (self.root / folder).mkdir(exist_ok=True)
-            self._lock_fd: int | None = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                (self.root / folder).mkdir(exist_ok=True, mode=0o700)
+            self._lock_fd: int | None = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise HubConfigError(f"cannot open the Hub store at {root}: {exc}") from None
         self._thread_lock = threading.RLock()
@@ -254,11 +317,97 @@ class HubStore:
                 if self._depth == 0 and self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def _make_private(self) -> None:
+        """Root 0700; a store made before that (or by hand) has its folders made 0700 and its files 0600."""
+        if stat.S_IMODE(os.stat(self.root).st_mode) & 0o077 == 0:
+            return
+        os.chmod(self.root, 0o700)
+        for parent, folders, files in os.walk(self.root):
+            for name in folders + files:
+                path = os.path.join(parent, name)
+                with suppress(FileNotFoundError):
+                    mode = os.lstat(path).st_mode
+                    if stat.S_ISDIR(mode) and stat.S_IMODE(mode) & 0o077:
+                        os.chmod(path, 0o700)
+                    elif stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
+                        os.chmod(path, 0o600)
+
     # -- paths ---------------------------------------------------------------------------------
     def inside(self, path: Path) -> Path:
-        if not path.resolve().is_relative_to(self.root):
+        """`path`, once it is below the root with no symbolic link on the way (as far as it exists)."""
+        try:
+            parts = path.relative_to(self.root).parts
+        except ValueError:
+            raise HubError(400, "Invalid path: it leads outside the Hub's store") from None
+        if ".." in parts:
             raise HubError(400, "Invalid path: it leads outside the Hub's store")
+        current = self.root
+        for part in parts:
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if stat.S_ISLNK(mode):
+                raise _link_found()
         return path
+
+    def open_file(self, path: Path) -> int:
+        """A descriptor of a regular file below the root, opened without following a symbolic link on the way."""
+        parts = self.inside(path).relative_to(self.root).parts
+        if not parts:
+            raise HubError(400, "Invalid path: it names the Hub's store itself")
+        folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+                os.close(folder)
+                folder = inner
+            handle = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _link_found() from None
+            raise
+        finally:
+            os.close(folder)
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise _link_found()
+        os.set_blocking(handle, True)
+        return handle
+
+    def read_file(self, path: Path) -> bytes:
+        with os.fdopen(self.open_file(path), "rb") as handle:
+            return handle.read()
+
+    def read_json(self, path: Path) -> Any:
+        return json.loads(self.read_file(path).decode("utf-8"))
+
+    def _regular_size(self, path: Path) -> int | None:
+        """The size of a regular file below the root; None when it is missing (or is not one)."""
+        try:
+            info = os.lstat(self.inside(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+    def make_folder(self, path: Path) -> Path:
+        """`path` and the folders above it up to the root, each made 0700 where it is missing."""
+        current = self.root
+        for part in self.inside(path).relative_to(self.root).parts:
+            current = current / part
+            with suppress(FileExistsError):
+                current.mkdir(mode=0o700)
+        return self.inside(path)
+
+    @contextmanager
+    def spool(self) -> Iterator[Spool]:
+        """A temporary file in tmp/ for what would not fit in memory; removed when the block ends."""
+        spool = Spool(self._temporary("spool"))
+        try:
+            yield spool
+        finally:
+            spool.close()
 
     def repo_dir(self, repo: Repo) -> Path:
         checked = Repo.checked(repo.type, repo.namespace, repo.name)
@@ -274,12 +423,15 @@ class HubStore:
     def repos(self, kind: str) -> list[Repo]:
         """Every repo of one type, by its folder; a folder whose name breaks the Hub's rules holds no repo."""
         found = []
-        for meta in sorted((self.root / "repos" / f"{validation.repo_type(kind)}s").glob("*/*/meta.json")):
-            try:
-                found.append(Repo.checked(kind, meta.parent.parent.name, meta.parent.name))
-            except HubError:
-                continue
-        return found
+        for namespace in subfolders(self.root / "repos" / f"{validation.repo_type(kind)}s"):
+            for folder in subfolders(namespace):
+                if self._regular_size(folder / "meta.json") is None:
+                    continue
+                try:
+                    found.append(Repo.checked(kind, namespace.name, folder.name))
+                except HubError:
+                    continue
+        return sorted(found, key=lambda repo: (repo.namespace, repo.name))
 
     def storage(self, repo: Repo) -> int:
         """Bytes the repo's objects take: every blob and LFS object it holds, in any commit."""
@@ -291,12 +443,12 @@ class HubStore:
         return total
 
     def exists(self, repo: Repo) -> bool:
-        return (self.repo_dir(repo) / "meta.json").is_file()
+        return self._regular_size(self.repo_dir(repo) / "meta.json") is not None
 
     def meta(self, repo: Repo) -> dict[str, Any]:
         try:
-            meta: dict[str, Any] = json.loads((self.repo_dir(repo) / "meta.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            meta: dict[str, Any] = self.read_json(self.repo_dir(repo) / "meta.json")
+        except (FileNotFoundError, NotADirectoryError):
             raise HubError(404, f"Repository Not Found: {repo.id}", "RepoNotFound") from None
         return meta
 
@@ -310,14 +462,15 @@ class HubStore:
                 # A repo half-made by a hubpub whose creation was not yet atomic.
                 self._discard(folder)
             staging = self._temporary("repo")
+            staging.mkdir(mode=0o700)
             for part in ("commits", "blobs", "lfs"):
-                (staging / part).mkdir(parents=True)
+                (staging / part).mkdir(mode=0o700)
             self.write_json(staging / "refs.json", {"branches": {}, "tags": {}})
             self.write_json(staging / "meta.json", {"private": private, "createdAt": now_iso()})
             gitattributes = Operation("file", ".gitattributes", DEFAULT_GITATTRIBUTES.encode())
             initial = NewCommit("main", (gitattributes,), title="initial commit", message="", author=author)
             self._commit_in(staging, initial, create_branch=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            self.make_folder(folder.parent)
             os.rename(staging, folder)
             return True
 
@@ -335,13 +488,13 @@ class HubStore:
     # -- refs and commits ----------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
         self.meta(repo)
-        return _read_refs(self.repo_dir(repo))
+        return self._read_refs(self.repo_dir(repo))
 
     def resolve(self, repo: Repo, revision: str) -> str:
         """The commit sha a full commit id, branch, tag or unique prefix (7+ hex digits) names; 404 otherwise."""
         refs = self.refs(repo)
         commits = self.repo_dir(repo) / "commits"
-        if _FULL_SHA.fullmatch(revision) and (commits / f"{revision}.json").is_file():
+        if _FULL_SHA.fullmatch(revision) and self._regular_size(commits / f"{revision}.json") is not None:
             return revision
         branch = revision.removeprefix("refs/heads/")
         if branch in refs["branches"]:
@@ -357,7 +510,7 @@ class HubStore:
 
     def read_commit(self, repo: Repo, sha: str) -> dict[str, Any]:
         path = self.repo_dir(repo) / "commits" / f"{validation.commit_id(sha)}.json"
-        commit: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        commit: dict[str, Any] = self.read_json(path)
         return commit
 
     def tree(self, repo: Repo, sha: str) -> dict[str, Entry]:
@@ -381,7 +534,7 @@ class HubStore:
             return self._commit_in(self.repo_dir(repo), change)
 
     def _commit_in(self, folder: Path, change: NewCommit, *, create_branch: bool = False) -> str:
-        refs = _read_refs(folder)
+        refs = self._read_refs(folder)
         head = refs["branches"].get(change.branch)
         if head is None and not create_branch:
             raise HubError(404, f"Invalid rev id: {validation.shown(change.branch)}", "RevisionNotFound")
@@ -389,14 +542,14 @@ class HubStore:
             raise HubError(412, "A commit has happened since. Please refresh and try again.")
         tree: dict[str, Any] = {}
         if head:
-            tree = json.loads((folder / "commits" / f"{head}.json").read_text(encoding="utf-8"))["tree"]
-        new_blobs: dict[str, bytes] = {}
+            tree = self.read_json(folder / "commits" / f"{head}.json")["tree"]
+        new_blobs: dict[str, bytes | SpooledBlob] = {}
         for operation in change.operations:
             self._apply(folder, tree, operation, new_blobs)
         validation.tree_shape(tree)
         for oid, content in new_blobs.items():
             blob = folder / "blobs" / oid
-            if not blob.is_file():
+            if self._regular_size(blob) is None:
                 self._write_bytes(blob, content)
         body = {
             "parent": head,
@@ -412,16 +565,20 @@ class HubStore:
         self.write_json(folder / "refs.json", refs)
         return sha
 
-    def _apply(self, folder: Path, tree: dict[str, Any], operation: Operation, new_blobs: dict[str, bytes]) -> None:
-        if operation.kind == "file":
+    def _apply(
+        self, folder: Path, tree: dict[str, Any], operation: Operation, new_blobs: dict[str, bytes | SpooledBlob]
+    ) -> None:
+        if operation.kind == "file" and operation.blob is not None:
+            new_blobs[operation.blob.oid] = operation.blob
+            tree[operation.path] = {"oid": operation.blob.oid, "size": operation.blob.size}
+        elif operation.kind == "file":
             oid = git_blob_sha1(operation.content)
             new_blobs[oid] = operation.content
             tree[operation.path] = {"oid": oid, "size": len(operation.content)}
         elif operation.kind == "lfsFile":
-            stored = self._lfs_file(folder, operation.sha256)
-            if not stored.is_file():
+            size = self._regular_size(self._lfs_file(folder, operation.sha256))
+            if size is None:
                 raise HubError(422, f"LFS object {operation.sha256} of {operation.path} was not uploaded to this repo")
-            size = stored.stat().st_size
             if operation.size is not None and operation.size != size:
                 raise HubError(400, f"LFS object {operation.sha256} has {size} bytes, not {operation.size}")
             pointer = lfs_pointer(operation.sha256, size)
@@ -454,10 +611,13 @@ class HubStore:
                 table[name] = sha
             self.write_json(self.repo_dir(repo) / "refs.json", refs)
 
+    def _read_refs(self, folder: Path) -> dict[str, dict[str, str]]:
+        refs: dict[str, dict[str, str]] = self.read_json(folder / "refs.json")
+        return refs
+
     # -- content -------------------------------------------------------------------------------
     def has_lfs(self, repo: Repo, sha256: str, size: int) -> bool:
-        stored = self._lfs_file(self.repo_dir(repo), sha256)
-        return stored.is_file() and stored.stat().st_size == size
+        return self._regular_size(self._lfs_file(self.repo_dir(repo), sha256)) == size
 
     def store_lfs(self, repo: Repo, sha256: str, size: int, body: Readable) -> None:
         """Receive an LFS object for one repo; it lands only when its size and sha256 match.
@@ -471,7 +631,8 @@ class HubStore:
         digest = hashlib.sha256()
         received = 0
         try:
-            with partial.open("xb") as handle:
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 while received < size:
                     block = body.read(min(1 << 20, size - received))
@@ -492,6 +653,7 @@ class HubStore:
             partial.unlink(missing_ok=True)
 
     def open_entry(self, repo: Repo, entry: Entry) -> Path:
+        """Where the entry's bytes lie; open it with `open_file` (or read it with `read_file`), never directly."""
         folder = self.repo_dir(repo)
         if entry.lfs_sha256:
             return self._lfs_file(folder, entry.lfs_sha256)
@@ -503,7 +665,7 @@ class HubStore:
         entry = self.tree(repo, sha).get(".gitattributes")
         if entry is None:
             return []
-        text = self.open_entry(repo, entry).read_text(encoding="utf-8", errors="replace")
+        text = self.read_file(self.open_entry(repo, entry)).decode("utf-8", errors="replace")
         return [line.split()[0] for line in text.splitlines() if "filter=lfs" in line and line.split()]
 
     def wants_lfs(self, patterns: list[str], path: str, size: int, sample: bytes) -> bool:
@@ -514,21 +676,21 @@ class HubStore:
     # -- upkeep --------------------------------------------------------------------------------
     def _upgrade_layout(self) -> None:
         marker = self.root / "store.json"
-        if marker.is_file():
-            layout = json.loads(marker.read_text(encoding="utf-8")).get("layout")
+        if self._regular_size(marker) is not None:
+            layout = self.read_json(marker).get("layout")
             if not isinstance(layout, int) or layout > LAYOUT:
                 raise HubConfigError(f"{self.root} holds a Hub store of layout {layout!r}, newer than this hubpub's")
         legacy = self.root / "lfs"
         if legacy.is_dir():
             self._move_shared_lfs_objects_into_repos(legacy)
-        if not marker.is_file():
+        if self._regular_size(marker) is None:
             self.write_json(marker, {"layout": LAYOUT})
 
     def _move_shared_lfs_objects_into_repos(self, legacy: Path) -> None:
         """Layout 1 shared `lfs/<sha256>` between all repos: give each repo the objects its history names."""
         for meta in (self.root / "repos").glob("*/*/*/meta.json"):
             folder = meta.parent
-            (folder / "lfs").mkdir(exist_ok=True)
+            (folder / "lfs").mkdir(exist_ok=True, mode=0o700)
             for commit in (folder / "commits").glob("*.json"):
                 for entry in json.loads(commit.read_text(encoding="utf-8"))["tree"].values():
                     sha256 = entry.get("lfs")
@@ -565,10 +727,8 @@ class HubStore:
 
     def _load_signing_key(self) -> bytes:
         path = self.root / "signing-key"
-        if path.is_file():
-            key = path.read_bytes()
-            if len(key) == 32:
-                return key
+        if self._regular_size(path) == 32:
+            return self.read_file(path)
         key = secrets.token_bytes(32)
         partial = self._temporary("key")
         handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -588,10 +748,19 @@ class HubStore:
     def write_json(self, path: Path, data: Any) -> None:
         self._write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
-    def _write_bytes(self, path: Path, content: bytes) -> None:
+    def _write_bytes(self, path: Path, content: bytes | SpooledBlob) -> None:
         partial = self._temporary("write")
-        partial.write_bytes(content)
-        os.replace(partial, path)
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                if isinstance(content, bytes):
+                    file.write(content)
+                else:
+                    for start in range(0, content.size, 1 << 20):
+                        file.write(content.spool.read_at(content.offset + start, min(1 << 20, content.size - start)))
+            os.replace(partial, self.inside(path))
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -599,6 +768,14 @@ _SHA_PREFIX = re.compile(r"[0-9a-f]{7,39}")
 _LFS_OID = re.compile(r"[0-9a-f]{64}")
 
 
-def _read_refs(folder: Path) -> dict[str, dict[str, str]]:
-    refs: dict[str, dict[str, str]] = json.loads((folder / "refs.json").read_text(encoding="utf-8"))
-    return refs
+def _link_found() -> HubError:
+    return HubError(500, "The Hub store holds a symbolic link or a special file where a file should be; not followed")
+
+
+def subfolders(parent: Path) -> list[Path]:
+    """The folders in `parent` that are folders themselves, not links to one."""
+    try:
+        with os.scandir(parent) as entries:
+            return sorted(Path(entry.path) for entry in entries if entry.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []

@@ -12,12 +12,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs
 
 from hubpub.hub import validation
 from hubpub.hub.errors import HubError
-from hubpub.hub.store import Operation
+from hubpub.hub.store import Operation, Spool
 
 _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 LARGE_JSON_ROUTES = frozenset({"preupload", "paths_info", "validate_yaml", "lfs_batch"})
@@ -45,6 +45,21 @@ class Limits:
     """After a refusal that closes the connection, how long unread bytes are still read away (and dropped),
     so that the client, still sending, gets the answer instead of a reset."""
     socket_timeout: float = 60.0
+    """The longest one read from a client may wait; the deadlines below bound the whole request."""
+    keep_alive_seconds: float = 30.0
+    """How long an open connection may wait for its next request before it is closed."""
+    header_seconds: float = 20.0
+    """From a request's first byte, how long its request line and headers may take to arrive."""
+    body_seconds: float = 30.0
+    body_min_rate: int = 64 << 10
+    """A body's deadline: `body_seconds` plus its declared size at this many bytes a second (408 after it)."""
+    max_connections: int = 128
+    """Connections served at once; past it, the one waiting longest for a request is closed (a 503 when none)."""
+    spool_body: int = 1 << 20
+    """Commit bodies over this many bytes go to a file in the store's tmp/, not to memory."""
+    body_memory: int = 256 << 20
+    """Body bytes held in memory at once, across all requests; past it, a request waits, then gets a 503."""
+    memory_wait_seconds: float = 5.0
     max_items: int = 10_000
     list_page: int = 1000
     """The most repos one page of `GET /api/models` (datasets, spaces) holds; the Hub's own page size."""
@@ -80,6 +95,8 @@ def ok(body: Any, headers: dict[str, str] | None = None) -> Response:
 
 def refusal(error: HubError) -> Response:
     headers = {"X-Error-Message": error.message, **({"X-Error-Code": error.code} if error.code else {})}
+    if error.status == 503:
+        headers["Retry-After"] = "1"
     return Response(error.status, {"error": error.message, **error.extra}, headers, reason=error.message)
 
 
@@ -130,6 +147,14 @@ class Body:
                 raise HubError(400, f"The request body was cut short: {self.consumed} of {self.length} bytes arrived")
             parts.append(chunk)
         return b"".join(parts)
+
+    def spool_into(self, spool: Spool) -> None:
+        """The whole body into a file instead of memory, a block at a time."""
+        while self.remaining > 0:
+            chunk = self.read(1 << 20)
+            if not chunk:
+                raise HubError(400, f"The request body was cut short: {self.consumed} of {self.length} bytes arrived")
+            spool.append(chunk)
 
     def discard(self, budget: int) -> None:
         while self.remaining > 0 and budget > 0:
@@ -190,25 +215,32 @@ def decode_base64(value: object, what: str) -> bytes:
         raise HubError(400, f"{what} is not valid base64") from None
 
 
-def parse_commit(raw: bytes, limits: Limits) -> tuple[dict[str, Any], list[Operation]]:
-    """The NDJSON commit body: a header line first, then one line per operation; any doubt is a 400."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HubError(400, "The commit body is not UTF-8") from None
+def parse_commit(body: BinaryIO, limits: Limits, blobs: Spool | None = None) -> tuple[dict[str, Any], list[Operation]]:
+    """The NDJSON commit body, read line by line: a header line first, then one line per operation; any doubt
+    is a 400. With `blobs`, the files' contents go there instead of staying in memory."""
     header: dict[str, Any] | None = None
     operations: list[Operation] = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    longest = commit_line_limit(limits)
+    number = 0
+    while raw := body.readline(longest + 1):
+        number += 1
+        if len(raw) > longest and not raw.endswith(b"\n"):
+            raise HubError(400, f"commit line {number} is over {longest} bytes")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HubError(400, "The commit body is not UTF-8") from None
         if not line.strip():
             continue
-        item = parse_json(line.encode("utf-8"), f"commit line {number}")
+        item = parse_json(raw, f"commit line {number}")
+        del raw, line
         key, value = item.get("key"), validation.mapping(item.get("value"), f"commit line {number}'s value")
         if (key == "header") != (header is None):
             raise HubError(400, f"commit line {number}: the header comes first, and only once")
         if key == "header":
             header = _commit_header(value)
         elif key == "file":
-            operations.append(_regular_file(value, limits))
+            operations.append(_regular_file(value, limits, blobs))
         elif key == "lfsFile":
             path = validation.file_path(value.get("path"))
             if value.get("algo", "sha256") != "sha256":
@@ -226,6 +258,11 @@ def parse_commit(raw: bytes, limits: Limits) -> tuple[dict[str, Any], list[Opera
     return header, operations
 
 
+def commit_line_limit(limits: Limits) -> int:
+    """The longest line a commit body may hold: a regular file's base64, even with every `/` escaped."""
+    return limits.regular_file * 8 // 3 + (2 << 20)
+
+
 def _commit_header(value: dict[str, Any]) -> dict[str, Any]:
     header: dict[str, Any] = {
         "summary": validation.text(value.get("summary", ""), "summary"),
@@ -236,11 +273,13 @@ def _commit_header(value: dict[str, Any]) -> dict[str, Any]:
     return header
 
 
-def _regular_file(value: dict[str, Any], limits: Limits) -> Operation:
+def _regular_file(value: dict[str, Any], limits: Limits, blobs: Spool | None) -> Operation:
     path = validation.file_path(value.get("path"))
     if value.get("encoding", "base64") != "base64":
         raise HubError(400, f"{validation.shown(path)}: file content must be base64")
     content = decode_base64(value.get("content"), f"the content of {validation.shown(path)}")
     if len(content) > limits.regular_file:
         raise HubError(400, f"{validation.shown(path)} is over {limits.regular_file} bytes: upload it through LFS")
-    return Operation("file", path, content)
+    if blobs is None:
+        return Operation("file", path, content)
+    return Operation("file", path, blob=blobs.keep(content))

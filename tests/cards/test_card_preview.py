@@ -62,7 +62,7 @@ def test_the_preview_shows_each_staged_card_as_the_hub_would_marked_unpublished(
     assert "<th>Property</th>" in page and '<section id="evaluation">' in page and "demo_capitals" in page
     assert f'<a href="/{W8A8}">{W8A8}</a>' in page, "a staged sibling's link stays on the preview"
     assert 'model.safetensors</td><td class="align-right">1.5 kB</td>' in page
-    assert f"{release_dir(workdir, load_spec(spec).select('W4A16')[0]) / 'staged'}" in page
+    assert "Staged in <code>releases/demo__SmolLM2-135M-Instruct-W4A16/staged</code> of the workdir" in page
     assert "/resolve/main/" not in page, "staged files are listed, not served"
 
 
@@ -98,3 +98,50 @@ def test_preview_of_a_release_that_was_not_staged_says_what_to_run(
     assert code == 3 and f"{W4A16} has no staged release" in err and "run `hubpub release` first" in err
     code, _, err = run_cli(["card", str(spec), "--workdir", str(workdir), "--preview", "-o", "x.md"], capsys)
     assert code == 2 and "--preview" in err
+
+
+def test_the_preview_pages_show_no_absolute_path_of_this_machine(tmp_path: Path) -> None:
+    spec, workdir = stage_demo_family(tmp_path)
+    with api.preview([spec], workdir=workdir) as server:
+        pages = [get(server.pages_url), get(f"{server.url}/{W4A16}"), get(f"{server.url}/{W8A8}")]
+    staged = release_dir(workdir, load_spec(spec).select("W4A16")[0]) / "staged"
+    for status, page in pages:
+        assert status == 200
+        assert str(tmp_path) not in page and str(staged) not in page and str(Path.home()) not in page
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("0.0.0.0", True),
+        ("::", True),
+        ("192.168.1.5", True),
+        ("127.0.0.1", False),
+        ("localhost", False),
+        ("::1", False),
+    ],
+)
+def test_a_preview_beyond_loopback_warns_that_it_shows_private_cards_to_anyone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, host: str, warned: bool
+) -> None:
+    """The CLI's decision, on a real preview server; that server binds 127.0.0.1 whatever --host says, since a
+    test listens on nothing beyond loopback, and stops at once as if interrupted."""
+    from hubpub.hub.server import HubServer
+
+    spec, workdir = stage_demo_family(tmp_path, variants=("W8A8",))
+    real_preview = api.preview
+    asked: list[str] = []
+
+    def preview_on_loopback(*args: object, host: str, **kwargs: object) -> HubServer:
+        asked.append(host)
+        return real_preview(*args, host="127.0.0.1", **kwargs)  # type: ignore[arg-type]
+
+    def interrupted(self: HubServer) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "preview", preview_on_loopback)
+    monkeypatch.setattr(HubServer, "serve_forever", interrupted)
+    command = ["card", str(spec), "--variant", "W8A8", "--workdir", str(workdir), "--preview", "--port", "0"]
+    code, out, err = run_cli([*command, "--host", host], capsys)
+    assert code == 130 and asked == [host] and "previewing staged releases" in out
+    assert ("warning: the preview listens on" in err and "private ones included" in err) is warned, err
