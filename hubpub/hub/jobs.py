@@ -190,9 +190,7 @@ class Jobs:
             return
         check_box()
         self._held = _hold(self.store_root / "jobs.lock")
-        if self.root.exists():
-            shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     # -- who sees what -------------------------------------------------------------------------
     def _find(self, identity: Identity, namespace: str, job_id: str) -> Job:

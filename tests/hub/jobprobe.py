@@ -7,6 +7,7 @@ environment, and tries to unmount the masks it was given with --umount.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import sys
@@ -47,6 +48,7 @@ def main() -> None:
         "cwd": os.getcwd(),
         "pid": os.getpid(),
         "sys_path": sys.path,
+        "hubpub": importlib.util.find_spec("hubpub").origin,  # type: ignore[union-attr]
         "no_new_privs": no_new_privs,
     }
     print(json.dumps(report))

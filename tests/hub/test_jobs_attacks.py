@@ -22,6 +22,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError
 
+import hubpub
 from hubpub.hub import BUNDLE_MAX_BYTES, BUNDLE_MAX_FILES, HubConfigError, HubServer, JobLimits, encode_spec_bundle
 from hubpub.hub import jobs as jobs_module
 from hubpub.hub.jobs import Job, box_command
@@ -339,3 +340,5 @@ def test_the_box_hides_the_store_the_tokens_and_the_server(tmp_path: Path, monke
     made |= {"HF_TOKEN", "HF_HUB_DISABLE_XET", "HUBPUB_JOB_CONFINED"}
     assert set(report["environ"]) <= allowed | made
     assert not any(entry.startswith(str(job.folder)) for entry in report["sys_path"])
+    # The job runs the server's own hubpub, wherever it was imported from.
+    assert report["hubpub"] == str(Path(hubpub.__file__).resolve())
