@@ -1,5 +1,6 @@
 """The box a job runs in: started by util-linux `unshare` in new user, mount and PID namespaces (with a fresh
-/proc), this script masks what the job must not read, then runs the job's module as its only child.
+/proc), this script masks what the job must not read, makes every other mount read-only but for the job's
+folder (and a fresh /dev/shm), then runs the job's module as its only child.
 
 It runs as a file (`python -I jobbox.py CONFIG`) and imports the standard library alone. CONFIG is JSON:
 `store` (masked by an empty tmpfs, with the job's own `folder` bound back at its path), `masks` (folders
@@ -22,14 +23,17 @@ import signal
 import sys
 from typing import Any
 
-MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
-MS_REMOUNT = 32
 MS_BIND = 4096
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 PR_SET_NO_NEW_PRIVS = 38
+SYS_MOUNT_SETATTR = 442
+"""The same number on x86-64 and arm64 (the generic syscall table)."""
+MOUNT_ATTR_RDONLY = 1
+AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -44,32 +48,41 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
     _check(_libc.mount(source.encode(), target.encode(), kind, flags, options), f"mount {target}")
 
 
-def _mask(path: str, tmpfs: list[str]) -> None:
+def _mask(path: str) -> None:
     if os.path.isdir(path):
         _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-        tmpfs.append(path)
     elif os.path.lexists(path):
         _mount("/dev/null", path, None, MS_BIND)
 
 
 def box(config: dict[str, Any]) -> None:
-    """Mask, bind the job's folder back, lock the mounts (see the module's docstring)."""
+    """Mask, make the rest read-only, bind the job's folder back, lock the mounts (see the module's docstring)."""
     folder = config["folder"]
     handle = os.open(folder, os.O_PATH | os.O_DIRECTORY)
-    tmpfs: list[str] = []
     for path in [*config["masks"], config["store"]]:
-        _mask(path, tmpfs)
+        _mask(path)
     os.makedirs(folder, exist_ok=True)
+    _set_mount_attributes("/", MOUNT_ATTR_RDONLY, 0, recursive=True)
+    _set_mount_attributes("/proc", 0, MOUNT_ATTR_RDONLY)  # the nested user namespace's maps are written there
+    if os.path.isdir("/dev/shm"):
+        _mount("none", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     _mount(f"/proc/self/fd/{handle}", folder, None, MS_BIND)
     os.close(handle)
-    for path in tmpfs:
-        _mount("none", path, "tmpfs", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    _set_mount_attributes(folder, 0, MOUNT_ATTR_RDONLY)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare")
     for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
         with open(f"/proc/self/{name}", "w") as handle_file:
             handle_file.write(text)
     os.chdir(folder)
+
+
+def _set_mount_attributes(path: str, set_flags: int, clear_flags: int, *, recursive: bool = False) -> None:
+    """mount_setattr(2) (Linux 5.12): read-only on or off for the mount at `path`, or every mount under it."""
+    attributes = (ctypes.c_uint64 * 4)(set_flags, clear_flags, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    result = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), flags, ctypes.byref(attributes), 32)
+    _check(result, f"mount_setattr {path}")
 
 
 def run(config: dict[str, Any]) -> int:

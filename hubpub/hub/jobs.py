@@ -14,7 +14,7 @@ server decides everything the job gets:
   job's folder, HF_ENDPOINT this server, HF_TOKEN a token minted for the job's namespace that ends with
   the job; the client may send the spec bundle and the HF_TOKEN secret only (whose value is never used);
 - the box (jobbox.py): new user, mount and PID namespaces, the store masked but for the job's own folder,
-  the tokens file and the server user's Hugging Face token masked, a /proc of its own.
+  the tokens file and the server user's Hugging Face token masked, the rest read-only, a /proc of its own.
 Each job runs in its own folder under the store (`jobs/<namespace>/<id>/`); cancel and timeout kill it.
 The log is stdout and stderr merged, served as the Hub serves it: server-sent events, one
 `data: {"data": line, "timestamp": …}` per line, held open until the job ends.

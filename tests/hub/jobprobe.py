@@ -1,7 +1,8 @@
 """Run inside a job's box by tests/hub/test_jobs_attacks.py: tries what a job's code would try, prints JSON.
 
-Arguments: the paths to read. It also writes `written.txt` in its folder, reads every visible process's
-environment, and tries to unmount the masks it was given with --umount.
+Arguments: the paths to read, then after --umount the masks to unmount, then after --write the paths to
+write. It also writes `written.txt` in its folder, reads every visible process's environment and tries to
+make the root mount writable again.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ import sys
 
 
 def main() -> None:
-    reads = {}
-    umounts = {}
-    paths = sys.argv[1:]
-    if "--umount" in paths:
-        at = paths.index("--umount")
-        paths, masks = paths[:at], paths[at + 1 :]
-        libc = ctypes.CDLL(None, use_errno=True)
-        for mask in masks:
-            umounts[mask] = libc.umount2(mask.encode(), 2) == 0 or os.strerror(ctypes.get_errno())
+    reads, umounts, writes = {}, {}, {}
+    arguments = sys.argv[1:]
+    paths = arguments[: arguments.index("--umount")]
+    masks = arguments[arguments.index("--umount") + 1 : arguments.index("--write")]
+    libc = ctypes.CDLL(None, use_errno=True)
+    for mask in masks:
+        umounts[mask] = libc.umount2(mask.encode(), 2) == 0 or os.strerror(ctypes.get_errno())
+    writable = (ctypes.c_uint64 * 4)(0, 1, 0, 0)  # mount_setattr: clear MOUNT_ATTR_RDONLY, recursively
+    remount = libc.syscall(442, -100, b"/", 0x8000, ctypes.byref(writable), 32) == 0 or os.strerror(ctypes.get_errno())
+    for path in arguments[arguments.index("--write") + 1 :]:
+        try:
+            with open(path, "w") as handle:
+                handle.write("written from the box")
+            writes[path] = "written"
+        except OSError as error:
+            writes[path] = f"error: {error.strerror}"
     for path in paths:
         try:
             with open(path, "rb") as handle:
@@ -43,6 +51,8 @@ def main() -> None:
     report = {
         "reads": reads,
         "umounts": umounts,
+        "remount": remount,
+        "writes": writes,
         "environments": environments,
         "environ": dict(os.environ),
         "cwd": os.getcwd(),

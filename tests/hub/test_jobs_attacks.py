@@ -303,7 +303,9 @@ def test_the_box_hides_the_store_the_tokens_and_the_server(tmp_path: Path, monke
         job.token = "hf_job_token_for_the_probe"
         store = tmp_path / "store"
         reads = [str(store / "signing-key"), str(other / "private.txt"), str(tokens_file), str(hf_home / "token")]
+        writes = [str(tmp_path / "outside.txt"), str(Path(hubpub.__file__).parent / "planted.py"), "/dev/shm/x"]
         argv = [sys.executable, "-I", "-m", "tests.hub.jobprobe", *reads, "--umount", str(store), str(tokens_file)]
+        argv += ["--write", *writes]
         done = subprocess.run(
             box_command(store, job.folder, hub.jobs.hidden, argv),
             env=hub.jobs._environment(job),
@@ -323,6 +325,14 @@ def test_the_box_hides_the_store_the_tokens_and_the_server(tmp_path: Path, monke
         reads[3]: "error: No such file or directory",
     }
     assert set(report["umounts"].values()) == {"Invalid argument"}
+    # Outside its folder the machine is read-only, for good; /dev/shm is a fresh one of its own.
+    assert report["remount"] == "Operation not permitted"
+    assert report["writes"] == {
+        writes[0]: "error: Read-only file system",
+        writes[1]: "error: Read-only file system",
+        writes[2]: "written",
+    }
+    assert not (tmp_path / "outside.txt").exists() and not Path(writes[1]).exists() and not Path(writes[2]).exists()
     assert (job.folder / "written.txt").read_text() == "written from the box"
     assert report["cwd"] == str(job.folder.resolve())
     assert report["no_new_privs"] == "1"
