@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -291,7 +290,9 @@ def test_folders_left_by_an_earlier_run_are_removed_and_one_server_runs_a_stores
 def test_the_box_hides_the_store_the_tokens_and_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tokens_file = tmp_path / "tokens.yaml"
     tokens_file.write_text("tokens: []\n", encoding="utf-8")
-    hf_home = Path(os.environ["HF_HOME"])
+    hf_home = tmp_path / "hf-home"
+    hf_home.mkdir()
+    monkeypatch.setenv("HF_HOME", str(hf_home))
     (hf_home / "token").write_text("hf_the_server_users_own_token", encoding="utf-8")
     monkeypatch.setenv("HUBPUB_SERVER_ONLY_SECRET", "server-secret-value")
     with jobs_hub(tmp_path / "store", hidden_from_jobs=[tokens_file]) as hub:
