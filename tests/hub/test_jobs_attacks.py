@@ -242,8 +242,13 @@ def test_a_timeout_over_the_limit_is_refused_and_a_job_past_its_own_is_stopped(t
             run(api, timeout="2h")
         hold_in_resolve(hub)
         job_id = run(api, RELEASE, timeout=3)
+        token = hub.jobs._jobs[job_id].token
+        assert token is not None and HfApi(endpoint=hub.url, token=token).whoami()["name"] == "alice"
         final = api.wait_for_job(job_id, timeout=60)
         assert (final.status.stage, final.status.message) == ("ERROR", "the job ran past its timeout of 3 s")
+        with pytest.raises(HfHubHTTPError) as expired:
+            HfApi(endpoint=hub.url, token=token).whoami()
+        assert expired.value.response.status_code == 401
 
 
 def test_finished_jobs_and_their_folders_are_pruned(tmp_path: Path) -> None:
