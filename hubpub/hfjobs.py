@@ -224,7 +224,7 @@ def run_release_jobs(
     """Submit one job per selected variant, stream their logs to `on_line`, wait, and return every outcome.
 
     Everything is checked before the first submission: each variant names a Jobs flavor, its spec bundle
-    fits one environment value, and a job elsewhere than this machine would find every path the spec names.
+    fits one environment value and the bundle limits, and the spec names no path outside its own folder.
     Raises JobsFailedError when any job does not complete; on KeyboardInterrupt the jobs started are canceled.
     """
     chosen = [(spec_file, release) for spec_file in spec_files for release in spec_file.select(variant)]

@@ -8,8 +8,9 @@ no GPU unless this machine has one. Because a token holder must not run anything
 server decides everything the job gets:
 - the command line: the argv must contain a `hubpub` word followed by one of LOCAL_COMMANDS, a spec path
   inside the spec bundle and a fixed set of options; the process is `python -I -m hubpub …` (isolated: no
-  PYTHON* variable, nothing of the job's folder on sys.path), no shell. What precedes that word (an
-  installer such as `uvx --from hubpub==X`) is ignored, like the image;
+  PYTHON* variable, nothing of the job's folder on sys.path), no shell. The box's launcher is that
+  isolated interpreter and runs the module as `-m` would, from the server's own hubpub (which need not be
+  the one installed). What precedes that word (`uvx --from hubpub==X`) is ignored, like the image;
 - the environment: a fresh one (JOB_ENV_PASSED machine settings at most), HOME and the caches inside the
   job's folder, HF_ENDPOINT this server, HF_TOKEN a token minted for the job's namespace that ends with
   the job; the client may send the spec bundle and the HF_TOKEN secret only (whose value is never used);
