@@ -335,7 +335,8 @@ class Jobs:
         timer.daemon = True
         timer.start()
         assert process.stdout is not None
-        for raw in process.stdout:
+        # A bounded read: a job that prints without newlines cannot make the server hold more than a line.
+        for raw in iter(lambda: process.stdout.readline(MAX_LINE_CHARS * 4), b""):  # type: ignore[union-attr]
             self._log(job, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
         code = process.wait()
         timer.cancel()
