@@ -417,7 +417,9 @@ def box_command(store: Path, folder: Path, hidden: Sequence[Path], argv: list[st
         "argv": argv[3:] if argv else [],
     }
     namespaces = ["--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
-    return [UNSHARE, *namespaces, sys.executable, "-I", str(Path(jobbox.__file__).resolve()), json.dumps(config)]
+    # -u: an isolated interpreter ignores PYTHONUNBUFFERED, and the log should come as it is written
+    launcher = [sys.executable, "-I", "-u", str(Path(jobbox.__file__).resolve())]
+    return [UNSHARE, *namespaces, *launcher, json.dumps(config)]
 
 
 def check_box() -> None:
