@@ -1,6 +1,7 @@
 """Run inside a job's box by tests/hub/test_jobs_attacks.py: tries what a job's code would try, prints JSON.
 
-Arguments: the paths to read, then after --umount the masks to unmount, then after --write the paths to
+With --print-then-wait it prints one line and sleeps (is its output read as it comes?). Otherwise, its
+arguments are the paths to read, then after --umount the masks to unmount, then after --write the paths to
 write. It also writes `written.txt` in its folder, reads every visible process's environment and tries to
 make the root mount writable again.
 """
@@ -12,9 +13,14 @@ import importlib.util
 import json
 import os
 import sys
+import time
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--print-then-wait"]:
+        print("first line")
+        time.sleep(60)
+        return
     reads, umounts, writes = {}, {}, {}
     arguments = sys.argv[1:]
     paths = arguments[: arguments.index("--umount")]

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -358,3 +361,18 @@ def test_the_box_hides_the_store_the_tokens_and_the_server(tmp_path: Path, monke
     assert not any(entry.startswith(str(job.folder)) for entry in report["sys_path"])
     # The job runs the server's own hubpub, wherever it was imported from.
     assert report["hubpub"] == str(Path(hubpub.__file__).resolve())
+
+
+def test_the_box_passes_output_on_as_it_is_written(tmp_path: Path) -> None:
+    folder = tmp_path / "store" / "jobs" / "alice" / "y"
+    folder.mkdir(parents=True)
+    argv = [sys.executable, "-I", "-m", "tests.hub.jobprobe", "--print-then-wait"]
+    command = box_command(tmp_path / "store", folder, (), argv)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, env={}, cwd=folder, start_new_session=True) as process:
+        try:
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], 20)
+            assert ready and process.stdout.readline() == b"first line\n"
+            assert process.poll() is None
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
