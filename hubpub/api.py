@@ -279,7 +279,7 @@ def release_on_jobs(
     spec_files = load_specs(paths)
     for spec_file in spec_files:
         spec_file.select(variant)
-    with open_target(hub, local_dir=hub_dir) as target:
+    with open_target(hub, local_dir=hub_dir, jobs=True) as target:
         return run_release_jobs(
             spec_files, variant, endpoint=target.endpoint, hub_label=target.label, token=target.token, on_line=on_line
         )

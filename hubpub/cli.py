@@ -94,10 +94,18 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+SPEC_BUNDLE_ENV = click.option(
+    "--spec-bundle-env", metavar="NAME", hidden=True, help="Inside a job: the spec comes from $NAME."
+)
+
+
 @cli.command()
 @SPEC_PATHS
-def validate(specs: tuple[Path, ...]) -> None:
+@SPEC_BUNDLE_ENV
+def validate(specs: tuple[Path, ...], spec_bundle_env: str | None) -> None:
     """Check release specs; print every problem at its file and line."""
+    if spec_bundle_env is not None:
+        specs = _from_bundle(spec_bundle_env, specs, api.DEFAULT_WORKDIR)
     loaded = api.load_specs(list(specs))
     out = console()
     for spec_file in loaded:
@@ -115,9 +123,14 @@ def validate(specs: tuple[Path, ...]) -> None:
 @VARIANT
 @AS_JSON
 @workdir_option("Work folder whose free disk the plan checks when the spec declares no runner.")
-def plan(specs: tuple[Path, ...], variant: str | None, as_json: bool, workdir: Path) -> None:
+@SPEC_BUNDLE_ENV
+def plan(
+    specs: tuple[Path, ...], variant: str | None, as_json: bool, workdir: Path, spec_bundle_env: str | None
+) -> None:
     """Show the effective release of each variant, its stages, what it would download and the resources (host
     RAM, GPU memory, disk) each stage needs on the spec's runner or this machine."""
+    if spec_bundle_env is not None:
+        specs = _from_bundle(spec_bundle_env, specs, workdir)
     plans = api.plan(list(specs), variant=variant, workdir=workdir)
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in plans], indent=2))
@@ -277,7 +290,7 @@ def update_options(command: Command) -> Command:
     help="Where each variant runs: here, or as a Hugging Face Job on the flavor its spec's `jobs:` names (with"
     " --hub local the embedded Hub runs the jobs as local subprocesses, its stand-in for Hugging Face's machines).",
 )
-@click.option("--spec-bundle-env", metavar="NAME", hidden=True, help="Inside a job: the spec comes from $NAME.")
+@SPEC_BUNDLE_ENV
 @AS_JSON
 def release(
     specs: tuple[Path, ...],
@@ -305,7 +318,7 @@ def release(
         _release_on_jobs(list(specs), variant=variant, hub=hub, hub_dir=hub_dir, as_json=as_json)
         return
     if spec_bundle_env is not None:
-        specs = tuple(api.unpack_spec_bundle(os.environ.get(spec_bundle_env), list(specs), workdir.parent / "job-spec"))
+        specs = _from_bundle(spec_bundle_env, specs, workdir)
     with ReleaseView(STAGE_ORDER, enabled=not as_json) as view, json_stdout(as_json):
         outcomes = api.release(
             list(specs),
@@ -329,6 +342,11 @@ def release(
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
         return
     _print_release_summary(outcomes, hub_dir)
+
+
+def _from_bundle(name: str, specs: tuple[Path, ...], workdir: Path) -> tuple[Path, ...]:
+    """Inside a job: the spec bundle in $NAME unpacked beside the work folder; `specs` are paths in it."""
+    return tuple(api.unpack_spec_bundle(os.environ.get(name), list(specs), workdir.parent / "job-spec"))
 
 
 def _capture() -> bool:
@@ -716,8 +734,22 @@ def hub() -> None:
     help="The URL browsers and clients use when it is not a loopback one (a reverse proxy's, https://hub.example.com):"
     " the login accepts it and links name it. Other names reach the API, but not the login.",
 )
+@click.option(
+    "--jobs",
+    "run_jobs",
+    is_flag=True,
+    help="Run Jobs (`release --on hf-jobs` against this Hub): each job runs hubpub on this machine, as this"
+    " server's user, boxed in its own folder (see the README). Off by default.",
+)
 def serve(
-    folder: Path, host: str, port: int, token: str | None, user: str, tokens_file: Path | None, public_url: str | None
+    folder: Path,
+    host: str,
+    port: int,
+    token: str | None,
+    user: str,
+    tokens_file: Path | None,
+    public_url: str | None,
+    run_jobs: bool,
 ) -> None:
     """Serve the embedded Hub and its web pages until interrupted; point HF_ENDPOINT at the printed URL.
 
@@ -752,12 +784,16 @@ def serve(
             port=port,
             log=lambda line: click.echo(line, err=True),
             public_url=public_url,
+            jobs=run_jobs,
+            hidden_from_jobs=[tokens_file] if tokens_file is not None else [],
         )
     except HubConfigError as error:
         raise UsageError(str(error)) from None
     click.echo(f"hubpub hub serving {folder} at {server.url}", err=False)
     click.echo(f"  export HF_ENDPOINT={server.url} HF_TOKEN=<the token> HF_HUB_DISABLE_XET=1", err=False)
     click.echo(f"  web pages: {server.pages_url} (log in there with the token to see private repos)")
+    if run_jobs:
+        click.echo("  jobs: on; each runs hubpub on this machine as this server's user, boxed in its own folder")
     if generated:
         click.echo(f"  token: {token}")
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -3,36 +3,32 @@ flavor its spec names, with the token as a job secret.
 
 The job needs the spec and the small files beside it (calibration data, lm-eval tasks, a card template),
 which do not exist on Hugging Face's machines: they travel as a spec bundle, compressed and base64-encoded,
-in one environment value (HUBPUB_SPEC_BUNDLE); the job unpacks it into its own folder and releases from
-there. A spec's local checkpoint folder (`source.path`) is not bundled (it is model weights): it becomes a
-link to the same path, which only a job on this machine (the embedded Hub's local stand-in) can follow.
+in one environment value (HUBPUB_SPEC_BUNDLE; its format and limits live in hubpub.hub.specbundle); the job
+unpacks it into its own folder and releases from there. A job reads the spec's folder alone, on any Hub:
+the base comes from the Hub, never from a local checkpoint folder (`source.path`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import os
 import shutil
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hubpub.errors import JobError, UsageError
+from hubpub.hub import BUNDLE_MAX_ENCODED, HubError, decode_spec_bundle, encode_spec_bundle
 from hubpub.spec import ReleaseSpec, SpecFile, is_local_dataset
 from hubpub.yamlsource import load_yaml
 
 logger = logging.getLogger(__name__)
 
 BUNDLE_ENV = "HUBPUB_SPEC_BUNDLE"
-MAX_BUNDLE_CHARS = 96 * 1024
+MAX_BUNDLE_CHARS = BUNDLE_MAX_ENCODED
 """One environment value: below Linux's limit of 128 KiB for a single environment string."""
 LAST_LINES = 25
 POLL_SECONDS = 2.0
@@ -92,64 +88,63 @@ class JobsFailedError(JobError):
 @dataclass(frozen=True)
 class SpecBundle:
     spec: str
-    """The spec file's path inside the bundle."""
+    """The spec file's path inside the bundle (relative to the spec's folder)."""
     files: dict[str, bytes]
-    links: dict[str, str]
-    """Paths inside the bundle that stand for a folder on this machine (absolute)."""
-    outside: tuple[str, ...]
-    """Paths the spec names absolutely, or links: what a job elsewhere than this machine cannot read."""
 
     def encoded(self) -> str:
-        document = {
-            "version": 1,
-            "spec": self.spec,
-            "files": {path: base64.b64encode(content).decode() for path, content in sorted(self.files.items())},
-            "links": dict(sorted(self.links.items())),
-        }
-        packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 9)
-        return base64.b64encode(packed).decode()
+        return encode_spec_bundle(self.spec, self.files)
 
 
 def bundle_spec(spec_file: SpecFile) -> SpecBundle:
-    """The spec file and the local files it names, laid out as they are here relative to their common folder."""
+    """The spec file and the local files it names, laid out as they are in the spec's folder.
+
+    A job reads nothing else, whichever Hub runs it: a path outside the spec's folder (absolute, climbing out
+    with '..', or a link that leads out; a local checkpoint's `source.path` too) is a UsageError.
+    """
     spec_path = Path(os.path.abspath(spec_file.path))
-    raw = _raw_paths(spec_path)
-    relative = {kind_path for kind_path in raw if not _absolute(kind_path[1])}
-    absolute = sorted(path for _, path in raw if _absolute(path))
-    lexical = {(kind, Path(os.path.normpath(spec_path.parent / path))) for kind, path in relative}
-    root = Path(os.path.commonpath([spec_path.parent, *(path for _, path in lexical)]))
-    files: dict[str, bytes] = {_inside(spec_path, root): spec_path.read_bytes()}
-    links: dict[str, str] = {}
-    for kind, path in sorted(lexical):
-        name = _inside(path, root)
-        if kind == "source":
-            links[name] = str(path.resolve())
-        elif path.is_dir():
-            for member in sorted(path.rglob("*")):
-                if member.is_file() and "__pycache__" not in member.parts:
-                    files[_inside(member, root)] = member.read_bytes()
-        elif path.is_file():
-            files[name] = path.read_bytes()
-    return SpecBundle(_inside(spec_path, root), files, links, (*absolute, *sorted(links)))
+    root = spec_path.parent
+    real_root = root.resolve()
+    files: dict[str, bytes] = {spec_path.name: spec_path.read_bytes()}
+    outside: list[str] = []
+    for written in sorted(_raw_paths(spec_path)):
+        path = Path(os.path.normpath(root / written))
+        if _absolute(written) or not _within(path, root) or not _within(path.resolve(), real_root):
+            outside.append(written)
+            continue
+        members = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for member in members:
+            if "__pycache__" in member.parts or not (member.is_file() or member.is_symlink()):
+                continue
+            if not _within(member.resolve(), real_root):
+                outside.append(str(member.relative_to(root)))
+            elif member.is_file():
+                files[member.relative_to(root).as_posix()] = member.read_bytes()
+    if outside:
+        raise UsageError(
+            f"{spec_file.path}: {', '.join(sorted(set(outside)))} is outside the spec's folder, which a job cannot"
+            " read (it gets the spec's folder alone): take the base from the Hub (drop `source`) and use relative"
+            " paths beside the spec"
+        )
+    return SpecBundle(spec_path.name, files)
 
 
-def _raw_paths(spec_path: Path) -> set[tuple[str, str]]:
-    """(kind, path as written) of every local path the spec's shared keys and variants name."""
+def _raw_paths(spec_path: Path) -> set[str]:
+    """Every local path the spec's shared keys and variants name, as written."""
     data = load_yaml(spec_path).data
     sections = [data, *(variant for variant in data.get("variants") or [] if isinstance(variant, dict))]
-    found: set[tuple[str, str]] = set()
+    found: set[str] = set()
     for section in sections:
         source, calibration = section.get("source"), section.get("calibration")
         card, evaluation = section.get("card"), section.get("evaluation")
         if isinstance(source, dict) and isinstance(source.get("path"), str):
-            found.add(("source", source["path"]))
+            found.add(source["path"])
         dataset = calibration.get("dataset") if isinstance(calibration, dict) else None
         if isinstance(dataset, str) and is_local_dataset(dataset):
-            found.add(("file", dataset))
+            found.add(dataset)
         if isinstance(card, dict) and isinstance(card.get("template"), str):
-            found.add(("file", card["template"]))
+            found.add(card["template"])
         if isinstance(evaluation, dict):
-            found.update(("folder", str(folder)) for folder in evaluation.get("include_path") or [])
+            found.update(str(folder) for folder in evaluation.get("include_path") or [])
     return found
 
 
@@ -157,41 +152,32 @@ def _absolute(path: str) -> bool:
     return path.startswith(("/", "~"))
 
 
-def _inside(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def unpack_bundle(encoded: str, folder: Path) -> Path:
-    """Write a spec bundle into `folder` (emptied first); returns the spec file's path there."""
+    """Write a spec bundle into `folder` (emptied first); returns the spec file's path there.
+
+    The bundle is checked as the embedded Hub checks it at submission (hubpub.hub's decode_spec_bundle:
+    sizes after decompression, the number of files, paths inside, links only to relative targets inside).
+    """
     try:
-        document = json.loads(zlib.decompress(base64.b64decode(encoded, validate=True)))
-        spec, files, links = document["spec"], document["files"], document["links"]
-    except (binascii.Error, ValueError, KeyError, TypeError, zlib.error):
-        raise UsageError(f"${BUNDLE_ENV} does not hold a hubpub spec bundle") from None
+        bundle = decode_spec_bundle(encoded)
+    except HubError as error:
+        raise UsageError(f"${BUNDLE_ENV}: {error.message}") from None
     if folder.exists():
         shutil.rmtree(folder)
-    for name, content in files.items():
-        target = folder / _safe(name)
+    folder.mkdir(parents=True)
+    for name, content in bundle.files.items():
+        target = folder.joinpath(*name.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(base64.b64decode(content))
-    for name, destination in links.items():
-        relative = _safe(name)
-        target = folder / relative
-        if not os.path.isabs(destination):
-            raise UsageError(f"spec bundle: the link {name} must point to an absolute path")
-        ancestors = [folder.joinpath(*relative.parts[:depth]) for depth in range(1, len(relative.parts))]
-        if os.path.lexists(target) or any(ancestor.is_symlink() for ancestor in ancestors):
-            raise UsageError(f"spec bundle: the link {name} would stand inside another link or over a file")
+        target.write_bytes(content)
+    for name, destination in bundle.links.items():
+        target = folder.joinpath(*name.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(destination, target_is_directory=True)
-    return folder / _safe(spec)
-
-
-def _safe(name: object) -> Path:
-    path = PurePosixPath(str(name))
-    if not str(name) or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
-        raise UsageError(f"spec bundle: {name!r} is not a relative path inside the bundle")
-    return Path(*path.parts)
+        target.symlink_to(destination)
+    return folder.joinpath(*bundle.spec.split("/"))
 
 
 # -- running the jobs -----------------------------------------------------------------------------
@@ -238,7 +224,7 @@ def run_release_jobs(
     """Submit one job per selected variant, stream their logs to `on_line`, wait, and return every outcome.
 
     Everything is checked before the first submission: each variant names a Jobs flavor, its spec bundle
-    fits one environment value, and a job elsewhere than this machine would find every path the spec names.
+    fits one environment value and the bundle limits, and the spec names no path outside its own folder.
     Raises JobsFailedError when any job does not complete; on KeyboardInterrupt the jobs started are canceled.
     """
     chosen = [(spec_file, release) for spec_file in spec_files for release in spec_file.select(variant)]
@@ -257,14 +243,10 @@ def run_release_jobs(
                 f" {MAX_BUNDLE_CHARS:,} one job's environment value holds; move large data to the Hub"
                 " (calibration.dataset as a Hub dataset id)"
             )
-    local = _loopback(endpoint)
-    for path, bundle in bundles.items():
-        if bundle.outside and not local:
-            raise UsageError(
-                f"{path}: {', '.join(bundle.outside)} is a path on this machine, which a job on Hugging Face's"
-                " machines cannot read: take the base from the Hub (drop `source`) and use relative paths beside"
-                " the spec"
-            )
+        try:
+            decode_spec_bundle(text)
+        except HubError as error:
+            raise UsageError(f"{path}: {error.message}") from None
     _check_runners([release for _, release in chosen])
     for _, release in chosen:
         assert release.jobs is not None
@@ -296,10 +278,6 @@ def run_release_jobs(
     if not all(outcome.succeeded for outcome in outcomes):
         raise JobsFailedError(outcomes)
     return outcomes
-
-
-def _loopback(endpoint: str) -> bool:
-    return (urlsplit(endpoint).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def _check_runners(releases: list[ReleaseSpec]) -> None:
@@ -338,7 +316,7 @@ def _submit(api: Any, release: ReleaseSpec, spec_in_bundle: str, bundle: str, hu
             flavor=jobs.flavor,
             timeout=jobs.timeout_seconds,
             labels={"hubpub-variant": release.variant, "hubpub-repo": release.repo_id.replace("/", "--")},
-            namespace=jobs.namespace,
+            namespace=jobs.namespace or (None if hub == "hf" else release.repo_id.split("/")[0]),
         )
     except HfHubHTTPError as exc:
         raise JobError(f"{release.variant}: the job could not be submitted: {str(exc).replace(token, '***')}") from None

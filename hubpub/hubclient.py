@@ -43,15 +43,16 @@ class HubTarget:
 
 
 @contextmanager
-def open_target(hub: str, *, local_dir: Path) -> Iterator[HubTarget]:
-    """`local` starts the embedded Hub in this process for the duration; `hf` and URLs need a token."""
+def open_target(hub: str, *, local_dir: Path, jobs: bool = False) -> Iterator[HubTarget]:
+    """`local` starts the embedded Hub in this process for the duration (running Jobs with `jobs`); `hf` and
+    URLs need a token."""
     if hub == "local":
         os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
         _disable_xet()
         from hubpub.hub import HubServer, Identity
 
         token = f"hf_local_{secrets.token_urlsafe(18)}"
-        with HubServer(local_dir, tokens={token: Identity(name="hubpub")}) as server:
+        with HubServer(local_dir, tokens={token: Identity(name="hubpub")}, jobs=jobs) as server:
             yield HubTarget("local", server.url, token)
         return
     if hub == "hf":

@@ -10,19 +10,35 @@ from typing import TYPE_CHECKING, Any
 from hubpub.hub.errors import HubConfigError, HubError
 
 if TYPE_CHECKING:
+    from hubpub.hub.jobs import JobLimits
     from hubpub.hub.server import HubServer
+    from hubpub.hub.specbundle import (
+        BUNDLE_MAX_BYTES,
+        BUNDLE_MAX_ENCODED,
+        BUNDLE_MAX_FILES,
+        DecodedBundle,
+        decode_spec_bundle,
+        encode_spec_bundle,
+    )
     from hubpub.hub.store import HubStore
     from hubpub.hub.tokens import Identity, TokenTable, load_tokens_file, new_token_entry
     from hubpub.hub.wire import Limits
 
 __all__ = [
+    "BUNDLE_MAX_BYTES",
+    "BUNDLE_MAX_ENCODED",
+    "BUNDLE_MAX_FILES",
+    "DecodedBundle",
     "HubConfigError",
     "HubError",
     "HubServer",
     "HubStore",
     "Identity",
+    "JobLimits",
     "Limits",
     "TokenTable",
+    "decode_spec_bundle",
+    "encode_spec_bundle",
     "load_tokens_file",
     "new_token_entry",
 ]
@@ -34,6 +50,18 @@ _LAZY = {
     "load_tokens_file": "hubpub.hub.tokens",
     "new_token_entry": "hubpub.hub.tokens",
     "Limits": "hubpub.hub.wire",
+    "JobLimits": "hubpub.hub.jobs",
+    **dict.fromkeys(
+        (
+            "BUNDLE_MAX_BYTES",
+            "BUNDLE_MAX_ENCODED",
+            "BUNDLE_MAX_FILES",
+            "DecodedBundle",
+            "decode_spec_bundle",
+            "encode_spec_bundle",
+        ),
+        "hubpub.hub.specbundle",
+    ),
 }
 
 

@@ -36,7 +36,7 @@ from hubpub.hub.catalog import Catalog, StagedCatalog, StoreCatalog, store_readm
 from hubpub.hub.collections import Address, Collections, item_object_id
 from hubpub.hub.errors import HubConfigError, HubError
 from hubpub.hub.hosts import AllowedHosts, PublicURL
-from hubpub.hub.jobs import Jobs
+from hubpub.hub.jobs import JOBS_OFF, JobLimits, Jobs
 from hubpub.hub.store import (
     REPO_TYPES,
     CardMetadataError,
@@ -176,13 +176,16 @@ class HubServer:
         log: Callable[[str], None] | None = None,
         staged: Sequence[Path] = (),
         public_url: str | None = None,
+        jobs: bool = False,
+        job_limits: JobLimits | None = None,
+        hidden_from_jobs: Sequence[Path] = (),
     ) -> None:
         public = PublicURL.parse(public_url) if public_url is not None else None
         preview = StagedCatalog(staged) if staged else None
         self.store = HubStore(root)
         self.collections = Collections(self.store)
-        self.jobs = Jobs(self.store.root)
         self.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable.from_tokens(tokens or {})
+        self.jobs = Jobs(self.store.root, self.tokens, enabled=jobs, limits=job_limits, hidden=hidden_from_jobs)
         catalog: Catalog = preview or StoreCatalog(self.store)
         self.cards = CardCache()
         """Parsed card metadata and rendered cards, shared by the pages and the API."""
@@ -208,11 +211,26 @@ class HubServer:
         self.memory = edge.MemoryBudget(self.limits.body_memory, self.limits.memory_wait_seconds)
         """Body bytes held in memory at once, across requests."""
         self._thread: threading.Thread | None = None
+        try:
+            self.jobs.open(self.loopback_url)
+        except HubConfigError:
+            self.httpd.server_close()
+            self.store.close()
+            raise
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def loopback_url(self) -> str:
+        """How a process on this machine reaches the server (a job's HF_ENDPOINT), whatever address it listens on."""
+        host, port = self.httpd.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}
+        address = wildcard.get(name, f"[{name}]" if ":" in name else name)
+        return f"http://{address}:{port}"
 
     @property
     def pages_url(self) -> str:
@@ -688,9 +706,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _jobs_route(self, method: str, parts: list[str]) -> tuple[str, Callable[[], Response] | None]:
         """Jobs, run by the local stand-in for Hugging Face's machines (hubpub/hub/jobs.py)."""
+        jobs = self.hub.jobs
+        if not jobs.enabled:
+            return "jobs", lambda: refusal(HubError(403, JOBS_OFF))
         if not 1 <= len(parts) <= 3:
             return "jobs", None
-        jobs = self.hub.jobs
         namespace = validation.url_segment(parts[0], "namespace")
         if len(parts) == 1:
             table: dict[str, Callable[[], Response]] = {

@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ MIN_TOKEN_LENGTH = 16
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]+")
 _FIELDS = ("name", "token", "sha256", "namespaces", "role")
+_EPHEMERAL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,17 @@ class TokenTable:
 
     def lookup(self, token: str) -> Identity | None:
         return self.by_digest.get(token_digest(token))
+
+    def mint_ephemeral(self, identity: Identity) -> str:
+        """A fresh token for `identity`, valid until `revoke_ephemeral` (a job's token, for the job's life)."""
+        token = f"hf_job_{secrets.token_urlsafe(30)}"
+        with _EPHEMERAL_LOCK:
+            self.by_digest[token_digest(token)] = identity
+        return token
+
+    def revoke_ephemeral(self, token: str) -> None:
+        with _EPHEMERAL_LOCK:
+            self.by_digest.pop(token_digest(token), None)
 
 
 def load_tokens_file(path: Path, *, warn: Callable[[str], None] | None = None) -> TokenTable:

@@ -1,5 +1,6 @@
 """`hubpub release --on hf-jobs` against the embedded Hub, whose jobs are its LOCAL STAND-IN for Hugging Face's
-machines (subprocesses running hubpub on this machine): the tiny Llama family, one job per variant."""
+machines (boxed subprocesses running hubpub on this machine): the tiny Llama family, one job per variant, its
+base hosted by the same Hub."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import pytest
 from huggingface_hub import HfApi
 
 from hubpub import api
+from hubpub.errors import UsageError
 from hubpub.hfjobs import BUNDLE_ENV, JobsFailedError
 from hubpub.hub import HubServer, Identity
 from tests.conftest import run_cli
-from tests.jobs.conftest import FAILING_VARIANT, TOKEN, TWO_VARIANTS, tiny_family
+from tests.jobs.conftest import FAILING_VARIANT, TOKEN, TWO_VARIANTS, hub_with_base, tiny_family, upload_base
 
 
 def group_is_gone(pgid: int, seconds: float = 10.0) -> bool:
@@ -43,8 +45,9 @@ def tags(hub_dir: Path, repo_id: str) -> dict[str, str]:
 def test_each_variant_runs_as_a_job_and_publishes(
     tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, TWO_VARIANTS)
+    spec = tiny_family(tmp_path / "project", TWO_VARIANTS)
     hub_dir = tmp_path / "hub"
+    hub_with_base(hub_dir, tiny_llama)
     code, out, err = run_cli(["release", str(spec), "--on", "hf-jobs", "--hub-dir", str(hub_dir)], capsys)
     assert code == 0, err[-3000:]
     for variant, repo_id, flavor in (
@@ -59,8 +62,8 @@ def test_each_variant_runs_as_a_job_and_publishes(
         assert any(f"{variant}: publish done" in line for line in streamed), streamed
         assert f"{repo_id} ({variant}): job COMPLETED" in out
         assert list(tags(hub_dir, repo_id)) == ["v0.0.1"]
-    # Each job worked in its own folder under the Hub's store, from the spec bundle.
-    bundles = sorted(hub_dir.glob("jobs/hubpub/*/.hubpub/job-spec/specs/tiny.yaml"))
+    # Each job worked in its own folder under the Hub's store, in the repos' namespace, from the spec bundle.
+    bundles = sorted(hub_dir.glob("jobs/tester/*/.hubpub/job-spec/tiny.yaml"))
     assert len(bundles) == 2 and all(path.read_bytes() == spec.read_bytes() for path in bundles)
 
 
@@ -68,7 +71,8 @@ def test_each_variant_runs_as_a_job_and_publishes(
 def test_a_failing_job_fails_the_command_with_its_last_log_lines(
     tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, FAILING_VARIANT)
+    spec = tiny_family(tmp_path / "project", FAILING_VARIANT)
+    hub_with_base(tmp_path / "hub", tiny_llama)
     code, _, err = run_cli(["release", str(spec), "--on", "hf-jobs", "--hub-dir", str(tmp_path / "hub")], capsys)
     assert code == 7
     assert "1 of 1 Hugging Face jobs failed:" in err
@@ -80,11 +84,12 @@ def test_a_failing_job_fails_the_command_with_its_last_log_lines(
 
 @pytest.mark.timeout(600)
 def test_the_token_is_a_secret_never_an_env_value_or_an_argument(tiny_llama: Path, tmp_path: Path) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, FAILING_VARIANT)
+    spec = tiny_family(tmp_path / "project", FAILING_VARIANT)
     lines: list[tuple[str, str]] = []
     os.environ["HF_TOKEN"] = TOKEN
     try:
-        with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="tester")}) as server:
+        with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="tester")}, jobs=True) as server:
+            upload_base(server.url, tiny_llama)
             with pytest.raises(JobsFailedError) as failed:
                 api.release_on_jobs([spec], hub=server.url, on_line=lambda name, line: lines.append((name, line)))
             (job,) = HfApi(endpoint=server.url, token=TOKEN).list_jobs(namespace="tester")
@@ -102,31 +107,54 @@ def test_the_token_is_a_secret_never_an_env_value_or_an_argument(tiny_llama: Pat
 
 
 def test_a_bad_flavor_is_exit_2_before_anything_is_submitted(
-    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, TWO_VARIANTS, jobs="jobs: {flavor: a100-larg}\n")
+    spec = tiny_family(tmp_path / "project", TWO_VARIANTS, jobs="jobs: {flavor: a100-larg}\n")
     hub_dir = tmp_path / "hub"
     code, out, err = run_cli(["release", str(spec), "--on", "hf-jobs", "--hub-dir", str(hub_dir)], capsys)
     assert code == 2
-    assert f"{spec}:11:" in err and "unknown Jobs flavor 'a100-larg'; did you mean 'a100-large'?" in err
+    assert f"{spec}:10:" in err and "unknown Jobs flavor 'a100-larg'; did you mean 'a100-large'?" in err
     assert out == "" and not hub_dir.exists()
 
 
-def test_a_spec_without_jobs_settings_is_exit_2(
-    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, TWO_VARIANTS, jobs="")
+def test_a_spec_without_jobs_settings_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tiny_family(tmp_path / "project", TWO_VARIANTS, jobs="")
     code, _, err = run_cli(["release", str(spec), "--on", "hf-jobs", "--hub-dir", str(tmp_path / "hub")], capsys)
     assert code == 2
     assert "variant W4A16-g64 has no `jobs:` section" in err
     assert not (tmp_path / "hub" / "jobs").exists()
 
 
-def test_a_path_on_this_machine_is_refused_for_a_hub_elsewhere(tiny_llama: Path, tmp_path: Path) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, TWO_VARIANTS)
+@pytest.mark.parametrize("hub", ["local", "https://hub.example.invalid"])
+@pytest.mark.parametrize(
+    "line",
+    ["source: {path: ../model}", "source: {path: MODEL}", "calibration: {dataset: ../data.jsonl}"],
+)
+def test_a_path_outside_the_specs_folder_is_refused_for_every_hub(
+    tiny_llama: Path, tmp_path: Path, hub: str, line: str
+) -> None:
+    spec = tiny_family(tmp_path / "project", TWO_VARIANTS)
+    line = line.replace("MODEL", str(tiny_llama))
+    spec.write_text(spec.read_text().replace("license:", f"{line}\nlicense:"), encoding="utf-8")
+    (tmp_path / "project" / "model").symlink_to(tiny_llama, target_is_directory=True)
+    (tmp_path / "project" / "data.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
     os.environ["HF_TOKEN"] = TOKEN
     try:
-        with pytest.raises(Exception, match="is a path on this machine, which a job on Hugging Face's machines"):
+        with pytest.raises(UsageError, match="is outside the spec's folder, which a job cannot read") as refused:
+            api.release_on_jobs([spec], hub=hub, hub_dir=tmp_path / "hub", on_line=lambda name, line: None)
+    finally:
+        del os.environ["HF_TOKEN"]
+    assert "take the base from the Hub (drop `source`)" in str(refused.value)
+    assert not (tmp_path / "hub" / "jobs").exists()
+
+
+def test_a_link_in_the_specs_folder_that_leads_out_is_refused(tiny_llama: Path, tmp_path: Path) -> None:
+    spec = tiny_family(tmp_path / "project", TWO_VARIANTS)
+    spec.write_text(spec.read_text().replace("license:", "source: {path: model}\nlicense:"), encoding="utf-8")
+    (spec.parent / "model").symlink_to(tiny_llama, target_is_directory=True)
+    os.environ["HF_TOKEN"] = TOKEN
+    try:
+        with pytest.raises(UsageError, match="model is outside the spec's folder"):
             api.release_on_jobs([spec], hub="https://hub.example.invalid", on_line=lambda name, line: None)
     finally:
         del os.environ["HF_TOKEN"]
@@ -134,8 +162,9 @@ def test_a_path_on_this_machine_is_refused_for_a_hub_elsewhere(tiny_llama: Path,
 
 @pytest.mark.timeout(300)
 def test_ctrl_c_cancels_the_jobs_it_started(tiny_llama: Path, tmp_path: Path) -> None:
-    spec = tiny_family(tmp_path / "project", tiny_llama, TWO_VARIANTS)
-    with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="tester")}) as server:
+    spec = tiny_family(tmp_path / "project", TWO_VARIANTS)
+    with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="tester")}, jobs=True) as server:
+        upload_base(server.url, tiny_llama)
         env = {**os.environ, "HF_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "hubpub", "release", str(spec), "--on", "hf-jobs", "--hub", server.url]
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
