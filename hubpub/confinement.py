@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -141,13 +141,15 @@ def task_folder_problems(folder: Path, root: Path) -> list[str]:
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             problems.append(f"{shown}: cannot be read as YAML: {exc}")
             continue
-        for node in _nodes(document):
-            if node.tag not in _PLAIN_TAGS:
-                mark = node.start_mark
-                problems.append(
-                    f"{shown}:{mark.line + 1}:{mark.column + 1}: the tag {node.tag} makes lm-eval import Python"
-                    " from the task folder; a job's tasks may only use plain YAML (no !function)"
-                )
+        tagged = [node for node in _nodes(document) if node.tag not in _PLAIN_TAGS]
+        for node in tagged:
+            mark = node.start_mark
+            problems.append(
+                f"{shown}:{mark.line + 1}:{mark.column + 1}: the tag {node.tag} makes lm-eval import Python"
+                " from the task folder; a job's tasks may only use plain YAML (no !function)"
+            )
+        if not tagged:
+            problems += [f"{shown}: {message}" for message in _data_problems(document)]
         for include in _includes(document):
             target = task_file.parent / include
             if include.startswith("~") or not _inside(target, root):
@@ -155,6 +157,34 @@ def task_folder_problems(folder: Path, root: Path) -> list[str]:
             elif target.is_file():
                 pending.append(target)
     return problems
+
+
+def _data_problems(document: yaml.Node | None) -> list[str]:
+    """A task's dataset named by a local path (lm-eval hands it to `datasets`, which reads it from this
+    machine): absolute, from a home folder, through `..` or as a file URL. Hub dataset ids pass."""
+    loaded = yaml.SafeLoader("").construct_document(document) if document is not None else None
+    if not isinstance(loaded, dict):
+        return []
+    named: list[tuple[str, object]] = [("dataset_path", loaded.get("dataset_path"))]
+    kwargs = loaded.get("dataset_kwargs")
+    if isinstance(kwargs, dict):
+        named += [(f"dataset_kwargs.{key}", kwargs.get(key)) for key in ("data_dir", "data_files")]
+    problems = []
+    for key, value in named:
+        for text in _strings(value):
+            if text.startswith(("/", "~", "file:")) or ".." in PurePosixPath(text).parts or "\\" in text:
+                problems.append(f"{key} '{text}' is a path outside the job's bundle")
+    return problems
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    return []
 
 
 def _members(folder: Path) -> Iterator[Path]:

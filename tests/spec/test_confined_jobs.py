@@ -258,3 +258,21 @@ def test_a_confined_release_finds_no_vllm_environment_beside_or_above_its_spec(
     assert _vllm_python(None, release, spec, find=False) is None
     monkeypatch.setenv(VLLM_PYTHON_ENV, sys.executable)
     assert _vllm_python(None, release, spec, find=False) == Path(sys.executable).absolute()
+
+
+def test_lm_eval_tasks_cannot_read_datasets_from_this_machines_files(tmp_path: Path) -> None:
+    files = {
+        "specs/tasks/files.yaml": TASK.format(name="files")
+        + "dataset_kwargs:\n  data_files: {test: [/etc/passwd, file:///etc/hostname, local.jsonl]}\n",
+        "specs/tasks/folder.yaml": TASK.format(name="folder").replace("dataset_path: json", "dataset_path: ../../.."),
+        "specs/tasks/hub.yaml": TASK.format(name="hub").replace("dataset_path: json", "dataset_path: org/dataset"),
+    }
+    spec = HEAD + "evaluation:\n  tasks: [hub]\n  include_path: [tasks]\n"
+    result = run_job(tmp_path / "job", spec, files=files, command="plan", options=())
+    prefix = f"{SHOWN}:6:18: evaluation.include_path[0]:"
+    assert refusals(result) == [
+        f"{prefix} specs/tasks/files.yaml: dataset_kwargs.data_files '/etc/passwd' is a path outside the job's bundle",
+        f"{prefix} specs/tasks/files.yaml: dataset_kwargs.data_files 'file:///etc/hostname' is a path outside the"
+        " job's bundle",
+        f"{prefix} specs/tasks/folder.yaml: dataset_path '../../..' is a path outside the job's bundle",
+    ]
