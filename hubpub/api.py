@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HUB_DIR",
     "DEFAULT_WORKDIR",
+    "JOB_SPEC_DIR",
     "ReleasePlan",
     "card",
     "evaluate",
+    "job_specs",
     "load_spec",
     "load_specs",
     "matrix",
@@ -43,6 +45,8 @@ __all__ = [
 
 DEFAULT_WORKDIR = Path(".hubpub") / "work"
 DEFAULT_HUB_DIR = Path(".hubpub") / "hub"
+JOB_SPEC_DIR = Path(".hubpub") / "job-spec"
+"""Where a job on the embedded Hub unpacks its spec bundle, in its own folder."""
 
 _TASK_LINE = re.compile(r"^(?:task|group|tag):\s*['\"]?([\w.-]+)['\"]?\s*$", re.MULTILINE)
 
@@ -79,8 +83,13 @@ class ReleasePlan:
         return facts
 
 
-def load_specs(paths: list[Path]) -> list[SpecFile]:
-    """Load spec files (folders expand to the specs under them), collecting every problem into one SpecError."""
+def load_specs(paths: list[Path], *, confined_to: Path | None = None) -> list[SpecFile]:
+    """Load spec files (folders expand to the specs under them), collecting every problem into one SpecError.
+
+    With `confined_to` (a job's unpacked spec bundle), a spec that names a program, or a path resolving
+    outside that folder, is refused at its line before anything it names is read.
+    """
+    from hubpub.confinement import check_specs
     from hubpub.errors import SpecError
     from hubpub.family import spec_paths
 
@@ -88,6 +97,8 @@ def load_specs(paths: list[Path]) -> list[SpecFile]:
     problems = []
     for path in spec_paths(paths):
         try:
+            if confined_to is not None:
+                check_specs([path], confined_to)
             loaded.append(load_spec(path))
         except SpecError as error:
             problems.extend(error.problems)
@@ -103,17 +114,27 @@ def matrix(paths: list[Path], tag: str | None = None) -> list[MatrixEntry]:
     return family_matrix(load_specs(paths), tag)
 
 
-def plan(paths: list[Path], variant: str | None = None, *, workdir: Path = DEFAULT_WORKDIR) -> list[ReleasePlan]:
+def plan(
+    paths: list[Path],
+    variant: str | None = None,
+    *,
+    workdir: Path = DEFAULT_WORKDIR,
+    confined_to: Path | None = None,
+) -> list[ReleasePlan]:
     """The effective release of each variant of each spec: repo, recipe, stages, downloads, and the resources each
     stage needs on the spec's runner (or, without one, this machine, with `workdir`'s free disk).
 
     Only the base's config is read (config.json alone from the Hub); a config that cannot be read makes the
-    resources unestimable, with the reason, rather than an error.
+    resources unestimable, with the reason, rather than an error. `confined_to` is as for `release`.
     """
+    from hubpub.confinement import refuse_options
     from hubpub.resources import release_resources, runner_machine, with_base_shapes
 
+    if confined_to is not None:
+        refuse_options({"--workdir": workdir != DEFAULT_WORKDIR})
     plans = []
-    items = [(spec_file.path, release) for spec_file in load_specs(paths) for release in spec_file.select(variant)]
+    spec_files = load_specs(paths, confined_to=confined_to)
+    items = [(spec_file.path, release) for spec_file in spec_files for release in spec_file.select(variant)]
     for spec_path, release, shape, first_of_base in with_base_shapes(items):
         machine = runner_machine(release, workdir)
         resources = release_resources(release, machine, shape, first_of_base=first_of_base)
@@ -210,6 +231,7 @@ def release(
     vllm_python: str | None = None,
     cache_dir: Path | None = None,
     capture: bool = False,
+    confined_to: Path | None = None,
 ) -> list[ReleaseOutcome]:
     """Run the pipeline for every selected variant, stage each repo folder, and publish it.
 
@@ -221,13 +243,32 @@ def release(
     file hashes (default: $HUBPUB_CACHE_DIR, then `workdir/cache`). Each stage writes its log to
     `<release folder>/logs/<stage>.log`; with `capture`, what other libraries print during a stage goes
     there alone, not to this process's stdout and stderr. `progress` is told of every StageEvent.
+
+    `confined_to` makes it a job on the embedded Hub, boxed into its unpacked spec bundle (that folder):
+    no other work folder, Hub folder, cache folder or vLLM Python; no spec field naming a program or a
+    path outside the bundle; no publishing elsewhere than the Hub that runs the job (`hf`); and the vLLM
+    environment only from the server's own $HUBPUB_VLLM_PYTHON, never found beside the spec.
     """
     from hubpub.errors import UsageError
 
+    if confined_to is not None:
+        from hubpub.confinement import refuse_options
+        from hubpub.hubclient import environment_endpoint
+
+        refuse_options(
+            {
+                "--workdir": workdir != DEFAULT_WORKDIR,
+                "--hub-dir": hub_dir != DEFAULT_HUB_DIR,
+                "--cache-dir": cache_dir is not None,
+                "--vllm-python": vllm_python is not None,
+                # The job's own Hub is the one its environment names (the server fixes HF_ENDPOINT).
+                f"--hub {hub}": push and hub not in ("hf", "local") and hub.rstrip("/") != environment_endpoint(),
+            }
+        )
     unknown = [stage for stage in force if stage not in STAGE_ORDER]
     if unknown:
         raise UsageError(f"--force {unknown[0]}: no such stage (stages: {', '.join(STAGE_ORDER)})")
-    spec_files = load_specs(paths)
+    spec_files = load_specs(paths, confined_to=confined_to)
     releases = [(spec_file.path, item) for spec_file in spec_files for item in spec_file.select(variant)]
     from hubpub.pipeline import PublishOptions, run_releases
 
@@ -241,6 +282,7 @@ def release(
             vllm_python=vllm_python,
             cache_dir=cache_dir,
             capture=capture,
+            find_vllm=confined_to is None,
         )
 
     if not push:
@@ -265,15 +307,20 @@ def release_on_jobs(
     hub: str = "local",
     hub_dir: Path = DEFAULT_HUB_DIR,
     on_line: LineSink,
+    confined: bool = False,
 ) -> list[JobOutcome]:
     """Run `release` for each selected variant as a Hugging Face Job on the flavor its spec's `jobs:` names.
 
     The specs are validated (flavors included) and every job checked before the first one is submitted.
     Each job's log lines go to `on_line(variant, line)` as they come. With `hub` local, the embedded Hub runs
     the jobs as local subprocesses (its stand-in for Hugging Face's machines). Raises JobError when any job
-    fails; a KeyboardInterrupt cancels the jobs already started, then goes on.
+    fails; a KeyboardInterrupt cancels the jobs already started, then goes on. A `confined` job (one the
+    embedded Hub runs) starts no jobs of its own.
     """
+    from hubpub.confinement import refuse_options
     from hubpub.hfjobs import run_release_jobs
+
+    refuse_options({"--on hf-jobs": confined})
     from hubpub.hubclient import open_target
 
     spec_files = load_specs(paths)
@@ -283,6 +330,23 @@ def release_on_jobs(
         return run_release_jobs(
             spec_files, variant, endpoint=target.endpoint, hub_label=target.label, token=target.token, on_line=on_line
         )
+
+
+def job_specs(
+    specs: list[Path], *, bundle_env: str | None, encoded: str | None, confined: bool
+) -> tuple[list[Path], Path | None]:
+    """The spec paths a command reads, and the folder a `confined` job (one the embedded Hub runs) is boxed in.
+
+    With `bundle_env` (--spec-bundle-env), the bundle `encoded` (that variable's value) is unpacked into
+    JOB_SPEC_DIR and `specs` are paths inside it. A confined job must take its spec from its bundle.
+    """
+    from hubpub.confinement import require_bundle
+
+    if confined:
+        require_bundle(bundle_env)
+    if bundle_env is None:
+        return specs, None
+    return unpack_spec_bundle(encoded, specs, JOB_SPEC_DIR), (JOB_SPEC_DIR if confined else None)
 
 
 def unpack_spec_bundle(encoded: str | None, specs: list[Path], folder: Path) -> list[Path]:

@@ -22,8 +22,10 @@ def read_rows(calibration: Calibration) -> Sequence[Any]:
         return _local_rows(Path(calibration.dataset))
     from datasets import load_dataset
 
+    from hubpub.hubclient import source_hub
+
     try:
-        dataset = load_dataset(calibration.dataset, split=calibration.split)
+        dataset = load_dataset(calibration.dataset, split=calibration.split, token=source_hub().token)
     except Exception as exc:
         raise StageError(
             f"could not load calibration dataset {calibration.dataset} [{calibration.split}]: {exc}"

@@ -20,6 +20,7 @@ import click
 from rich.markup import escape
 
 from hubpub import api, ci
+from hubpub.confinement import JOB_CONFINED_ENV
 from hubpub.errors import EXIT_CODES, HubpubError, PublishError, SpecError, UsageError
 from hubpub.hub.errors import HubConfigError
 from hubpub.output import (
@@ -66,6 +67,19 @@ CACHE_DIR = click.option(
 )
 
 
+SPEC_BUNDLE_ENV = click.option(
+    "--spec-bundle-env", metavar="NAME", hidden=True, help="Inside a job: the spec comes from $NAME."
+)
+
+
+def _job_specs(specs: tuple[Path, ...], spec_bundle_env: str | None) -> tuple[list[Path], Path | None]:
+    """The specs to read (from the job's bundle with --spec-bundle-env), and the bundle's folder when this
+    is a job the embedded Hub runs boxed in ($HUBPUB_JOB_CONFINED=1, set by the server alone)."""
+    encoded = os.environ.get(spec_bundle_env) if spec_bundle_env is not None else None
+    confined = os.environ.get(JOB_CONFINED_ENV) == "1"
+    return api.job_specs(list(specs), bundle_env=spec_bundle_env, encoded=encoded, confined=confined)
+
+
 def json_stdout(as_json: bool) -> contextlib.AbstractContextManager[Any]:
     """Third-party libraries print to stdout; with --json it must hold the result alone."""
     return contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout)
@@ -104,9 +118,8 @@ SPEC_BUNDLE_ENV = click.option(
 @SPEC_BUNDLE_ENV
 def validate(specs: tuple[Path, ...], spec_bundle_env: str | None) -> None:
     """Check release specs; print every problem at its file and line."""
-    if spec_bundle_env is not None:
-        specs = _from_bundle(spec_bundle_env, specs, api.DEFAULT_WORKDIR)
-    loaded = api.load_specs(list(specs))
+    paths, confined_to = _job_specs(specs, spec_bundle_env)
+    loaded = api.load_specs(paths, confined_to=confined_to)
     out = console()
     for spec_file in loaded:
         variants = ", ".join(release.variant for release in spec_file.releases)
@@ -129,9 +142,8 @@ def plan(
 ) -> None:
     """Show the effective release of each variant, its stages, what it would download and the resources (host
     RAM, GPU memory, disk) each stage needs on the spec's runner or this machine."""
-    if spec_bundle_env is not None:
-        specs = _from_bundle(spec_bundle_env, specs, workdir)
-    plans = api.plan(list(specs), variant=variant, workdir=workdir)
+    paths, confined_to = _job_specs(specs, spec_bundle_env)
+    plans = api.plan(paths, variant=variant, workdir=workdir, confined_to=confined_to)
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in plans], indent=2))
         return
@@ -317,11 +329,10 @@ def release(
             raise UsageError(f"--on hf-jobs runs each variant's release in its job: {', '.join(given)} do not apply")
         _release_on_jobs(list(specs), variant=variant, hub=hub, hub_dir=hub_dir, as_json=as_json)
         return
-    if spec_bundle_env is not None:
-        specs = _from_bundle(spec_bundle_env, specs, workdir)
+    paths, confined_to = _job_specs(specs, spec_bundle_env)
     with ReleaseView(STAGE_ORDER, enabled=not as_json) as view, json_stdout(as_json):
         outcomes = api.release(
-            list(specs),
+            paths,
             variant=variant,
             workdir=workdir,
             force=force,
@@ -334,6 +345,7 @@ def release(
             vllm_python=vllm_python,
             cache_dir=cache_dir,
             capture=_capture(),
+            confined_to=confined_to,
         )
     if ci.under_github_actions():
         ci.append_summary(ci.release_summary(outcomes))
@@ -342,11 +354,6 @@ def release(
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
         return
     _print_release_summary(outcomes, hub_dir)
-
-
-def _from_bundle(name: str, specs: tuple[Path, ...], workdir: Path) -> tuple[Path, ...]:
-    """Inside a job: the spec bundle in $NAME unpacked beside the work folder; `specs` are paths in it."""
-    return tuple(api.unpack_spec_bundle(os.environ.get(name), list(specs), workdir.parent / "job-spec"))
 
 
 def _capture() -> bool:
@@ -394,7 +401,8 @@ def _release_on_jobs(specs: list[Path], *, variant: str | None, hub: str, hub_di
         with lock:
             click.echo(f"[{name}] {line}", err=as_json)
 
-    outcomes = api.release_on_jobs(specs, variant=variant, hub=hub, hub_dir=hub_dir, on_line=show)
+    confined = os.environ.get(JOB_CONFINED_ENV) == "1"
+    outcomes = api.release_on_jobs(specs, variant=variant, hub=hub, hub_dir=hub_dir, on_line=show, confined=confined)
     if as_json:
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
         return

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hubpub.errors import PublishError, UnfinishedPublishError
 
@@ -42,10 +42,60 @@ class HubTarget:
         return f"{self.endpoint.rstrip('/')}/{repo_id}"
 
 
+HUGGINGFACE_CO = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class SourceHub:
+    """Where base models, their configs and datasets are read from, with the token it may receive (False: none)."""
+
+    endpoint: str
+    token: str | Literal[False] = field(repr=False)
+
+
+def environment_endpoint() -> str:
+    """The Hub this environment names: $HF_ENDPOINT, else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or HUGGINGFACE_CO).rstrip("/")
+
+
+def token_for(endpoint: str) -> str | None:
+    """The token hubpub may send to `endpoint`, or None.
+
+    $HF_TOKEN belongs to the Hub it is given with: the environment's ($HF_ENDPOINT, else huggingface.co)
+    or the `--hub URL` chosen beside it. The token `hf auth login` stored (in $HF_HOME) is the user's
+    huggingface.co token: it goes to https://huggingface.co only, never to an $HF_ENDPOINT or URL that
+    someone else may have set (a job's own listener).
+    """
+    given = os.environ.get("HF_TOKEN")
+    if given:
+        return given
+    return _stored_token() if endpoint.rstrip("/") == HUGGINGFACE_CO else None
+
+
+def source_hub() -> SourceHub:
+    """The environment's Hub for reading bases and datasets; anonymous there when it may have no token."""
+    endpoint = environment_endpoint()
+    return SourceHub(endpoint, token_for(endpoint) or False)
+
+
+def guard_implicit_token() -> None:
+    """Stop libraries that find the stored token themselves (datasets, lm-eval, in this process and its
+    children) from sending it to an $HF_ENDPOINT that is not huggingface.co."""
+    if source_hub().token is False:
+        os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+        from huggingface_hub import constants
+
+        constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True
+
+
 @contextmanager
 def open_target(hub: str, *, local_dir: Path, jobs: bool = False) -> Iterator[HubTarget]:
     """`local` starts the embedded Hub in this process for the duration (running Jobs with `jobs`); `hf` and
-    URLs need a token."""
+    URLs need a token.
+
+    `hf` is the environment's Hub ($HF_ENDPOINT, else huggingface.co). The token is the one `token_for`
+    allows for that endpoint: without one, publishing stops before anything is sent.
+    """
     if hub == "local":
         os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
         _disable_xet()
@@ -56,15 +106,20 @@ def open_target(hub: str, *, local_dir: Path, jobs: bool = False) -> Iterator[Hu
             yield HubTarget("local", server.url, token)
         return
     if hub == "hf":
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        endpoint = environment_endpoint()
     elif hub.startswith(("http://", "https://")):
         endpoint = hub
         _disable_xet()
     else:
         raise PublishError(f"--hub {hub}: use local, hf, or a URL such as http://127.0.0.1:8765")
-    found = os.environ.get("HF_TOKEN") or _stored_token()
+    found = token_for(endpoint)
     if not found:
-        raise PublishError(f"no token for {endpoint}: set HF_TOKEN, or log in with `hf auth login`")
+        how = (
+            "set HF_TOKEN, or log in with `hf auth login`"
+            if endpoint.rstrip("/") == HUGGINGFACE_CO
+            else f"set HF_TOKEN (the token `hf auth login` stored is sent to {HUGGINGFACE_CO} only)"
+        )
+        raise PublishError(f"no token for {endpoint}: {how}")
     yield HubTarget(hub, endpoint, found)
 
 

@@ -23,7 +23,7 @@ from hubpub.errors import HubpubError
 from hubpub.evalresults import FOLDER as EVAL_RESULTS
 from hubpub.hashing import HashCache, fingerprint, sha256_file
 from hubpub.hub.store import front_matter
-from hubpub.hubclient import HubTarget
+from hubpub.hubclient import HubTarget, guard_implicit_token
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.placement import CPU, Placement
@@ -145,12 +145,14 @@ class ReleaseRun:
         resources: ResourcePlan | None = None,
         cache_dir: Path | None = None,
         capture: bool = False,
+        find_vllm: bool = True,
     ) -> None:
-        """`capture` sends what other libraries print during a stage to the stage's log alone (hubpub.stagelog)."""
+        """`capture` sends what other libraries print during a stage to the stage's log alone (hubpub.stagelog).
+        Without `find_vllm`, only $HUBPUB_VLLM_PYTHON names the vLLM environment (a job on the embedded Hub)."""
         self.spec_path = spec_path
         self.capture = capture
         self.resources = resources
-        self.vllm_python = _vllm_python(vllm_python, release, spec_path)
+        self.vllm_python = _vllm_python(vllm_python, release, spec_path, find=find_vllm)
         self.release = release
         self.root = release_dir(workdir, release)
         self.cache_dir = shared_cache_dir(workdir, cache_dir)
@@ -356,11 +358,12 @@ def run_releases(
     vllm_python: str | None = None,
     cache_dir: Path | None = None,
     capture: bool = False,
+    find_vllm: bool = True,
 ) -> list[ReleaseOutcome]:
     """Run the selected variants: every one up to its card first, then cards and publishing.
 
     Every variant's resource plan is checked first, so a runner too small for any of them stops the run
-    before anything is downloaded.
+    before anything is downloaded. `find_vllm` is as for ReleaseRun.
     """
     plans = check_resources(items, workdir)
     runs = [
@@ -374,6 +377,7 @@ def run_releases(
             resources=plans.get(item.repo_id),
             cache_dir=cache_dir,
             capture=capture,
+            find_vllm=find_vllm,
         )
         for path, item in items
     ]
@@ -382,13 +386,15 @@ def run_releases(
     return [run.finish([member for member in runs if member.spec_path == run.spec_path], publishing) for run in runs]
 
 
-def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path) -> Path | None:
+def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path, *, find: bool = True) -> Path | None:
     """--vllm-python, else $HUBPUB_VLLM_PYTHON, else the spec's verify.vllm_python (relative to the spec), else
-    the nearest `.venv-vllm` from the spec's folder upwards."""
+    the nearest `.venv-vllm` from the spec's folder upwards. Without `find`, $HUBPUB_VLLM_PYTHON alone."""
     from hubpub.vllm import VLLM_PYTHON_ENV, configured_python
 
     if release.verify.vllm == "off":
         return None
+    if not find:
+        return configured_python(None)
     if explicit is None and not os.environ.get(VLLM_PYTHON_ENV) and release.verify.vllm_python:
         interpreter = spec_path.parent / Path(release.verify.vllm_python).expanduser()
         return configured_python(interpreter, origin=f"verify.vllm_python in {spec_path}")
@@ -535,6 +541,8 @@ def _run_cached(
         return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    # Before any child starts: libraries that read the Hub there (datasets, lm-eval) send no token it may not have.
+    guard_implicit_token()
     # Started at the first stage with real work (not on a re-run that reuses everything), so the fork servers'
     # imports overlap that work.
     start_fork_server()

@@ -662,7 +662,8 @@ class _Origin:
         return (*self.root, *loc)
 
 
-def _field_label(path: PathKey) -> str:
+def field_label(path: PathKey) -> str:
+    """A field as errors name it: `variants[1].card.template`."""
     label = ""
     for key in path:
         label += f"[{key}]" if isinstance(key, int) else (f".{key}" if label else key)
@@ -690,21 +691,21 @@ def _problem(located: Located, error: Any, origin: _Origin) -> tuple[SpecProblem
     where = origin.of(loc)
     if kind == "missing":
         parent = origin.of(loc[:-1]) if len(loc) > 1 else origin.root
-        return located.problem(parent, _field_label(loc), "required key is missing"), _in_shared(parent, origin)
+        return located.problem(parent, field_label(loc), "required key is missing"), _in_shared(parent, origin)
     if kind == "extra_forbidden":
         key = str(loc[-1])
         known = _known_keys(ReleaseSpec, loc[:-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
         message = f"unknown key '{key}'{hint}"
-        return located.problem(where, _field_label(where), message, key=True), _in_shared(where, origin)
+        return located.problem(where, field_label(where), message, key=True), _in_shared(where, origin)
     if (
         "input" in error
         and kind not in {"value_error", "assertion_error"}
         and not isinstance(error["input"], dict | list)
     ):
         message = f"{message} (got {error['input']!r})"
-    return located.problem(where, _field_label(where), message), _in_shared(where, origin)
+    return located.problem(where, field_label(where), message), _in_shared(where, origin)
 
 
 def _in_shared(where: PathKey, origin: _Origin) -> bool:

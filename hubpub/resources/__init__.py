@@ -61,12 +61,18 @@ def base_config(release: ReleaseSpec) -> dict[str, Any]:
 def _hub_config(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
+    from hubpub.hubclient import source_hub
+
     cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     if isinstance(cached, str):
         return Path(cached)
+    source = source_hub()
     # One plain HEAD first: hf_hub_download retries an unreachable Hub for about 25 s before giving up.
-    get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision), timeout=10)
-    return Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    url = hf_hub_url(repo_id, "config.json", revision=revision, endpoint=source.endpoint)
+    get_hf_file_metadata(url, token=source.token, timeout=10)
+    return Path(
+        hf_hub_download(repo_id, "config.json", revision=revision, endpoint=source.endpoint, token=source.token)
+    )
 
 
 def runner_machine(release: ReleaseSpec, workdir: Path) -> Machine:

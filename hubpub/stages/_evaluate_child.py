@@ -41,10 +41,27 @@ def hf_model_args(placement: Placement, model_dir: str, *, device_count: int) ->
     return args, "cuda"
 
 
+def sandbox_task_templates() -> None:
+    """Render lm-eval's task templates (doc_to_text, doc_to_target…: text from task YAML files, user input)
+    in Jinja2's immutable sandbox instead of lm-eval's plain Environment, which lets a template reach
+    `cycler.__init__.__globals__` and run anything."""
+    import lm_eval.utils
+    from jinja2 import BaseLoader, StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    sandboxed = ImmutableSandboxedEnvironment(
+        loader=BaseLoader(), undefined=StrictUndefined, keep_trailing_newline=True
+    )
+    sandboxed.filters.update(lm_eval.utils.env.filters)
+    lm_eval.utils.env = sandboxed
+
+
 def main(request: dict[str, Any]) -> dict[str, Any]:
     import lm_eval
     import torch
     from lm_eval.tasks import TaskManager
+
+    sandbox_task_templates()
 
     placement = Placement.from_request(request.get("placement"))
     device_count = torch.cuda.device_count() if torch.cuda.is_available() else 0

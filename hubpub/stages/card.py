@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import subprocess
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -21,7 +22,7 @@ from typing import Any
 import yaml
 
 from hubpub import stagelog
-from hubpub.errors import StageError
+from hubpub.errors import SpecError, SpecProblem, StageError
 from hubpub.evalresults import FOLDER, benchmark_results
 from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
@@ -96,27 +97,64 @@ def rerender(release: ReleaseSpec, manifest: Manifest, family: list[Manifest], s
 
 
 def render_body(release: ReleaseSpec, facts: dict[str, Any]) -> str:
-    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+    """The card's body from the default template, or the spec's `card.template` extending it.
 
-    loaders = [FileSystemLoader(str(_templates()))]
+    A spec's template is user input (a job's spec bundle, a pull request's spec): it renders in Jinja2's
+    immutable sandbox, so it reaches no Python internals, and includes nothing from outside its folder.
+    """
+    from jinja2 import ChoiceLoader, StrictUndefined, TemplateError, UndefinedError
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    loaders: list[Any] = [_folder_loader(_templates())]
     entry = "model_card.md.j2"
     if release.card.template is not None:
-        loaders.insert(0, FileSystemLoader(str(release.card.template.parent)))
+        loaders.insert(0, _folder_loader(release.card.template.parent))
         entry = release.card.template.name
-    environment = Environment(
+    environment = ImmutableSandboxedEnvironment(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
         autoescape=False,
     )
-    from jinja2 import UndefinedError
-
     try:
         text = environment.get_template(entry).render(card=facts)
     except UndefinedError as exc:
         raise StageError(f"{release.repo_id}: the card template needs a fact that was not measured: {exc}") from None
+    except SecurityError as exc:
+        raise _template_error(release, exc, "reaches for what a card template may not use") from None
+    except TemplateError as exc:
+        raise _template_error(release, exc, "cannot be rendered") from None
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _template_error(release: ReleaseSpec, exc: BaseException, what: str) -> SpecError:
+    """A SpecError at the template's line that failed (the spec's own template, else the shipped one)."""
+    template = release.card.template
+    file, line = (template, 1) if template is not None else (_templates() / "model_card.md.j2", 1)
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        if frame.filename.endswith(".j2") or (template is not None and Path(frame.filename) == template):
+            file, line = Path(frame.filename), frame.lineno or 1
+            break
+    return SpecError([SpecProblem(file, line, 1, "card.template", f"the template {what}: {exc}")])
+
+
+def _folder_loader(folder: Path) -> Any:
+    """A FileSystemLoader over one folder that reads no file resolving outside it (through a link)."""
+    from jinja2 import FileSystemLoader, TemplateNotFound
+
+    root = folder.resolve()
+
+    class FolderLoader(FileSystemLoader):
+        def get_source(self, environment: Any, template: str) -> Any:
+            source, filename, uptodate = super().get_source(environment, template)
+            if not Path(filename).resolve().is_relative_to(root):
+                raise TemplateNotFound(template)
+            return source, filename, uptodate
+
+    return FolderLoader(str(root))
 
 
 def _templates() -> Path:

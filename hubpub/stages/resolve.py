@@ -48,7 +48,10 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    api = HfApi()
+    from hubpub.hubclient import source_hub
+
+    source = source_hub()
+    api = HfApi(endpoint=source.endpoint, token=source.token, library_name="hubpub")
     try:
         sha = api.model_info(repo_id, revision=revision).sha
         if sha is None:
