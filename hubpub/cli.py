@@ -776,6 +776,11 @@ def serve(
             f"--token (or HUBPUB_HUB_TOKEN) must be at least {MIN_TOKEN_LENGTH} characters with no spaces:"
             " leave it out and the Hub makes a random one"
         )
+    if host in ("0.0.0.0", "::", "") and public_url is None:
+        raise UsageError(
+            f"--host {host or repr(host)} listens on every address, which no client can use in a link: give"
+            " --public-url URL, the address clients and browsers reach this Hub at (links and the login use it)"
+        )
     generated = tokens_file is None and token is None
     try:
         if tokens_file is not None:
@@ -808,8 +813,8 @@ def serve(
         click.echo(f"note: listening on {host} over plain HTTP; tokens cross the network in clear", err=True)
         if public_url is None:
             click.echo(
-                "note: without --public-url, the web pages' login works only at 127.0.0.1 or localhost, and links"
-                " in answers to other names lead to the listening address",
+                f"note: without --public-url, the web pages' login works only at {host}, 127.0.0.1 or localhost,"
+                " and links in answers to other names lead to the listening address",
                 err=True,
             )
     sys.stdout.flush()

@@ -72,8 +72,10 @@ JOB_ENV_PASSED = (
     "OPENBLAS_L2_SIZE",
     "OMP_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
+    "HUBPUB_VLLM_PYTHON",
 )
-"""Machine settings of the server's environment that reach a job; nothing else of it does."""
+"""Machine settings of the server's environment that reach a job (HUBPUB_VLLM_PYTHON: the owner's vLLM
+environment, the only one a confined release uses); nothing else of it does."""
 UNSHARE = "/usr/bin/unshare"
 JOBS_OFF = "Jobs are off on this Hub: its owner turns them on with `hubpub hub serve --jobs`"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

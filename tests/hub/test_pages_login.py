@@ -125,6 +125,17 @@ def test_hub_serve_exits_2_on_a_public_url_that_is_not_an_origin(
     assert code == 2 and "--public-url 'hub.example.com': give http(s)://HOST[:PORT]" in err and not out
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_hub_serve_on_every_address_needs_a_public_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    # Links built for a wildcard address (upload links included) would lead clients nowhere.
+    arguments = ["hub", "serve", "--dir", str(tmp_path / "store"), "--host", host, "--port", "0"]
+    code, out, err = run_cli(arguments, capsys)
+    assert code == 2 and f"--host {host} listens on every address" in err and "--public-url URL" in err
+    assert not out and not (tmp_path / "store").exists()
+
+
 def test_a_cookie_replayed_after_logout_shows_nothing_private(hub: HubServer) -> None:
     cookie = cookie_of(log_in(hub, DEMO_TOKEN))
     assert fetch(hub, f"/{PRIVATE}", headers=cookie).status == 200
