@@ -502,6 +502,7 @@ def evaluate(
     `cache_dir`, `capture` and `progress` are as for `release`.
     """
     from hubpub.errors import UsageError
+    from hubpub.hubclient import implicit_token_guarded
     from hubpub.pipeline import ReleaseRun, check_resources
 
     releases = [(spec_file.path, item) for spec_file in load_specs(paths) for item in spec_file.select(variant)]
@@ -510,19 +511,20 @@ def evaluate(
         raise UsageError(f"no `evaluation` in the spec for {', '.join(missing)}")
     plans = check_resources(releases, workdir)
     outcomes = []
-    for spec_path, item in releases:
-        run = ReleaseRun(
-            spec_path,
-            item,
-            workdir=workdir,
-            force=frozenset(force),
-            progress=progress,
-            resources=plans.get(item.repo_id),
-            cache_dir=cache_dir,
-            capture=capture,
-        )
-        run.prepare()
-        outcomes.append(run.outcome())
+    with implicit_token_guarded():
+        for spec_path, item in releases:
+            run = ReleaseRun(
+                spec_path,
+                item,
+                workdir=workdir,
+                force=frozenset(force),
+                progress=progress,
+                resources=plans.get(item.repo_id),
+                cache_dir=cache_dir,
+                capture=capture,
+            )
+            run.prepare()
+            outcomes.append(run.outcome())
     return outcomes
 
 

@@ -43,6 +43,7 @@ class HubTarget:
 
 
 HUGGINGFACE_CO = "https://huggingface.co"
+_IMPLICIT_TOKEN_ENV = "HF_HUB_DISABLE_IMPLICIT_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,27 @@ def source_hub() -> SourceHub:
     return SourceHub(endpoint, token_for(endpoint) or False)
 
 
-def guard_implicit_token() -> None:
-    """Stop libraries that find the stored token themselves (datasets, lm-eval, in this process and its
-    children) from sending it to an $HF_ENDPOINT that is not huggingface.co."""
-    if source_hub().token is False:
-        os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
-        from huggingface_hub import constants
+@contextmanager
+def implicit_token_guarded() -> Iterator[None]:
+    """While it lasts, libraries that find the stored token themselves (datasets, lm-eval, in this process and in
+    children started meanwhile) do not send it to an $HF_ENDPOINT that is not huggingface.co. Put back after, so
+    a program that calls hubpub keeps its own setting."""
+    if source_hub().token is not False:
+        yield
+        return
+    from huggingface_hub import constants
 
-        constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True
+    before = os.environ.get(_IMPLICIT_TOKEN_ENV), constants.HF_HUB_DISABLE_IMPLICIT_TOKEN
+    os.environ[_IMPLICIT_TOKEN_ENV] = "1"
+    constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True
+    try:
+        yield
+    finally:
+        if before[0] is None:
+            os.environ.pop(_IMPLICIT_TOKEN_ENV, None)
+        else:
+            os.environ[_IMPLICIT_TOKEN_ENV] = before[0]
+        constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = before[1]
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from hubpub.errors import HubpubError
 from hubpub.evalresults import FOLDER as EVAL_RESULTS
 from hubpub.hashing import HashCache, fingerprint, sha256_file
 from hubpub.hub.store import front_matter
-from hubpub.hubclient import HubTarget, guard_implicit_token
+from hubpub.hubclient import HubTarget, implicit_token_guarded
 from hubpub.manifest import MANIFEST_NAME, Manifest, StageResult, ci_run_url
 from hubpub.measure import measured
 from hubpub.placement import CPU, Placement
@@ -365,6 +365,23 @@ def run_releases(
     Every variant's resource plan is checked first, so a runner too small for any of them stops the run
     before anything is downloaded. `find_vllm` is as for ReleaseRun.
     """
+    # Around the whole run, so the fork servers and every child start under it: libraries that read the Hub
+    # there (datasets, lm-eval) send no token that Hub may not have.
+    with implicit_token_guarded():
+        return _run_releases(items, workdir, force, publishing, progress, vllm_python, cache_dir, capture, find_vllm)
+
+
+def _run_releases(
+    items: list[tuple[Path, ReleaseSpec]],
+    workdir: Path,
+    force: frozenset[str],
+    publishing: PublishOptions | None,
+    progress: Progress | None,
+    vllm_python: str | None,
+    cache_dir: Path | None,
+    capture: bool,
+    find_vllm: bool,
+) -> list[ReleaseOutcome]:
     plans = check_resources(items, workdir)
     runs = [
         ReleaseRun(
@@ -541,8 +558,6 @@ def _run_cached(
         return cached if cached.status == "skipped" else cached.model_copy(update={"status": "cached"})
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    # Before any child starts: libraries that read the Hub there (datasets, lm-eval) send no token it may not have.
-    guard_implicit_token()
     # Started at the first stage with real work (not on a re-run that reuses everything), so the fork servers'
     # imports overlap that work.
     start_fork_server()

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from hubpub import api
-from hubpub.errors import UsageError
-from hubpub.hfjobs import BUNDLE_ENV, SpecBundle
+from hubpub.confinement import check_specs, task_folder_problems
+from hubpub.errors import SpecError, UsageError
+from hubpub.hfjobs import BUNDLE_ENV
+from hubpub.hub import encode_spec_bundle
 
 SPEC = "specs/release.yaml"
 SHOWN = ".hubpub/job-spec/specs/release.yaml"
@@ -37,7 +39,7 @@ def run_job(
     """Run one command as a confined job in the folder `job`, with `spec` (and `files`, `links`) as its bundle."""
     job.mkdir(parents=True, exist_ok=True)
     contents = {SPEC: spec.encode(), **{name: text.encode() for name, text in (files or {}).items()}}
-    encoded = SpecBundle(SPEC, contents, links or {}, ()).encoded()
+    encoded = encode_spec_bundle(SPEC, contents, links)
     environment = {**os.environ, BUNDLE_ENV: encoded, "HUBPUB_JOB_CONFINED": "1", "HF_HUB_OFFLINE": "1"}
     argv = [sys.executable, "-m", "hubpub", command, SPEC, *(["--spec-bundle-env", BUNDLE_ENV] if bundle else [])]
     return subprocess.run(
@@ -142,10 +144,27 @@ def test_a_link_in_the_bundle_does_not_carry_a_path_outside(tmp_path: Path) -> N
     (secret / "card.md.j2").write_text("{{ card.repo_id }}")
     spec = HEAD + "source:\n  path: ../model\ncard:\n  template: ../model/card.md.j2\n"
     result = run_job(tmp_path / "job", spec, links={"model": str(secret)}, command="validate", options=())
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the link 'model' must name a relative target inside the bundle" in result.stderr
+    assert not (tmp_path / "job" / ".hubpub" / "job-spec" / "model").exists()
+
+
+def test_a_link_out_that_is_planted_in_the_unpacked_bundle_is_refused_at_its_line(tmp_path: Path) -> None:
+    # The bundle refuses such links when it unpacks; the spec's own check is the second line, for a link that got
+    # there another way.
+    bundle = tmp_path / "job-spec"
+    (bundle / "specs").mkdir(parents=True)
+    (bundle / SPEC).write_text(HEAD + "source:\n  path: ../model\ncard:\n  template: ../model/card.md.j2\n")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "card.md.j2").write_text("{{ card.repo_id }}")
+    (bundle / "model").symlink_to(secret, target_is_directory=True)
+    with pytest.raises(SpecError) as refused:
+        check_specs([bundle / SPEC], bundle)
     message = "is outside the job's bundle: a job reads only the files its bundle holds"
-    assert refusals(result) == [
-        f"{SHOWN}:5:9: source.path: '../model' {message}",
-        f"{SHOWN}:7:13: card.template: '../model/card.md.j2' {message}",
+    assert [str(problem) for problem in refused.value.problems] == [
+        f"{bundle / SPEC}:5:9: source.path: '../model' {message}",
+        f"{bundle / SPEC}:7:13: card.template: '../model/card.md.j2' {message}",
     ]
 
 
@@ -194,13 +213,27 @@ def test_lm_eval_tasks_cannot_include_or_link_outside_the_bundle(tmp_path: Path)
         "specs/shared.yaml": "doc_to_target: !function utils.target\n",
     }
     spec = HEAD + "evaluation:\n  tasks: [a]\n  include_path: [tasks]\n"
-    result = run_job(tmp_path / "job", spec, files=files, links={"specs/tasks/linked": str(elsewhere)}, options=())
+    result = run_job(tmp_path / "job", spec, files=files, options=())
     prefix = f"{SHOWN}:6:18: evaluation.include_path[0]:"
     assert refusals(result) == [
         f"{prefix} specs/shared.yaml:1:16: the tag !function makes lm-eval import Python from the task folder;"
         " a job's tasks may only use plain YAML (no !function)",
         f"{prefix} specs/tasks/a.yaml: include '{elsewhere / 'evil.yaml'}' is outside the job's bundle",
-        f"{prefix} specs/tasks/linked links outside the job's bundle",
+    ]
+    # A link out among the tasks stops the job at its bundle, before any spec is read.
+    linked = run_job(tmp_path / "job2", spec, files=files, links={"specs/tasks/linked": str(elsewhere)}, options=())
+    assert linked.returncode == 2 and "the link 'specs/tasks/linked' must name a relative target" in linked.stderr
+
+
+def test_a_task_folder_with_a_planted_link_out_is_refused(tmp_path: Path) -> None:
+    bundle = tmp_path / "job-spec"
+    (bundle / "specs" / "tasks").mkdir(parents=True)
+    (bundle / "specs" / "tasks" / "a.yaml").write_text(TASK.format(name="a"))
+    elsewhere = tmp_path / "other-job"
+    elsewhere.mkdir()
+    (bundle / "specs" / "tasks" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert task_folder_problems(bundle / "specs" / "tasks", bundle) == [
+        "specs/tasks/linked links outside the job's bundle"
     ]
 
 

@@ -85,7 +85,7 @@ def test_a_hub_split_converts_only_the_rows_it_samples(tmp_path: Path, monkeypat
         read.append(1)
         return real_getitem(self, key)
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: corpus)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split, token: corpus)
     monkeypatch.setattr(datasets.Dataset, "__iter__", counting_iter)
     monkeypatch.setattr(datasets.Dataset, "__getitem__", counting_getitem)
     spec = Calibration.model_validate({"dataset": "org/big-corpus", "num_samples": 16, "seed": 7})
@@ -100,7 +100,9 @@ def test_a_hub_split_converts_only_the_rows_it_samples(tmp_path: Path, monkeypat
 def test_a_hub_split_without_the_column_is_refused_before_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: datasets.Dataset.from_list([{"body": "x"}]))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda name, split, token: datasets.Dataset.from_list([{"body": "x"}])
+    )
     with pytest.raises(StageError, match=r"org/corpus \[train\] has no column 'text' \(columns: body\)"):
         read_rows(Calibration.model_validate({"dataset": "org/corpus"}))
 
