@@ -104,6 +104,6 @@ def measured(interval: float = 0.05) -> Iterator[Measurement]:
 
 def _initialized_cuda() -> Any:
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+    if torch is None or not torch.cuda.is_initialized():
         return None
     return torch.cuda

@@ -29,7 +29,7 @@ def gpu_peaks() -> dict[str, float] | None:
     cuda = getattr(sys.modules.get("torch"), "cuda", None)
     # Reading counters must not create a CUDA context (hundreds of MB per device) in a process that had none.
     initialized = getattr(cuda, "is_initialized", None)
-    if cuda is None or initialized is None or not cuda.is_available() or not initialized():
+    if cuda is None or initialized is None or not initialized():
         return None
     return {str(index): cuda.max_memory_reserved(index) / 2**20 for index in range(cuda.device_count())}
 

@@ -15,6 +15,13 @@ costs little memory and no second import of torch. They are started ahead of nee
 (`start_fork_server`), so their imports overlap the first stages, and serve every release of the
 process (a family's variants share them).
 
+CUDA cannot be used in a child forked from a process that asked CUDA for its devices through the CUDA
+runtime (`torch._C._cuda_getDeviceCount`, behind `torch.cuda.is_available()`): torch then registers a fork
+handler that marks every later child as a bad fork, whose first CUDA call raises "Cannot re-initialize CUDA
+in forked subprocess". Imports ask (llm-compressor's, through `torch.accelerator.is_available()`), so the
+servers never ask that way (`_keep_cuda_unasked`), and each child refuses to start in a bad fork
+(`_refuse_poisoned_cuda`) rather than run on the CPU.
+
 Server side: `python -m hubpub.warm PARENT_PID REQUESTS_FD,REPLIES_FD MODULE... -- MODULE...` serves
 on stdin/stdout after importing the first modules, and its forked stages server serves on the two
 inherited pipes after importing the rest. Each reads JSON lines `{"module", "args", "log", "stdout",
@@ -46,6 +53,13 @@ PRELOAD = ("llmcompressor", "lm_eval")
 Kind = Literal["stages", "scripts"]
 # Set per call by test runners; it is no reason to start other servers.
 _VOLATILE_ENVIRONMENT = ("PYTEST_CURRENT_TEST",)
+POISONED_CUDA = (
+    "CUDA cannot be used in this child process (pid {pid}): the process it was forked from had asked CUDA for"
+    " its devices before forking (torch's fork poisoning: its first CUDA call would raise 'Cannot re-initialize"
+    " CUDA in forked subprocess'); hubpub stops here rather than run on the CPU"
+)
+# The CUDA runtime's device count, kept aside in a fork server while NVML's answers for it.
+_runtime_device_count: Callable[[], int] | None = None
 
 
 class ForkServer:
@@ -252,6 +266,7 @@ def _child(request: dict[str, Any], server: int) -> None:
         os.chdir(request["cwd"])
         sys.argv = [request["module"], *request["args"]]
         try:
+            _refuse_poisoned_cuda()
             runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as stop:
@@ -266,8 +281,48 @@ def _child(request: dict[str, Any], server: int) -> None:
         os._exit(code)
 
 
+def _refuse_poisoned_cuda() -> None:
+    """In a forked child, first thing: give CUDA's own device count back to torch, and stop with a clear
+    message if this child was forked from a process that had asked CUDA the poisoning way."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return  # nothing of torch was loaded before the fork, so nothing of it can be poisoned
+    if _runtime_device_count is not None:
+        torch._C._cuda_getDeviceCount = _runtime_device_count
+    if torch.cuda._is_in_bad_fork():
+        raise SystemExit(POISONED_CUDA.format(pid=os.getpid()))
+
+
+def _keep_cuda_unasked() -> None:
+    """In a fork server, before torch is imported: its children must find CUDA unasked.
+
+    `PYTORCH_NVML_BASED_CUDA_CHECK=1` makes `torch.cuda.is_available()` (and so `torch.accelerator`'s) answer
+    through `device_count()`, which asks NVML and leaves CUDA uninitialised and the fork unpoisoned. Where NVML
+    cannot answer (no NVML library, MIG devices named in CUDA_VISIBLE_DEVICES), torch falls back on the CUDA
+    runtime's count, which poisons; so once torch is imported, that count answers 0 in the server instead
+    (`_stand_in_for_the_cuda_runtime_count`). No server's answer outlives it: llm-compressor's import only tells
+    MPS from the rest, and each child gets the runtime's count back (`_refuse_poisoned_cuda`) and the caller's
+    environment, so it asks CUDA itself."""
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+
+
+def _stand_in_for_the_cuda_runtime_count() -> None:
+    """Once torch is imported in a fork server: its CUDA runtime device count answers NVML's count or 0."""
+    global _runtime_device_count
+    torch = sys.modules.get("torch")
+    if torch is None or _runtime_device_count is not None or not hasattr(torch._C, "_cuda_getDeviceCount"):
+        return
+    _runtime_device_count = torch._C._cuda_getDeviceCount
+
+    def nvml_count_only() -> int:
+        return max(int(torch.cuda._device_count_nvml()), 0)
+
+    torch._C._cuda_getDeviceCount = nvml_count_only
+
+
 def _serve(parent: int, stage_pipes: str, preload: Sequence[str], stage_preload: Sequence[str]) -> None:
     _end_with_parent(parent)
+    _keep_cuda_unasked()
     stage_requests, stage_replies = (int(descriptor) for descriptor in stage_pipes.split(","))
     replies = os.fdopen(os.dup(1), "w")
     # Nothing but the protocol may reach the pipes: the libraries' own output goes to the servers' log.
@@ -294,6 +349,7 @@ def _import(preload: Sequence[str]) -> None:
     for name in preload:
         module, _, attribute = name.partition(":")
         imported = importlib.import_module(module)
+        _stand_in_for_the_cuda_runtime_count()
         if attribute:
             getattr(imported, attribute)
 
