@@ -335,28 +335,31 @@ class _CudaCheck:
     """Whether a release needs CUDA, and whether CUDA is usable here: each asked at most once per run, the
     latter in a short-lived interpreter (hubpub.resources.runner.cuda_usable)."""
 
-    def __init__(self) -> None:
-        self._gpu_found: tuple[str | None] | None = None
-        self._usable: tuple[bool, str] | None = None
+    @functools.cached_property
+    def gpu_found(self) -> str | None:
+        from hubpub.resources.runner import nvidia_gpu_found
+
+        return nvidia_gpu_found()
+
+    @functools.cached_property
+    def usable(self) -> tuple[bool, str]:
+        from hubpub.resources.runner import cuda_usable
+
+        return cuda_usable()
 
     def check(self, release: ReleaseSpec) -> None:
         from hubpub.errors import CudaUnavailableError
-        from hubpub.resources.runner import cuda_usable, nvidia_gpu_found
 
         runner = release.runner
         if runner is not None and runner.cpu_run:
             return
         if runner is not None and runner.gpus:
             gpu = f"the spec's runner declares {runner.gpus} GPU(s)"
+        elif self.gpu_found is not None:
+            gpu = f"this machine has an NVIDIA GPU ({self.gpu_found})"
         else:
-            if self._gpu_found is None:
-                self._gpu_found = (nvidia_gpu_found(),)
-            if self._gpu_found[0] is None:
-                return
-            gpu = f"this machine has an NVIDIA GPU ({self._gpu_found[0]})"
-        if self._usable is None:
-            self._usable = cuda_usable()
-        usable, found = self._usable
+            return
+        usable, found = self.usable
         if not usable:
             raise CudaUnavailableError.at_start(release.variant, gpu, found)
 
