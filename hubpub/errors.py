@@ -71,13 +71,24 @@ class RunnerTooSmallError(ResourceError):
 
 
 class CudaUnavailableError(ResourceError):
-    """The spec's runner declares GPUs but CUDA is not usable here: a GPU job never falls back to the CPU."""
+    """A GPU release (the spec declares GPUs, or the machine has an NVIDIA GPU) cannot use CUDA: it never falls
+    back to the CPU. A CPU run is declared with `runner: {gpus: 0}`."""
 
-    def __init__(self, variant: str, gpus: int, found: str) -> None:
-        super().__init__(
-            f"{variant}: the spec's runner declares {gpus} GPU(s), but CUDA is not usable here ({found})."
-            " A GPU release does not fall back to the CPU: run it on a GPU runner with a CUDA build of torch,"
-            " or set `runner.gpus: 0`."
+    @classmethod
+    def at_start(cls, variant: str, gpu: str, found: str) -> CudaUnavailableError:
+        """Found by the check before anything is downloaded; `gpu` says why this is a GPU release."""
+        return cls(
+            f"{variant}: {gpu}, but CUDA is not usable here: {found}. Nothing was downloaded or quantized:"
+            " a GPU release does not fall back to the CPU. Install a CUDA build of torch that this machine's"
+            " driver supports, or declare a CPU run with `runner: {gpus: 0}`."
+        )
+
+    @classmethod
+    def in_child(cls, what: str, found: str) -> CudaUnavailableError:
+        """Found by a stage's child that the plan placed on GPUs."""
+        return cls(
+            f"{what}: the resource plan placed the model on GPUs, but CUDA is not usable in this process: {found}."
+            " A GPU release does not fall back to the CPU; declare a CPU run with `runner: {gpus: 0}`."
         )
 
 
@@ -119,7 +130,7 @@ EXIT_CODES: dict[str, int] = {
     "success": 0,
     "unexpected internal error (a bug: please report it)": HubpubError.exit_code,
     "invalid spec or command-line usage": SpecError.exit_code,
-    "the runner is too small for a stage, or lacks the GPUs the spec declares (nothing downloaded)": (
+    "the runner is too small for a stage, or its GPUs' CUDA is unusable (nothing downloaded)": (
         ResourceError.exit_code
     ),
     "a stage failed": StageError.exit_code,

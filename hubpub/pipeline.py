@@ -304,33 +304,64 @@ class ReleaseRun:
 def check_resources(items: list[tuple[Path, ReleaseSpec]], workdir: Path) -> dict[str, ResourcePlan]:
     """The resource plan of each variant (by repo id), checked before anything is downloaded.
 
-    A spec whose runner declares GPUs needs usable CUDA here (a GPU job never falls back to the CPU). Each
-    variant is checked against its declared runner and against this machine; any refusal raises
-    RunnerTooSmallError naming the stage. Plans that cannot be estimated (an unknown architecture) pass.
+    A GPU release (its runner declares GPUs, or this machine has an NVIDIA GPU and the spec declares no CPU
+    run) needs usable CUDA here: it never falls back to the CPU (CudaUnavailableError). Each variant is checked
+    against its declared runner and against this machine; any refusal raises RunnerTooSmallError naming the
+    stage. Plans that cannot be estimated (an unknown architecture) pass.
     """
-    from hubpub.errors import CudaUnavailableError
     from hubpub.resources import declared_machine, detect_machine, release_resources, with_base_shapes
-    from hubpub.resources.runner import cuda_usable
 
     plans: dict[str, ResourcePlan] = {}
     detected: Machine | None = None
+    cuda = _CudaCheck()
     for _, release, shape, first_of_base in with_base_shapes(items):
         runner = release.runner
         # The declared runner first: a runner too small is the spec's problem on any machine.
         if runner is not None:
             _refuse(release_resources(release, declared_machine(runner), shape, first_of_base=first_of_base))
-            if runner.gpus:
-                usable, found = cuda_usable()
-                if not usable:
-                    raise CudaUnavailableError(release.variant, runner.gpus, found)
+        cuda.check(release)
         if detected is None:
             detected = detect_machine(workdir, cpu_offload=bool(runner and runner.cpu_offload))
             detected = replace(detected, disk_bytes=_with_workdir_files(detected.disk_bytes, workdir))
-        plan = _refuse(release_resources(release, detected, shape, first_of_base=first_of_base))
+        machine = replace(detected, gpus=()) if runner is not None and runner.cpu_run else detected
+        plan = _refuse(release_resources(release, machine, shape, first_of_base=first_of_base))
         plans[release.repo_id] = plan
         if not plan.estimable:
             logger.warning("%s: resources not checked: %s", release.variant, plan.reason)
     return plans
+
+
+class _CudaCheck:
+    """Whether a release needs CUDA, and whether CUDA is usable here: each asked at most once per run, the
+    latter in a short-lived interpreter (hubpub.resources.runner.cuda_usable)."""
+
+    @functools.cached_property
+    def gpu_found(self) -> str | None:
+        from hubpub.resources.runner import nvidia_gpu_found
+
+        return nvidia_gpu_found()
+
+    @functools.cached_property
+    def usable(self) -> tuple[bool, str]:
+        from hubpub.resources.runner import cuda_usable
+
+        return cuda_usable()
+
+    def check(self, release: ReleaseSpec) -> None:
+        from hubpub.errors import CudaUnavailableError
+
+        runner = release.runner
+        if runner is not None and runner.cpu_run:
+            return
+        if runner is not None and runner.gpus:
+            gpu = f"the spec's runner declares {runner.gpus} GPU(s)"
+        elif self.gpu_found is not None:
+            gpu = f"this machine has an NVIDIA GPU ({self.gpu_found})"
+        else:
+            return
+        usable, found = self.usable
+        if not usable:
+            raise CudaUnavailableError.at_start(release.variant, gpu, found)
 
 
 def _refuse(plan: ResourcePlan) -> ResourcePlan:

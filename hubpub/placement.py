@@ -6,6 +6,7 @@ process that loads the model, as plain JSON, so children need nothing else from 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,3 +52,19 @@ class Placement:
 
 
 CPU = Placement()
+
+
+def cuda_problem() -> str | None:
+    """Why this process cannot use CUDA, in words; None when it can. Imports torch and asks CUDA: only for a
+    stage's child whose placement names GPUs, never in a process that forks."""
+    import torch
+
+    if torch.cuda._is_in_bad_fork():
+        return "CUDA was initialized in the process this one was forked from (torch's forked-subprocess guard)"
+    if torch.cuda.is_available():
+        return None
+    if not torch.version.cuda:
+        return f"torch {torch.__version__} is a CPU-only build (torch.version.cuda is None)"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hidden = f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
+    return f"torch {torch.__version__} built for CUDA {torch.version.cuda} finds no usable device{hidden}"

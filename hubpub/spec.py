@@ -305,13 +305,27 @@ class Collection(SpecModel):
     )
 
 
+def _check_gpus(value: Any) -> Any:
+    """A whole number of GPUs; the words a CPU run is often written with get the spelling hubpub takes."""
+    if isinstance(value, bool) or (isinstance(value, str) and not value.strip().isdigit()):
+        cpu = value is False or str(value).strip().lower() in ("cpu", "none", "no", "off", "false")
+        hint = "; for a CPU run write `gpus: 0`" if cpu else ""
+        raise ValueError(f"gpus takes a whole number of GPUs (0 for a CPU run), not {value!r}{hint}")
+    return value
+
+
 class Runner(SpecModel):
     """The machine a variant's release job runs on, as the resource plan checks it before any download.
 
     Sizes are decimal gigabytes (10^9 bytes). Without this section the plan checks the machine it runs on.
     """
 
-    gpus: int = Field(default=0, ge=0, description="GPUs the job may use (0: the CPU only).")
+    gpus: Annotated[int | None, BeforeValidator(_check_gpus)] = Field(
+        default=None,
+        ge=0,
+        description="GPUs the job may use; 0 declares a CPU run, on a machine with GPUs too (stated on the card)."
+        " Without it, a machine with an NVIDIA GPU must have usable CUDA.",
+    )
     gpu_memory_gb: float | None = Field(
         default=None, gt=0, description="Memory of each GPU in GB; required when gpus is above 0."
     )
@@ -331,6 +345,11 @@ class Runner(SpecModel):
         if value is not None and not info.data.get("gpus"):
             raise ValueError("gpu_memory_gb needs gpus above 0")
         return value
+
+    @property
+    def cpu_run(self) -> bool:
+        """The spec declares a CPU run (`gpus: 0`): no GPU is used even on a machine that has one."""
+        return self.gpus == 0
 
     @model_validator(mode="after")
     def _gpus_with_memory(self) -> Runner:

@@ -9,8 +9,8 @@ import json
 import logging
 from typing import Any
 
-from hubpub.errors import StageError
-from hubpub.placement import Placement
+from hubpub.errors import CudaUnavailableError, StageError
+from hubpub.placement import Placement, cuda_problem
 from hubpub.stages._child import serve
 
 logger = logging.getLogger(__name__)
@@ -19,10 +19,13 @@ KEPT = ("results", "higher_is_better", "versions", "n-samples", "n-shot", "confi
 
 
 def hf_model_args(placement: Placement, model_dir: str, *, device_count: int) -> tuple[dict[str, Any], str]:
-    """lm-eval's `hf` model arguments and device for `placement`, given the GPUs this process sees."""
-    if not placement.on_gpu or device_count == 0:
+    """lm-eval's `hf` model arguments and device for `placement`, given the GPUs this process sees; a planned GPU
+    never falls back to the CPU."""
+    if not placement.on_gpu:
         # On a CPU, float32 kernels are several times faster than bfloat16 ones, and more precise.
         return {"pretrained": model_dir, "dtype": "float32"}, "cpu"
+    if device_count == 0:
+        raise CudaUnavailableError.in_child("evaluate", "torch sees no CUDA device")
     devices = sorted(placement.gpu_budgets)
     if len(devices) == 1 and not placement.cpu_offload_bytes:
         return {"pretrained": model_dir, "dtype": "auto"}, f"cuda:{devices[0]}"
@@ -64,7 +67,12 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     sandbox_task_templates()
 
     placement = Placement.from_request(request.get("placement"))
-    device_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device_count = 0
+    if placement.on_gpu:
+        problem = cuda_problem()
+        if problem is not None:
+            raise CudaUnavailableError.in_child("evaluate", problem)
+        device_count = torch.cuda.device_count()
     results: dict[str, Any] = {}
     for name, model_dir in request["models"].items():
         model_args, device = hf_model_args(placement, model_dir, device_count=device_count)

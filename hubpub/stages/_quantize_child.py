@@ -8,13 +8,23 @@ Usage: python -m hubpub.stages._quantize_child REQUEST.json RESULT.json (see hub
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from hubpub.errors import StageError
+from hubpub.errors import CudaUnavailableError, StageError
+from hubpub.placement import Placement, cuda_problem
 from hubpub.stages._child import serve
 
 
 def main(request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("cpu_run"):
+        # llm-compressor takes any GPU CUDA shows it; a declared CPU run shows it none (CUDA reads this at its
+        # first use, in this process).
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif Placement.from_request(request.get("placement")).on_gpu:
+        problem = cuda_problem()
+        if problem is not None:
+            raise CudaUnavailableError.in_child("quantize", problem)
     if request["quiet"]:
         # llm-compressor logs through loguru to stdout; its LLM_COMPRESSOR_LOG_DISABLED switch would
         # also skip registering the METRIC level that GPTQ logs with, and GPTQ would fail.

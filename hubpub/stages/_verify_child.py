@@ -12,7 +12,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from hubpub.placement import Placement
+from hubpub.errors import CudaUnavailableError
+from hubpub.placement import Placement, cuda_problem
 from hubpub.stages._child import serve
 from hubpub.stages._float32 import compute_in_float32
 
@@ -55,12 +56,15 @@ def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> di
     }
 
 
-def load_arguments(placement: Placement, cuda_available: bool) -> tuple[str, dict[str, Any]]:
+def load_arguments(placement: Placement, cuda_problem: str | None) -> tuple[str, dict[str, Any]]:
     """The device label and `from_pretrained` placement arguments: spread over the planned GPUs by
-    from_pretrained itself (no whole-model copy through cuda:0), or nothing on the CPU."""
-    if placement.on_gpu and cuda_available:
-        return "cuda", placement.transformers_kwargs()
-    return "cpu", {}
+    from_pretrained itself (no whole-model copy through cuda:0), or nothing on the CPU. `cuda_problem` says why
+    CUDA is unusable here (None: it is usable); a planned GPU never falls back to the CPU."""
+    if not placement.on_gpu:
+        return "cpu", {}
+    if cuda_problem is not None:
+        raise CudaUnavailableError.in_child("verify", cuda_problem)
+    return "cuda", placement.transformers_kwargs()
 
 
 def load(auto_class: Any, folder: str, device: str, where: dict[str, Any]) -> Any:
@@ -76,7 +80,8 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    device, where = load_arguments(Placement.from_request(request.get("placement")), torch.cuda.is_available())
+    placement = Placement.from_request(request.get("placement"))
+    device, where = load_arguments(placement, cuda_problem() if placement.on_gpu else None)
     text = Path(request["heldout"]).read_text(encoding="utf-8")
     result: dict[str, Any] = {"device": device, "dtype": "auto" if device == "cuda" else "float32"}
     if request.get("base_dir"):

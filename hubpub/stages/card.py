@@ -353,7 +353,7 @@ def card_facts(
             "spec_sha256": manifest.spec_sha256,
             "versions": manifest.versions,
             "tools": ", ".join(f"{name} {value}" for name, value in manifest.versions.items() if value),
-            "device": manifest.device or "(not recorded)",
+            "device": _quantized_on(release, manifest.device),
             "gpu_peaks": gpu_peaks(manifest),
             "ci_run_url": manifest.ci_run_url,
         },
@@ -362,6 +362,18 @@ def card_facts(
         "citation": _citation(release),
         "extra_sections": [section.model_dump() for section in release.card.extra_sections],
     }
+
+
+def _quantized_on(release: ReleaseSpec, device: str | None) -> str:
+    """The device that quantized the checkpoint, and on the CPU why: a CPU run the spec declares, or a machine
+    without a GPU (a machine with one runs a release on the CPU only when the spec declares it)."""
+    if device is None:
+        return "(not recorded)"
+    if device != "cpu":
+        return device
+    if release.runner is not None and release.runner.cpu_run:
+        return "cpu: a CPU run, declared in the spec (`runner.gpus: 0`)"
+    return "cpu: the release machine has no GPU"
 
 
 def gpu_peaks(manifest: Manifest) -> list[dict[str, str]]:

@@ -33,6 +33,8 @@ def run(ctx: StageContext) -> StageOutput:
         "calibration": release.calibration.model_dump(mode="json") if calibrated and release.calibration else None,
         "what": f"{release.base_model} as {release.scheme}",
         "quiet": not logger.isEnabledFor(logging.DEBUG),
+        "placement": ctx.placement.as_request(),
+        "cpu_run": release.runner is not None and release.runner.cpu_run,
     }
     child = run_child(
         _CHILD,

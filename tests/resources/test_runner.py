@@ -62,6 +62,11 @@ def test_host_ram_is_memavailable(tmp_path: Path) -> None:
         ("runner:\n  gpus: 2\n", "gpus: 2 needs gpu_memory_gb"),
         ("runner:\n  gpu_memory_gb: 24\n", "gpu_memory_gb needs gpus above 0"),
         ("runner:\n  gpus: 1\n  gpu_memory_gb: 24\n  ram: 64\n", "unknown key 'ram'; did you mean 'ram_gb'?"),
+        (
+            "runner:\n  gpus: cpu\n",
+            "gpus takes a whole number of GPUs (0 for a CPU run), not 'cpu'; for a CPU run write `gpus: 0`",
+        ),
+        ("runner:\n  gpus: -1\n", "runner.gpus: Input should be greater than or equal to 0"),
     ],
 )
 def test_runner_section_errors_point_at_the_line(tmp_path: Path, runner: str, message: str) -> None:

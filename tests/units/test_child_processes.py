@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hubpub import warm
-from hubpub.errors import GateError, StageError
+from hubpub.errors import CudaUnavailableError, GateError, StageError
 from hubpub.manifest import StageResult
 from hubpub.measure import measured, record_child_peaks
 from hubpub.placement import CPU, Placement
@@ -34,13 +34,20 @@ TWO_GPUS_WITH_OFFLOAD = Placement(gpu_budgets={0: 40 * GIB, 1: 40 * GIB}, cpu_of
 
 
 def test_verify_child_loads_on_the_cpu_without_placement_arguments() -> None:
-    assert load_arguments(CPU, cuda_available=True) == ("cpu", {})
-    assert load_arguments(ONE_GPU, cuda_available=False) == ("cpu", {})
+    assert load_arguments(CPU, cuda_problem=None) == ("cpu", {})
+
+
+def test_verify_child_never_falls_back_to_the_cpu_from_a_planned_gpu() -> None:
+    with pytest.raises(CudaUnavailableError) as raised:
+        load_arguments(ONE_GPU, cuda_problem="torch 2.13.0+cpu is a CPU-only build")
+    message = str(raised.value)
+    assert message.startswith("verify: the resource plan placed the model on GPUs, but CUDA is not usable")
+    assert "torch 2.13.0+cpu is a CPU-only build" in message and "runner: {gpus: 0}" in message
 
 
 def test_verify_child_spreads_over_the_planned_gpus() -> None:
-    assert load_arguments(ONE_GPU, cuda_available=True) == ("cuda", {"device_map": "auto", "max_memory": {0: 70 * GIB}})
-    device, kwargs = load_arguments(TWO_GPUS_WITH_OFFLOAD, cuda_available=True)
+    assert load_arguments(ONE_GPU, cuda_problem=None) == ("cuda", {"device_map": "auto", "max_memory": {0: 70 * GIB}})
+    device, kwargs = load_arguments(TWO_GPUS_WITH_OFFLOAD, cuda_problem=None)
     assert device == "cuda"
     assert kwargs == {"device_map": "auto", "max_memory": {0: 40 * GIB, 1: 40 * GIB, "cpu": 200 * GIB}}
 
@@ -52,7 +59,11 @@ def test_placement_travels_through_the_request_unchanged() -> None:
 
 def test_lm_eval_on_the_cpu_keeps_float32() -> None:
     assert hf_model_args(CPU, "/m", device_count=0) == ({"pretrained": "/m", "dtype": "float32"}, "cpu")
-    assert hf_model_args(ONE_GPU, "/m", device_count=0) == ({"pretrained": "/m", "dtype": "float32"}, "cpu")
+
+
+def test_lm_eval_never_falls_back_to_the_cpu_from_a_planned_gpu() -> None:
+    with pytest.raises(CudaUnavailableError, match=r"^evaluate: the resource plan placed the model on GPUs, but CUDA"):
+        hf_model_args(ONE_GPU, "/m", device_count=0)
 
 
 def test_lm_eval_on_one_gpu_uses_that_device() -> None:
