@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from hubpub.errors import SpecError, SpecProblem, UsageError
-from hubpub.spec import field_label, is_local_dataset
+from hubpub.spec import field_label, local_paths, spec_sections
 from hubpub.yamlsource import Located, PathKey, load_yaml
 
 JOB_CONFINED_ENV = "HUBPUB_JOB_CONFINED"
@@ -58,13 +58,8 @@ def spec_problems(path: Path, bundle: Path) -> list[SpecProblem]:
     located = load_yaml(path)
     if not _inside(path, root):
         return [located.problem((), "", f"the spec file is outside the job's bundle {root}")]
-    data = located.data
-    sections: list[tuple[PathKey, dict[str, Any]]] = [((), data)]
-    variants = data.get("variants")
-    if isinstance(variants, list):
-        sections += [(("variants", index), item) for index, item in enumerate(variants) if isinstance(item, dict)]
     problems: list[SpecProblem] = []
-    for where, section in sections:
+    for where, section in spec_sections(located.data):
         problems += _section_problems(located, where, section, root)
     return sorted(set(problems), key=lambda problem: (problem.line, problem.column, problem.field, problem.message))
 
@@ -93,24 +88,14 @@ def _section_problems(located: Located, where: PathKey, section: dict[str, Any],
             ("verify", "vllm_python"),
             "a job on the embedded Hub cannot name a program to run: remove verify.vllm_python",
         )
-    if isinstance(source, dict):
-        folder = outside(("source", "path"), source.get("path"))
-        if folder is not None and "gguf_file" in source:
-            outside(("source", "gguf_file"), source["gguf_file"], under=folder)
-    calibration = section.get("calibration")
-    dataset = calibration.get("dataset") if isinstance(calibration, dict) else None
-    if isinstance(dataset, str) and is_local_dataset(dataset):
-        outside(("calibration", "dataset"), dataset)
-    card = section.get("card")
-    if isinstance(card, dict):
-        outside(("card", "template"), card.get("template"))
-    evaluation = section.get("evaluation")
-    folders = evaluation.get("include_path") if isinstance(evaluation, dict) else None
-    for index, value in enumerate(folders if isinstance(folders, list) else []):
-        keys: PathKey = ("evaluation", "include_path", index)
-        folder = outside(keys, value)
-        if folder is not None and folder.is_dir():
-            for message in task_folder_problems(folder, root):
+    for keys, value in local_paths(section):
+        named = outside(keys, value)
+        if named is None:
+            continue
+        if keys == ("source", "path") and isinstance(source, dict) and "gguf_file" in source:
+            outside(("source", "gguf_file"), source["gguf_file"], under=named)
+        elif keys[:2] == ("evaluation", "include_path") and named.is_dir():
+            for message in task_folder_problems(named, root):
                 refuse(keys, message)
     return problems
 

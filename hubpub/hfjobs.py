@@ -22,7 +22,7 @@ from typing import Any
 
 from hubpub.errors import JobError, UsageError
 from hubpub.hub import BUNDLE_MAX_ENCODED, HubError, decode_spec_bundle, encode_spec_bundle
-from hubpub.spec import ReleaseSpec, SpecFile, is_local_dataset
+from hubpub.spec import ReleaseSpec, SpecFile, local_paths, spec_sections
 from hubpub.yamlsource import load_yaml
 
 logger = logging.getLogger(__name__)
@@ -130,22 +130,8 @@ def bundle_spec(spec_file: SpecFile) -> SpecBundle:
 
 def _raw_paths(spec_path: Path) -> set[str]:
     """Every local path the spec's shared keys and variants name, as written."""
-    data = load_yaml(spec_path).data
-    sections = [data, *(variant for variant in data.get("variants") or [] if isinstance(variant, dict))]
-    found: set[str] = set()
-    for section in sections:
-        source, calibration = section.get("source"), section.get("calibration")
-        card, evaluation = section.get("card"), section.get("evaluation")
-        if isinstance(source, dict) and isinstance(source.get("path"), str):
-            found.add(source["path"])
-        dataset = calibration.get("dataset") if isinstance(calibration, dict) else None
-        if isinstance(dataset, str) and is_local_dataset(dataset):
-            found.add(dataset)
-        if isinstance(card, dict) and isinstance(card.get("template"), str):
-            found.add(card["template"])
-        if isinstance(evaluation, dict):
-            found.update(str(folder) for folder in evaluation.get("include_path") or [])
-    return found
+    sections = spec_sections(load_yaml(spec_path).data)
+    return {value for _, section in sections for _, value in local_paths(section)}
 
 
 def _absolute(path: str) -> bool:

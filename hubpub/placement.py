@@ -56,11 +56,10 @@ CPU = Placement()
 
 def cuda_problem() -> str | None:
     """Why this process cannot use CUDA, in words; None when it can. Imports torch and asks CUDA: only for a
-    stage's child whose placement names GPUs, never in a process that forks."""
+    stage's child whose placement names GPUs, never in a process that forks. A child in a poisoned fork never
+    gets here: the fork server stops it before its module runs (hubpub.warm)."""
     import torch
 
-    if torch.cuda._is_in_bad_fork():
-        return "CUDA was initialized in the process this one was forked from (torch's forked-subprocess guard)"
     if torch.cuda.is_available():
         return None
     if not torch.version.cuda:

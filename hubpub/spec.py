@@ -178,6 +178,29 @@ def is_local_dataset(value: str) -> bool:
     return value.endswith(LOCAL_DATA_SUFFIXES) or value.startswith(("./", "../", "/", "~"))
 
 
+def spec_sections(data: dict[str, Any]) -> list[tuple[PathKey, dict[str, Any]]]:
+    """A raw spec document's shared keys, then each variant, with where each stands in the document."""
+    variants = data.get("variants")
+    listed = variants if isinstance(variants, list) else []
+    return [((), data), *((("variants", index), item) for index, item in enumerate(listed) if isinstance(item, dict))]
+
+
+def local_paths(section: dict[str, Any]) -> list[tuple[PathKey, str]]:
+    """The local paths one section of a raw spec names, as written, each with its keys: source.path, a local
+    calibration.dataset, card.template and each evaluation.include_path folder."""
+    source, calibration = section.get("source"), section.get("calibration")
+    card, evaluation = section.get("card"), section.get("evaluation")
+    dataset = calibration.get("dataset") if isinstance(calibration, dict) else None
+    folders = evaluation.get("include_path") if isinstance(evaluation, dict) else None
+    named: list[tuple[PathKey, object]] = [
+        (("source", "path"), source.get("path") if isinstance(source, dict) else None),
+        (("calibration", "dataset"), dataset if isinstance(dataset, str) and is_local_dataset(dataset) else None),
+        (("card", "template"), card.get("template") if isinstance(card, dict) else None),
+        *((("evaluation", "include_path", index), folder) for index, folder in enumerate(folders or [])),
+    ]
+    return [(keys, value) for keys, value in named if isinstance(value, str)]
+
+
 class RelatedModel(SpecModel):
     repo_id: HubId
     scheme: NonEmptyStr | None = None
