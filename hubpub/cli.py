@@ -210,6 +210,9 @@ def _print_resources(out: Any, resources: Any) -> None:
 
     if not resources.estimable:
         out.print(f"  {'resources':<12} [yellow]not estimated[/yellow]: {escape(resources.reason or '')}")
+        for stage in resources.stages:
+            gpus = ",".join(str(index) for index in sorted(stage.placement.gpu_budgets))
+            out.print(f"  {'':<12} {stage.stage}: GPU {gpus} ({escape(stage.note)})")
         return
     gb = 1e9
     out.print(

@@ -98,13 +98,23 @@ class ForkServer:
                 self._requests.flush()
             except BrokenPipeError:
                 raise RuntimeError(f"hubpub's fork server has ended:\n{self._pair.output()}") from None
-            pid = self._reply(deadline, "pid")
+            replies_in_step = False
             try:
-                return int(self._reply(deadline, "code", poll))
-            except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-                self._reply(time.monotonic() + 60, "code")
-                raise
+                pid = self._reply(deadline, "pid")
+                try:
+                    code = int(self._reply(deadline, "code", poll))
+                except subprocess.TimeoutExpired:
+                    os.kill(pid, signal.SIGKILL)
+                    self._reply(time.monotonic() + 60, "code")
+                    replies_in_step = True
+                    raise
+                replies_in_step = True
+                return code
+            finally:
+                if not replies_in_step:
+                    # A reply still owed to this request would answer the next one: the pair ends, and the
+                    # next request starts fresh servers (their children end with them).
+                    self._pair.close()
 
     def _reply(self, deadline: float, key: str, poll: Callable[[], None] | None = None) -> Any:
         while True:
@@ -128,6 +138,7 @@ class ServerPair:
 
     def __init__(self) -> None:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the servers' own output, kept until close())
+        self._closing_output = ""
         stage_requests, to_stages = os.pipe()
         from_stages, stage_replies = os.pipe()
         self._process = subprocess.Popen(
@@ -160,6 +171,8 @@ class ServerPair:
         return self._process.poll() is None
 
     def output(self) -> str:
+        if self._log.closed:
+            return self._closing_output
         self._log.seek(0)
         return self._log.read().decode("utf-8", errors="replace")
 
@@ -168,7 +181,9 @@ class ServerPair:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._closing_output = self.output()
+            self._log.close()
 
 
 _pair: ServerPair | None = None

@@ -162,7 +162,38 @@ def plan_resources(
 
 
 def unestimable(release: ReleaseSpec, machine: Machine, reason: str) -> ResourcePlan:
-    return ResourcePlan(release.variant, release.repo_id, machine.describe(), estimable=False, reason=reason)
+    """A plan that checks nothing. On a machine with GPUs the stages still go to them, each with every GPU's
+    usable memory (quantize: GPU 0; vLLM: GPU 0 alone), so an unknown shape never moves a release to the CPU."""
+    return ResourcePlan(
+        release.variant,
+        release.repo_id,
+        machine.describe(),
+        estimable=False,
+        reason=reason,
+        stages=_unsized_gpu_stages(release, machine.gpus),
+    )
+
+
+def _unsized_gpu_stages(release: ReleaseSpec, gpus: tuple[Gpu, ...]) -> tuple[StagePlan, ...]:
+    if not gpus:
+        return ()
+    note = "size unknown: every GPU's usable memory, nothing checked"
+    usable = {gpu.index: _usable_gpu_bytes(gpu) for gpu in gpus}
+    first = gpus[0]
+    stages = [StagePlan("quantize", 0, 0, 0, Placement({first.index: usable[first.index]}), note=note)]
+    stages += [
+        StagePlan(stage, 0, 0, 0, Placement(dict(usable)), note=note)
+        for stage in ("verify", "evaluate", "card", "publish")
+        if stage != "evaluate" or release.evaluation is not None
+    ]
+    if release.verify.vllm != "off":
+        vllm_budget = int(first.memory_bytes * VLLM_GPU_MEMORY_UTILIZATION)
+        stages.append(StagePlan("vllm", 0, 0, 0, Placement({first.index: vllm_budget}), note=note))
+    return tuple(stages)
+
+
+def _usable_gpu_bytes(gpu: Gpu) -> int:
+    return int(gpu.memory_bytes * (1 - GPU_HEADROOM)) - CUDA_CONTEXT_BYTES
 
 
 class _Estimator:
@@ -268,7 +299,7 @@ class _Estimator:
         return Placement(gpu_budgets={gpu.index: self._usable(gpu)}) if need <= self._usable(gpu) else CPU
 
     def _usable(self, gpu: Gpu) -> int:
-        return int(gpu.memory_bytes * (1 - GPU_HEADROOM)) - CUDA_CONTEXT_BYTES
+        return _usable_gpu_bytes(gpu)
 
     def _transformers_load(
         self, stage: str, weights: int, note: str, *, base_too: bool = False, float32_copy: bool = False

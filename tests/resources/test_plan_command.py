@@ -54,6 +54,34 @@ def test_plan_says_when_it_cannot_estimate(tmp_path: Path, capsys: pytest.Captur
     assert "not estimated" in out and "mixture of experts" in out
 
 
+def test_a_plan_that_cannot_size_the_model_still_places_every_stage_on_the_gpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown shape on a runner with GPUs must not move the model-loading stages to the CPU (the placement
+    an unestimable plan once gave every stage)."""
+    spec = _spec(tmp_path, "runner:\n  gpus: 2\n  gpu_memory_gb: 80\n")
+    config = tmp_path / "llama-70b" / "config.json"
+    config.write_text(json.dumps({**LLAMA_3_1_70B, "num_local_experts": 8}), encoding="utf-8")
+    code, out, err = run_cli(["plan", "--json", str(spec)], capsys)
+    assert code == 0, err
+    (plan,) = json.loads(out)
+    resources = plan["resources"]
+    assert not resources["estimable"] and "mixture of experts" in resources["reason"]
+    budgets = {stage["stage"]: stage["placement"]["gpu_budgets"] for stage in resources["stages"]}
+    usable = 80e9 * 0.9 - 600e6
+    assert budgets == {
+        "quantize": {"0": usable},
+        "verify": {"0": usable, "1": usable},
+        "card": {"0": usable, "1": usable},
+        "publish": {"0": usable, "1": usable},
+        "vllm": {"0": 80e9 * 0.8},
+    }
+    assert all(stage["refusal"] is None for stage in resources["stages"])
+    code, out, err = run_cli(["plan", str(spec)], capsys)
+    assert code == 0, err
+    assert "verify: GPU 0,1 (size unknown" in out and "quantize: GPU 0 (size unknown" in out
+
+
 def test_release_on_a_runner_too_small_exits_2_before_any_download(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

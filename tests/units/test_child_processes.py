@@ -230,3 +230,24 @@ def test_a_script_runs_in_a_clean_interpreter_and_the_stages_server_is_forked_fr
     assert stage_output[0] == "['llmcompressor', 'lm_eval', 'torch', 'transformers']"
     scripts_server = parents.split()[0]
     assert stage_output[1].split()[1] == scripts_server  # the stages server's parent is the scripts server
+
+
+def test_a_request_whose_child_never_started_in_time_leaves_no_reply_for_the_next(
+    light_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pid reply of a request that timed out before it came must not answer the next request: the pair
+    ends and the next request gets fresh servers (once read as the next child's, its exit code was wrong)."""
+    (tmp_path / "slowimport.py").write_text("import time\ntime.sleep(4)\n", encoding="utf-8")
+    monkeypatch.setattr(warm, "PRELOAD", ("slowimport",))
+    module = children_module(tmp_path, "import sys\nprint('ran', sys.argv[1])\nsys.exit(int(sys.argv[1]))\n")
+    late = warm.WarmInterpreter()
+    with pytest.raises(subprocess.TimeoutExpired):
+        late.run(module, ["3"], timeout=0.5)
+    first_pair = warm._pair
+    assert first_pair is not None and not first_pair.alive
+    on_time = warm.WarmInterpreter()
+    assert on_time.run(module, ["0"], timeout=60) == 0
+    assert on_time.output().strip() == "ran 0"
+    assert warm._pair is not first_pair
+    late.close()
+    on_time.close()
