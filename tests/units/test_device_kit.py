@@ -4,31 +4,18 @@ metadata, and the kit check reads wheels written here."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_script
 
-
-def _load_kit() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("device_kit", REPO_ROOT / "scripts" / "device_kit.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-kit = _load_kit()
+kit = load_script("scripts/device_kit.py")
 
 
 def roots() -> list[Requirement]:
