@@ -19,6 +19,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -237,8 +238,23 @@ def build(folder: Path) -> int:
     return check(folder)
 
 
+def pip_refusal(folder: Path) -> str | None:
+    """What pip says when asked to install every wheel of the kit for CPython 3.12 on manylinux x86_64 without an
+    index (a dry run: nothing is installed), or None when it would."""
+    platforms = [argument for platform in PLATFORMS for argument in ("--platform", platform)]
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-index", "--no-deps"]
+    command += ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", *platforms]
+    with tempfile.TemporaryDirectory() as target:
+        command += ["--target", target, "--find-links", str(folder), *map(str, sorted(folder.glob("*.whl")))]
+        done = subprocess.run(command, capture_output=True, text=True)
+    return None if done.returncode == 0 else f"pip would not install the kit: {done.stderr.strip()[-1500:]}"
+
+
 def check(folder: Path) -> int:
     problems = check_kit(folder, machine_packages())
+    refusal = pip_refusal(folder)
+    if refusal is not None:
+        problems.append(refusal)
     total = kit_bytes(folder)
     wheels = len(list(folder.glob("*.whl")))
     print(f"{folder}: {wheels} wheels, {total / 2**20:.1f} MiB in all (limit {LIMIT_BYTES / 2**20:.0f} MiB)")

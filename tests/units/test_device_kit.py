@@ -108,3 +108,10 @@ def test_a_kit_over_the_size_limit_fails_its_check(tmp_path: Path, capsys: pytes
     captured = capsys.readouterr()
     assert "1 wheels, 60.0 MiB in all (limit 60 MiB)" in captured.out
     assert "error: the kit is 60.0 MiB, over the 60 MiB limit" in captured.err
+
+
+def test_pip_refuses_a_kit_wheel_built_for_another_python(tmp_path: Path) -> None:
+    write_wheel(tmp_path, "alpha", "1.0", [], tag="cp311-cp311-manylinux_2_17_x86_64")
+    refusal = kit.pip_refusal(tmp_path)
+    assert refusal is not None and refusal.startswith("pip would not install the kit: ")
+    assert "alpha-1.0-cp311-cp311-manylinux_2_17_x86_64.whl is not a supported wheel on this platform" in refusal
