@@ -53,17 +53,8 @@ DEFAULT_OUT = ROOT / "bench" / "out" / "gpu_smoke"
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "hubpub-gpu-smoke"
 KIT_PACKAGES = ("hubpub", "llmcompressor", "compressed_tensors", "lm_eval", "pydantic", "datasets", "gguf", "nh3")
 
-SMOLLM2_1_7B = {
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "max_position_embeddings": 8192,
-    "rope_theta": 130000,
-    "tie_word_embeddings": False,
-    "vocab_size": 49152,
-}
+# Each shape has an untied head, which count_upwards needs (SmolLM2-1.7B ties it: 100M parameters more here).
+LLAMA = {"architectures": ["LlamaForCausalLM"], "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2}
 LLAMA_3_1_8B = {
     "hidden_size": 4096,
     "intermediate_size": 14336,
@@ -103,15 +94,19 @@ class Options:
 
     @property
     def shape(self) -> dict[str, Any]:
-        return TINY if self.dry_run else SMOLLM2_1_7B
+        if self.dry_run:
+            return TINY
+        from gpu_quantize import SMOLLM2_1_7B
+
+        return {**SMOLLM2_1_7B, "tie_word_embeddings": False}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def step_environment(options: Options, extra: dict[str, str] | None = None) -> dict[str, str]:
+def step_environment(options: Options) -> dict[str, str]:
     """The environment of what a step starts: the tree's hubpub first, offline, nothing from the user's caches."""
-    env = {**os.environ, **(extra or {})}
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
     env.setdefault("HF_HOME", str(options.work / "hf-home"))
@@ -145,7 +140,7 @@ def random_model(options: Options, name: str, shape: dict[str, Any]) -> Path:
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     torch.manual_seed(0)
-    config = LlamaConfig(**shape, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, architectures=["LlamaForCausalLM"])
+    config = LlamaConfig(**{**LLAMA, **shape})
     device = "cpu" if options.dry_run else "cuda"
     with torch.device(device):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -701,7 +696,6 @@ def drive(names: list[str], options: Options, out: Path) -> list[dict[str, Any]]
 def report(folder: Path) -> None:
     """Write the "GPU smoke" section of docs/benchmarks.md from the step JSONs of a GPU run (fetched from $OUT);
     a dry run's are refused: they say nothing of a GPU."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from report import write_section
 
     reports = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.json"))]
