@@ -1,6 +1,7 @@
-"""bench/gpu_smoke.py --dry-run: every step of the GPU smoke run on this CPU, so the script is proven before the
+"""bench/gpu_smoke.py. Its --dry-run: every step of the GPU smoke run on this CPU, so the script is proven before the
 first GPU machine runs it. The fork step runs hubpub's real fork servers under the CUDA probe double
-(tests/cuda_probe); the releases are real `hubpub release --no-push` runs of a tiny random model."""
+(tests/cuda_probe); the releases are real `hubpub release --no-push` runs of a tiny random model. Its report: the
+section of docs/benchmarks.md written from a GPU run's step JSONs."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_script
 
-pytestmark = pytest.mark.model
 SMOKE = REPO_ROOT / "bench" / "gpu_smoke.py"
 # The whole dry run takes 4-5 minutes on a small shared CPU; the W8A8 release repeats the W4A16 one's path with
 # another scheme (tests/pipeline covers W8A8 releases), so the test leaves it out.
@@ -36,6 +36,7 @@ def smoke(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
     return done, reports
 
 
+@pytest.mark.model
 def test_the_dry_run_passes_every_step_and_writes_one_json_each(demo_model: Path, tmp_path: Path) -> None:
     done, reports = smoke(tmp_path, "--only", *STEPS)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -85,6 +86,7 @@ def test_the_dry_run_passes_every_step_and_writes_one_json_each(demo_model: Path
     assert parallelize["scores"]["demo_capitals"]["sample_len"] == 8
 
 
+@pytest.mark.model
 def test_a_failing_step_hides_none_of_the_others(demo_model: Path, tmp_path: Path) -> None:
     """Without the W4A16 release, the steps that need it fail with that reason; the others still run."""
     done, reports = smoke(tmp_path, "--only", "placement", "env", "peaks")
@@ -95,3 +97,36 @@ def test_a_failing_step_hides_none_of_the_others(demo_model: Path, tmp_path: Pat
     assert reports["placement"]["error"] == "needs the output of step release-w4a16, which did not finish"
     assert reports["peaks"]["error"] == "no release finished, so there is nothing to compare"
     assert "1/3 steps ok" in done.stdout
+
+
+def step_json(folder: Path, step: str, *, ok: bool, dry_run: bool, error: str | None = None, **measured: Any) -> None:
+    report = {"step": step, "ok": ok, "error": error, "seconds": 12.5, "budget_s": 45, "dry_run": dry_run}
+    (folder / f"{step}.json").write_text(json.dumps({**report, "measurements": measured}), encoding="utf-8")
+
+
+def test_the_report_renders_a_gpu_runs_steps_into_the_benchmarks_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "bench"))
+    import report
+
+    benchmarks = tmp_path / "benchmarks.md"
+    monkeypatch.setattr(report, "BENCHMARKS", benchmarks)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    step_json(runs, "placement", ok=False, dry_run=False, error="GPU 0 held 3 bytes | over\nits budget")
+    step_json(runs, "env", ok=True, dry_run=False, gpu={"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.2})
+    load_script("bench/gpu_smoke.py").report(runs)
+    text = benchmarks.read_text(encoding="utf-8")
+    assert "## GPU smoke (bench/gpu_smoke.py) on NVIDIA H100 80GB HBM3" in text
+    assert "| env | ok | 12.5 (45) |  |\n| placement | failed | 12.5 (45) | GPU 0 held 3 bytes / over |" in text
+    assert text.count("<!-- bench:gpu_smoke -->") == 1
+
+
+def test_the_report_refuses_a_dry_runs_steps(tmp_path: Path) -> None:
+    step_json(tmp_path, "env", ok=True, dry_run=True)
+    done = subprocess.run(
+        [sys.executable, str(SMOKE), "--report-from", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {tmp_path} holds no GPU run's step JSONs (a dry run's are not reported)"
