@@ -426,7 +426,11 @@ def release_w4a16(options: Options) -> dict[str, Any]:
 
 def release_w8a8(options: Options) -> dict[str, Any]:
     base = random_model(options, "base-smollm2-1.7b" if not options.dry_run else "base-tiny", options.shape)
-    return release(options, "release-w8a8", base, "W8A8", w8a8_algorithm(), STEPS["release-w8a8"].budget(options) - 10)
+    algorithm = w8a8_algorithm()
+    facts = release(options, "release-w8a8", base, "W8A8", algorithm, STEPS["release-w8a8"].budget(options) - 10)
+    if algorithm.startswith("smoothquant") and "SmoothQuantModifier" not in facts["recipe_modifiers"]:
+        raise SmokeFailure(f"{algorithm} was asked for, the recorded recipe has {facts['recipe_modifiers']}")
+    return facts
 
 
 def release_8b(options: Options) -> dict[str, Any]:
