@@ -130,3 +130,19 @@ def test_the_report_refuses_a_dry_runs_steps(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {tmp_path} holds no GPU run's step JSONs (a dry run's are not reported)"
+
+
+def test_a_step_past_its_budget_is_killed_and_the_next_one_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smoke_module = load_script("bench/gpu_smoke.py")
+    monkeypatch.setitem(smoke_module.STEPS, "env", smoke_module.Step(smoke_module.env, gpu_s=1, dry_s=1))
+    options = smoke_module.Options(dry_run=True, work=tmp_path / "work")
+    reports = smoke_module.drive(["env", "peaks"], options, tmp_path / "out")
+    assert [(report["step"], report["ok"], report["error"]) for report in reports] == [
+        ("env", False, "timed out after its budget of 1 s"),
+        ("peaks", False, "no release finished, so there is nothing to compare"),
+    ]
+    written = json.loads((tmp_path / "out" / "env.json").read_text(encoding="utf-8"))
+    assert written["error"] == "timed out after its budget of 1 s" and 1 <= written["seconds"] < 30
+    assert not (tmp_path / "work" / "env.result.json").exists()  # killed before it could write a result
