@@ -10,7 +10,7 @@ DEMO_SPEC := model_specs/demo/smollm2-135m.yaml
 VLLM_VENV := .venv-vllm
 VLLM_READY := $(VLLM_VENV)/hubpub-vllm-env.json
 
-.PHONY: demo test test-fast lint bench schema clean browser
+.PHONY: demo test test-fast lint bench schema clean browser device-kit
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,8 +58,12 @@ bench: $(INSTALLED) $(DEMO_MODEL) $(VLLM_READY)
 	$(PY) bench/vllm_stage.py
 	$(PY) bench/vllm_environment.py
 
+# Wheels, the SmolLM2 tokenizer and install.sh for a GPU machine with no package registry (bench/gpu_smoke.py).
+device-kit: $(INSTALLED) $(DEMO_MODEL)
+	$(PY) scripts/device_kit.py
+
 schema: $(INSTALLED)
 	$(HUBPUB) schema > docs/release-spec.schema.json
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .cache .hubpub
+	rm -rf $(VENV) $(VLLM_VENV) .cache .hubpub .device-kit

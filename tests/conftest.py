@@ -31,8 +31,9 @@ DEMO_SPEC = REPO_ROOT / "model_specs" / "demo" / "smollm2-135m.yaml"
 PRODUCTION_SPEC = REPO_ROOT / "model_specs" / "smollm2-1.7b-instruct.yaml"
 
 
-def _load_fetch_script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("fetch_demo_model", REPO_ROOT / "scripts" / "fetch_demo_model.py")
+def load_script(path: str):  # type: ignore[no-untyped-def]
+    """A script of the repository (not a package module), imported by its path relative to the root."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO_ROOT / path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -40,7 +41,7 @@ def _load_fetch_script():  # type: ignore[no-untyped-def]
     return module
 
 
-fetch_demo_model = _load_fetch_script()
+fetch_demo_model = load_script("scripts/fetch_demo_model.py")
 
 
 @pytest.fixture(scope="session")
