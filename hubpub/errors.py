@@ -71,8 +71,8 @@ class RunnerTooSmallError(ResourceError):
 
 
 class FlavorTooSmallError(SpecError):
-    """A variant's Hugging Face Jobs flavor is too small for a stage of its resource plan: reported at the
-    flavor's line of the spec, before any job is submitted."""
+    """A variant's Hugging Face Jobs flavor is too small for a stage of its resource plan, or cannot run the vLLM
+    load the spec requires: reported at the flavor's line of the spec, before any job is submitted."""
 
 
 class CudaUnavailableError(ResourceError):

@@ -422,10 +422,20 @@ def flavor_machine(release: ReleaseSpec, flavor: Flavor) -> tuple[Machine, list[
 
 def check_flavors(plans: list[JobPlan]) -> None:
     """Refuse, before anything is submitted, every variant whose flavor is too small for a stage: a
-    FlavorTooSmallError at each one's `jobs.flavor` line, naming what does not fit and a flavor that would."""
+    FlavorTooSmallError at each one's `jobs.flavor` line, naming what does not fit and a flavor that would.
+    A variant that requires the real vLLM load on a job without a vLLM environment is refused there too."""
     sites = _Sites()
     problems = []
     for plan in plans:
+        if plan.release.verify.vllm == "required" and not plan.builds_vllm_environment:
+            message = (
+                f"{plan.flavor.name}: verify.vllm is required, but this job would have no vLLM environment (hubpub"
+                " builds vLLM's GPU environment on GPU flavors only, and not for a declared CPU run); choose a GPU"
+                " flavor, or verify.vllm: optional (the static vLLM checks only)"
+            )
+            problems.append(sites.problem(plan.spec_file, plan.release, ("jobs", "flavor"), message))
+        elif plan.release.verify.vllm == "optional" and not plan.builds_vllm_environment:
+            logger.info("%s: no vLLM environment in the job: the static vLLM checks only", plan.release.variant)
         if not plan.resources.estimable:
             logger.warning(
                 "%s: resources not checked on the flavor %s: %s",

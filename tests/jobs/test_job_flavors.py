@@ -327,3 +327,17 @@ def test_build_vllm_env_is_for_a_release_that_runs_here(tmp_path: Path, capsys: 
         ["release", str(spec), "--build-vllm-env", "gpu", "--vllm-python", "/usr/bin/python3"], capsys
     )
     assert code == 2 and "--build-vllm-env makes a vLLM environment, but --vllm-python names one" in err
+
+
+@pytest.mark.parametrize("jobs", ["jobs: {flavor: cpu-upgrade}\n", "jobs: {flavor: h200}\nrunner: {gpus: 0}\n"])
+def test_a_required_vllm_load_without_a_vllm_environment_in_the_job_is_refused(
+    hub: HubServer, tmp_path: Path, jobs: str
+) -> None:
+    spec = big_spec(tmp_path / "project", jobs)
+    spec.write_text(spec.read_text().replace("verify: {vllm: off}", "verify: {vllm: required}"), encoding="utf-8")
+    spec_file = load_spec(spec)
+    with pytest.raises(FlavorTooSmallError) as refused:
+        check_flavors(plan_jobs([(spec_file, spec_file.releases[0])], SourceHub(hub.url, TOKEN)))
+    first = refused.value.problems[0]
+    assert (first.line, first.field) == (line_of(spec, "jobs:"), "jobs.flavor")
+    assert "verify.vllm is required, but this job would have no vLLM environment" in first.message
