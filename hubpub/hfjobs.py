@@ -296,7 +296,6 @@ class JobPlan:
     resources: ResourcePlan
     builds_vllm_environment: bool
     shape: ModelShape | str
-    first_of_base: bool
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -355,11 +354,10 @@ def plan_jobs(chosen: list[tuple[SpecFile, ReleaseSpec]], hub: SourceHub | None 
             )
         )
     plans = []
-    for spec_file, release, shape, first_of_base in with_base_shapes(
-        ((spec_file, release) for spec_file, release in chosen), hub
-    ):
+    # Each job is a run of its own: it downloads its base and measures the base's perplexity itself.
+    for spec_file, release, shape, _ in with_base_shapes(((spec_file, release) for spec_file, release in chosen), hub):
         flavor, machine = machines[id(release)]
-        resources = release_resources(release, machine, shape, first_of_base=first_of_base)
+        resources = release_resources(release, machine, shape)
         plans.append(
             JobPlan(
                 spec_file,
@@ -369,7 +367,6 @@ def plan_jobs(chosen: list[tuple[SpecFile, ReleaseSpec]], hub: SourceHub | None 
                 resources,
                 builds_vllm_environment(release, flavor),
                 shape,
-                first_of_base,
             )
         )
     return plans
@@ -465,7 +462,7 @@ def _fitting(plan: JobPlan) -> str:
         machine, claims = flavor_machine(plan.release, candidate)
         if claims:
             continue
-        planned = release_resources(plan.release, machine, plan.shape, first_of_base=plan.first_of_base)
+        planned = release_resources(plan.release, machine, plan.shape)
         if not planned.refusals:
             return f"A flavor that fits: {candidate.name} ({candidate.describe()}, ${candidate.hourly_usd:.2f}/h)."
     kind = "GPU" if plan.flavor.has_gpu else "CPU"
