@@ -76,6 +76,8 @@ class ReleasePlan:
     private: bool
     resources: ResourcePlan | None = None
     """Each stage's host RAM, GPU memory and disk on the spec's runner (or this machine), and where it runs."""
+    job: dict[str, Any] | None = None
+    """With `plan(on="hf-jobs")`: the Jobs flavor, its hardware, and whether the job builds the vLLM environment."""
 
     def as_dict(self) -> dict[str, Any]:
         facts = asdict(self)
@@ -120,9 +122,11 @@ def plan(
     *,
     workdir: Path = DEFAULT_WORKDIR,
     confined_to: Path | None = None,
+    on: str = "local",
 ) -> list[ReleasePlan]:
     """The effective release of each variant of each spec: repo, recipe, stages, downloads, and the resources each
-    stage needs on the spec's runner (or, without one, this machine, with `workdir`'s free disk).
+    stage needs on the spec's runner (or, without one, this machine, with `workdir`'s free disk); with `on`
+    "hf-jobs", on its Jobs flavor's machine narrowed by its runner, as `release --on hf-jobs` checks it.
 
     Only the base's config is read (config.json alone from the Hub); a config that cannot be read makes the
     resources unestimable, with the reason, rather than an error. `confined_to` is as for `release`.
@@ -131,9 +135,17 @@ def plan(
     from hubpub.resources import release_resources, runner_machine, with_base_shapes
 
     if confined_to is not None:
-        refuse_options({"--workdir": workdir != DEFAULT_WORKDIR})
+        refuse_options({"--workdir": workdir != DEFAULT_WORKDIR, "--on hf-jobs": on == "hf-jobs"})
     plans = []
     spec_files = load_specs(paths, confined_to=confined_to)
+    if on == "hf-jobs":
+        from hubpub.hfjobs import plan_jobs
+
+        chosen = [(spec_file, release) for spec_file in spec_files for release in spec_file.select(variant)]
+        return [
+            replace(_plan_release(job.spec_file.path, job.release, job.resources), job=job.as_dict())
+            for job in plan_jobs(chosen)
+        ]
     items = [(spec_file.path, release) for spec_file in spec_files for release in spec_file.select(variant)]
     for spec_path, release, shape, first_of_base in with_base_shapes(items):
         machine = runner_machine(release, workdir)

@@ -49,11 +49,26 @@ VLLM_PYTHON = click.option(
 )
 
 
+VLLM_ENV_DEFAULT = ".venv-vllm"
+"""Where `hubpub vllm-env` and `release --build-vllm-env` make the vLLM environment; releases find it there."""
+
+
 def workdir_option(help_text: str) -> Callable[[Command], Command]:
     return click.option(
         "--workdir",
         type=click.Path(path_type=Path, file_okay=False),
         default=api.DEFAULT_WORKDIR,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def on_option(help_text: str) -> Callable[[Command], Command]:
+    return click.option(
+        "--on",
+        "runner",
+        type=click.Choice(["local", "hf-jobs"]),
+        default="local",
         show_default=True,
         help=help_text,
     )
@@ -136,14 +151,23 @@ def validate(specs: tuple[Path, ...], spec_bundle_env: str | None) -> None:
 @VARIANT
 @AS_JSON
 @workdir_option("Work folder whose free disk the plan checks when the spec declares no runner.")
+@on_option(
+    "Plan for where `release --on` runs each variant: here (the spec's runner, else this machine), or on"
+    " the Hugging Face Jobs flavor its spec's `jobs:` names."
+)
 @SPEC_BUNDLE_ENV
 def plan(
-    specs: tuple[Path, ...], variant: str | None, as_json: bool, workdir: Path, spec_bundle_env: str | None
+    specs: tuple[Path, ...],
+    variant: str | None,
+    as_json: bool,
+    workdir: Path,
+    runner: str,
+    spec_bundle_env: str | None,
 ) -> None:
     """Show the effective release of each variant, its stages, what it would download and the resources (host
-    RAM, GPU memory, disk) each stage needs on the spec's runner or this machine."""
+    RAM, GPU memory, disk) each stage needs on the spec's runner, this machine, or its Jobs flavor."""
     paths, confined_to = _job_specs(specs, spec_bundle_env)
-    plans = api.plan(paths, variant=variant, workdir=workdir, confined_to=confined_to)
+    plans = api.plan(paths, variant=variant, workdir=workdir, confined_to=confined_to, on=runner)
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in plans], indent=2))
         return
@@ -197,6 +221,9 @@ def _print_plan(out: Any, item: api.ReleasePlan) -> None:
         ("hub tag", item.hub_tag or "none"),
         ("visibility", "private" if item.private else "public"),
     ]
+    if item.job is not None:
+        vllm = "; builds the vLLM GPU environment first" if item.job["builds_vllm_environment"] else ""
+        rows.append(("job", f"{item.job['flavor']}: {item.job['hardware']}{vllm}"))
     out.print(f"[bold]{escape(item.repo_id)}[/bold]  (variant {escape(item.variant)}, {escape(item.spec_file)})")
     for label, value in rows:
         out.print(f"  {label:<12} {escape(value)}")
@@ -296,14 +323,15 @@ def update_options(command: Command) -> Command:
 @CACHE_DIR
 @hub_options
 @VLLM_PYTHON
+@on_option(
+    "Where each variant runs: here, or as a Hugging Face Job on the flavor its spec's `jobs:` names (with"
+    " --hub local the embedded Hub runs the jobs as local subprocesses, its stand-in for Hugging Face's machines)."
+)
 @click.option(
-    "--on",
-    "runner",
-    type=click.Choice(["local", "hf-jobs"]),
-    default="local",
-    show_default=True,
-    help="Where each variant runs: here, or as a Hugging Face Job on the flavor its spec's `jobs:` names (with"
-    " --hub local the embedded Hub runs the jobs as local subprocesses, its stand-in for Hugging Face's machines).",
+    "--build-vllm-env",
+    type=click.Choice(["gpu", "cpu"]),
+    help="First make hubpub's vLLM environment of this kind in ./.venv-vllm (as `hubpub vllm-env`) and verify"
+    " with it; `release --on hf-jobs` starts a GPU flavor's job with `gpu` when verify.vllm is not off.",
 )
 @SPEC_BUNDLE_ENV
 @AS_JSON
@@ -320,12 +348,14 @@ def release(
     no_roundtrip: bool,
     vllm_python: str | None,
     runner: str,
+    build_vllm_env: str | None,
     spec_bundle_env: str | None,
     as_json: bool,
 ) -> None:
     """Quantize, verify, stage and publish each release; resumes from cached stages."""
     if runner == "hf-jobs":
         refused = {"--no-push": no_push, "--dry-run": dry_run, "--force": force, "--vllm-python": vllm_python}
+        refused["--build-vllm-env"] = build_vllm_env
         refused.update({"--cache-dir": cache_dir, "--no-roundtrip": no_roundtrip, "--spec-bundle-env": spec_bundle_env})
         given = [name for name, value in refused.items() if value]  # --workdir: each job has its own folder
         if given:
@@ -333,6 +363,8 @@ def release(
         _release_on_jobs(list(specs), variant=variant, hub=hub, hub_dir=hub_dir, as_json=as_json)
         return
     paths, confined_to = _job_specs(specs, spec_bundle_env)
+    if build_vllm_env is not None:
+        vllm_python = _built_vllm_env(build_vllm_env, vllm_python, confined=confined_to is not None)
     with ReleaseView(STAGE_ORDER, enabled=not as_json) as view, json_stdout(as_json):
         outcomes = api.release(
             paths,
@@ -357,6 +389,20 @@ def release(
         click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
         return
     _print_release_summary(outcomes, hub_dir)
+
+
+def _built_vllm_env(flavour: str, vllm_python: str | None, *, confined: bool) -> str:
+    """--build-vllm-env: make the environment in ./.venv-vllm (kept when up to date) and return its Python."""
+    if vllm_python is not None or confined:
+        given = "--vllm-python names one" if vllm_python is not None else "a job on the embedded Hub builds none"
+        raise UsageError(f"--build-vllm-env makes a vLLM environment, but {given}")
+    kind: Literal["cpu", "gpu"] = "gpu" if flavour == "gpu" else "cpu"
+    folder = Path(VLLM_ENV_DEFAULT)
+    error_console().print(f"making the vLLM environment ({kind}) in {escape(str(folder))}: hubpub vllm-env")
+    environment = api.vllm_environment(folder, flavour=kind)
+    how = f"built in {environment.install_seconds:.0f} s" if environment.created else "up to date"
+    error_console().print(f"vLLM {escape(environment.vllm_version)} in {escape(str(folder))} ({how})")
+    return str(environment.python)
 
 
 def _capture() -> bool:
@@ -688,7 +734,7 @@ def _loopback(host: str) -> bool:
 
 
 @cli.command("vllm-env")
-@click.argument("path", type=click.Path(path_type=Path, file_okay=False), default=".venv-vllm")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False), default=VLLM_ENV_DEFAULT)
 @click.option("--gpu", is_flag=True, help="The vLLM project's CUDA wheel instead of the CPU build.")
 @click.option("--rebuild", is_flag=True, help="Build it again even when it is up to date.")
 @AS_JSON

@@ -70,6 +70,11 @@ class RunnerTooSmallError(ResourceError):
         )
 
 
+class FlavorTooSmallError(SpecError):
+    """A variant's Hugging Face Jobs flavor is too small for a stage of its resource plan, or cannot run the vLLM
+    load the spec requires: reported at the flavor's line of the spec, before any job is submitted."""
+
+
 class CudaUnavailableError(ResourceError):
     """A GPU release (the spec declares GPUs, or the machine has an NVIDIA GPU) cannot use CUDA: it never falls
     back to the CPU. A CPU run is declared with `runner: {gpus: 0}`."""

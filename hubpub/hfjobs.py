@@ -6,6 +6,11 @@ which do not exist on Hugging Face's machines: they travel as a spec bundle, com
 in one environment value (HUBPUB_SPEC_BUNDLE; its format and limits live in hubpub.hub.specbundle); the job
 unpacks it into its own folder and releases from there. A job reads the spec's folder alone, on any Hub:
 the base comes from the Hub, never from a local checkpoint folder (`source.path`).
+
+Each variant is planned on its flavor's machine (hubpub.resources.flavors) before anything is submitted: a flavor
+too small for a stage is a SpecError at its `jobs.flavor` line that names a flavor that fits. A declared `runner:`
+only narrows the flavor; one that claims more than the flavor has is refused at its line. On a GPU flavor with
+`verify.vllm` not off, the job first builds hubpub's vLLM GPU environment (`release --build-vllm-env gpu`).
 """
 
 from __future__ import annotations
@@ -16,14 +21,20 @@ import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hubpub.errors import JobError, UsageError
+from hubpub.errors import FlavorTooSmallError, JobError, SpecError, SpecProblem, UsageError
 from hubpub.hub import BUNDLE_MAX_ENCODED, HubError, decode_spec_bundle, encode_spec_bundle
-from hubpub.spec import ReleaseSpec, SpecFile, local_paths, spec_sections
-from hubpub.yamlsource import load_yaml
+from hubpub.resources.flavors import Flavor, by_price, flavor_of
+from hubpub.resources.runner import GB, Machine
+from hubpub.spec import ReleaseSpec, SpecFile, field_label, local_paths, spec_sections
+from hubpub.yamlsource import Located, PathKey, load_yaml
+
+if TYPE_CHECKING:
+    from hubpub.hubclient import SourceHub
+    from hubpub.resources import ModelShape, ResourcePlan
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +189,9 @@ class _Running:
     final: Any = None
 
 
-def job_command(release: ReleaseSpec, spec_in_bundle: str, hub: str) -> list[str]:
-    """What the job runs: hubpub installed by uvx, then the same `hubpub release` for one variant."""
+def job_command(release: ReleaseSpec, spec_in_bundle: str, hub: str, *, build_vllm: bool = False) -> list[str]:
+    """What the job runs: hubpub installed by uvx, then the same `hubpub release` for one variant; with
+    `build_vllm`, that release first makes hubpub's vLLM GPU environment (as `hubpub vllm-env --gpu`)."""
     assert release.jobs is not None
     return [
         "uvx",
@@ -194,6 +206,7 @@ def job_command(release: ReleaseSpec, spec_in_bundle: str, hub: str) -> list[str
         hub,
         "--spec-bundle-env",
         BUNDLE_ENV,
+        *((BUILD_VLLM_ENV_OPTION, "gpu") if build_vllm else ()),
     ]
 
 
@@ -210,16 +223,14 @@ def run_release_jobs(
     """Submit one job per selected variant, stream their logs to `on_line`, wait, and return every outcome.
 
     Everything is checked before the first submission: each variant names a Jobs flavor, its spec bundle
-    fits one environment value and the bundle limits, and the spec names no path outside its own folder.
+    fits one environment value and the bundle limits, the spec names no path outside its own folder, and
+    every stage of its resource plan fits its flavor's machine (a FlavorTooSmallError at the flavor's line).
     Raises JobsFailedError when any job does not complete; on KeyboardInterrupt the jobs started are canceled.
     """
+    from hubpub.hubclient import SourceHub
+
     chosen = [(spec_file, release) for spec_file in spec_files for release in spec_file.select(variant)]
-    missing = [release.variant for _, release in chosen if release.jobs is None]
-    if missing:
-        raise UsageError(
-            f"--on hf-jobs: variant {', '.join(missing)} has no `jobs:` section; set at least `jobs: {{flavor: …}}`"
-            " (e.g. a10g-large) with the shared keys or in the variant"
-        )
+    require_jobs(chosen)
     bundles = {spec_file.path: bundle_spec(spec_file) for spec_file, _ in chosen}
     encoded = {path: bundle.encoded() for path, bundle in bundles.items()}
     for path, text in encoded.items():
@@ -233,7 +244,8 @@ def run_release_jobs(
             decode_spec_bundle(text)
         except HubError as error:
             raise UsageError(f"{path}: {error.message}") from None
-    _check_runners([release for _, release in chosen])
+    plans = plan_jobs(chosen, SourceHub(endpoint, token))
+    check_flavors(plans)
     for _, release in chosen:
         assert release.jobs is not None
         if not release.jobs.pinned:
@@ -246,8 +258,10 @@ def run_release_jobs(
     hub = "hf" if hub_label == "hf" else endpoint
     running: list[_Running] = []
     try:
-        for spec_file, release in chosen:
-            running.append(_submit(api, release, bundles[spec_file.path].spec, encoded[spec_file.path], hub, token))
+        for plan in plans:
+            path = plan.spec_file.path
+            running.append(_submit(api, plan, bundles[path].spec, encoded[path], hub, token))
+            release = plan.release
             logger.info("%s: job %s submitted (%s)", release.variant, running[-1].job_id, running[-1].url)
         for item in running:
             item.thread = threading.Thread(
@@ -266,20 +280,221 @@ def run_release_jobs(
     return outcomes
 
 
-def _check_runners(releases: list[ReleaseSpec]) -> None:
-    """The resource plan against each variant's declared runner (the flavor's machine), before submitting."""
-    from hubpub.errors import RunnerTooSmallError
-    from hubpub.resources import declared_machine, release_resources, with_base_shapes
+# -- each variant on its flavor's machine ---------------------------------------------------------
+BUILD_VLLM_ENV_OPTION = "--build-vllm-env"
 
-    declared = [(release, release) for release in releases if release.runner is not None]
-    for _, release, shape, first_of_base in with_base_shapes(declared):
-        assert release.runner is not None
-        plan = release_resources(release, declared_machine(release.runner), shape, first_of_base=first_of_base)
-        if plan.refusals:
-            raise RunnerTooSmallError(release.variant, plan.machine, plan.refusals)
-    for release in releases:
-        if release.runner is None:
-            logger.info("%s: no `runner:` declared: the resource plan is not checked for the flavor", release.variant)
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One variant's job before it is submitted: its flavor, the machine the plan checked (the flavor narrowed by
+    the declared runner), the resource plan there, and whether the job builds the vLLM GPU environment first."""
+
+    spec_file: SpecFile
+    release: ReleaseSpec
+    flavor: Flavor
+    machine: Machine
+    resources: ResourcePlan
+    builds_vllm_environment: bool
+    shape: ModelShape | str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "flavor": self.flavor.name,
+            "hardware": self.flavor.describe(),
+            "machine": self.machine.describe(),
+            "builds_vllm_environment": self.builds_vllm_environment,
+        }
+
+
+def require_jobs(chosen: list[tuple[SpecFile, ReleaseSpec]]) -> None:
+    """Every chosen variant names a Jobs flavor; a UsageError names those that do not."""
+    missing = [release.variant for _, release in chosen if release.jobs is None]
+    if missing:
+        raise UsageError(
+            f"--on hf-jobs: variant {', '.join(missing)} has no `jobs:` section; set at least `jobs: {{flavor: …}}`"
+            " (e.g. a10g-large) with the shared keys or in the variant"
+        )
+
+
+def builds_vllm_environment(release: ReleaseSpec, flavor: Flavor) -> bool:
+    """A GPU flavor's job with vLLM checks on builds the vLLM GPU environment before it releases (a declared CPU
+    run, `runner.gpus: 0`, does not: vLLM's GPU build would use the GPUs)."""
+    cpu_run = release.runner is not None and release.runner.cpu_run
+    return release.verify.vllm != "off" and flavor.has_gpu and not cpu_run
+
+
+def plan_jobs(chosen: list[tuple[SpecFile, ReleaseSpec]], hub: SourceHub | None = None) -> list[JobPlan]:
+    """Each variant's resource plan on its flavor's machine, narrowed by its declared runner; the bases' configs
+    are read from `hub` (the Hub the jobs read their bases from; default: the environment's).
+
+    A runner that claims more than its flavor has (GPUs, GPU memory, RAM, disk) is a SpecError at the
+    runner's line. Nothing is checked against the flavor here: `check_flavors` refuses the plans that do not fit.
+    """
+    from hubpub.resources import release_resources, with_base_shapes
+
+    require_jobs(chosen)
+    sites = _Sites()
+    machines: dict[int, tuple[Flavor, Machine]] = {}
+    problems: dict[SpecProblem, list[str]] = {}
+    for spec_file, release in chosen:
+        assert release.jobs is not None
+        flavor = flavor_of(release.jobs.flavor)
+        machine, claims = flavor_machine(release, flavor)
+        for key, message in claims:
+            problems.setdefault(sites.problem(spec_file, release, ("runner", key), message), []).append(release.variant)
+        machines[id(release)] = (flavor, machine)
+    if problems:
+        raise SpecError(
+            sorted(
+                (
+                    replace(problem, message=f"{problem.message} (variant{'s' * (len(names) > 1)} {', '.join(names)})")
+                    for problem, names in problems.items()
+                ),
+                key=lambda problem: (str(problem.file), problem.line, problem.column),
+            )
+        )
+    plans = []
+    # Each job is a run of its own: it downloads its base and measures the base's perplexity itself.
+    for spec_file, release, shape, _ in with_base_shapes(((spec_file, release) for spec_file, release in chosen), hub):
+        flavor, machine = machines[id(release)]
+        resources = release_resources(release, machine, shape)
+        plans.append(
+            JobPlan(
+                spec_file,
+                release,
+                flavor,
+                machine,
+                resources,
+                builds_vllm_environment(release, flavor),
+                shape,
+            )
+        )
+    return plans
+
+
+def flavor_machine(release: ReleaseSpec, flavor: Flavor) -> tuple[Machine, list[tuple[str, str]]]:
+    """The flavor's machine narrowed by the variant's declared runner, and (runner key, message) for each size the
+    runner claims beyond the flavor's."""
+    runner = release.runner
+    machine = flavor.machine(
+        vllm_environment=builds_vllm_environment(release, flavor), cpu_offload=bool(runner and runner.cpu_offload)
+    )
+    if runner is None:
+        return machine, []
+    claims: list[tuple[str, str]] = []
+
+    def beyond(key: str, claimed: str, has: str) -> None:
+        claims.append(
+            (
+                key,
+                f"{claimed} is more than the Jobs flavor {flavor.name} (jobs.flavor) has: {has}; declare at most that,"
+                " or leave it out and the flavor's size is planned",
+            )
+        )
+
+    gpus = machine.gpus
+    if runner.gpus is not None:
+        if runner.gpus > len(gpus):
+            has = f"{flavor.gpus} × {flavor.gpu_model}" if flavor.has_gpu else "no GPU (a CPU flavor)"
+            beyond("gpus", f"{runner.gpus} GPU(s)", has)
+        gpus = gpus[: runner.gpus]
+    if runner.gpu_memory_gb is not None and gpus:
+        claimed = int(runner.gpu_memory_gb * GB)
+        if claimed > gpus[0].memory_bytes:
+            beyond("gpu_memory_gb", f"{runner.gpu_memory_gb:g} GB per GPU", f"{flavor.gpu_memory_gb:g} GB per GPU")
+        gpus = tuple(replace(gpu, memory_bytes=min(claimed, gpu.memory_bytes)) for gpu in gpus)
+    ram = machine.ram_bytes
+    if runner.ram_gb is not None and ram is not None:
+        if runner.ram_gb * GB > ram:
+            beyond("ram_gb", f"{runner.ram_gb:g} GB of RAM", f"{flavor.ram_gb:g} GB")
+        ram = min(ram, int(runner.ram_gb * GB))
+    disk = machine.disk_bytes
+    if runner.disk_gb is not None and disk is not None:
+        if runner.disk_gb * GB > disk:
+            left = f"{disk / GB:.0f} GB for the work folder ({flavor.disk_gb:g} GB, less the job's software)"
+            beyond("disk_gb", f"{runner.disk_gb:g} GB of disk", left)
+        disk = min(disk, int(runner.disk_gb * GB))
+    return replace(machine, gpus=gpus, ram_bytes=ram, disk_bytes=disk), claims
+
+
+def check_flavors(plans: list[JobPlan]) -> None:
+    """Refuse, before anything is submitted, every variant whose flavor is too small for a stage: a
+    FlavorTooSmallError at each one's `jobs.flavor` line, naming what does not fit and a flavor that would.
+    A variant that requires the real vLLM load on a job without a vLLM environment is refused there too."""
+    sites = _Sites()
+    problems = []
+    for plan in plans:
+        if plan.release.verify.vllm == "required" and not plan.builds_vllm_environment:
+            message = (
+                f"{plan.flavor.name}: verify.vllm is required, but this job would have no vLLM environment (hubpub"
+                " builds vLLM's GPU environment on GPU flavors only, and not for a declared CPU run); choose a GPU"
+                " flavor, or verify.vllm: optional (the static vLLM checks only)"
+            )
+            problems.append(sites.problem(plan.spec_file, plan.release, ("jobs", "flavor"), message))
+        elif plan.release.verify.vllm == "optional" and not plan.builds_vllm_environment:
+            logger.info("%s: no vLLM environment in the job: the static vLLM checks only", plan.release.variant)
+        if not plan.resources.estimable:
+            logger.warning(
+                "%s: resources not checked on the flavor %s: %s",
+                plan.release.variant,
+                plan.flavor.name,
+                plan.resources.reason,
+            )
+            continue
+        if not plan.resources.refusals:
+            continue
+        message = (
+            f"{plan.flavor.name} ({plan.flavor.describe()}) is too small for variant {plan.release.variant}, nothing"
+            f" was submitted: {'; '.join(plan.resources.refusals)}. {_fitting(plan)}"
+        )
+        problems.append(sites.problem(plan.spec_file, plan.release, ("jobs", "flavor"), message))
+    if problems:
+        raise FlavorTooSmallError(problems)
+
+
+def _fitting(plan: JobPlan) -> str:
+    """The cheapest flavor of the same kind (GPU or CPU) on which the variant's plan fits, in words."""
+    from hubpub.resources import release_resources
+
+    for candidate in by_price():
+        if candidate.has_gpu != plan.flavor.has_gpu or candidate.name == plan.flavor.name:
+            continue
+        machine, claims = flavor_machine(plan.release, candidate)
+        if claims:
+            continue
+        planned = release_resources(plan.release, machine, plan.shape)
+        if not planned.refusals:
+            return f"A flavor that fits: {candidate.name} ({candidate.describe()}, ${candidate.hourly_usd:.2f}/h)."
+    kind = "GPU" if plan.flavor.has_gpu else "CPU"
+    return f"No {kind} flavor fits it as planned; see `hubpub plan --on hf-jobs`."
+
+
+class _Sites:
+    """Where a variant's keys stand in its spec file: in its own entry of `variants`, else in the shared keys."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, Located] = {}
+
+    def problem(self, spec_file: SpecFile, release: ReleaseSpec, keys: PathKey, message: str) -> SpecProblem:
+        located = self._files.get(spec_file.path)
+        if located is None:
+            located = self._files[spec_file.path] = load_yaml(spec_file.path)
+        path = keys
+        if spec_file.is_family:
+            index = next(number for number, item in enumerate(spec_file.releases) if item is release)
+            variant = ("variants", index)
+            if _written(located.data, (*variant, *keys)) or not _written(located.data, keys):
+                path = (*variant, *keys)
+        return located.problem(path, field_label(path), message)
+
+
+def _written(data: Any, path: PathKey) -> bool:
+    for key in path:
+        listed = isinstance(key, int) and isinstance(data, list) and key < len(data)
+        if not (listed or (isinstance(key, str) and isinstance(data, dict) and key in data)):
+            return False
+        data = data[key]
+    return True
 
 
 def _client(endpoint: str, token: str) -> Any:
@@ -288,15 +503,16 @@ def _client(endpoint: str, token: str) -> Any:
     return HfApi(endpoint=endpoint, token=token, library_name="hubpub")
 
 
-def _submit(api: Any, release: ReleaseSpec, spec_in_bundle: str, bundle: str, hub: str, token: str) -> _Running:
+def _submit(api: Any, plan: JobPlan, spec_in_bundle: str, bundle: str, hub: str, token: str) -> _Running:
     from huggingface_hub.errors import HfHubHTTPError
 
+    release = plan.release
     jobs = release.jobs
     assert jobs is not None
     try:
         info = api.run_job(
             image=jobs.image,
-            command=job_command(release, spec_in_bundle, hub),
+            command=job_command(release, spec_in_bundle, hub, build_vllm=plan.builds_vllm_environment),
             env={BUNDLE_ENV: bundle},
             secrets={"HF_TOKEN": token},
             flavor=jobs.flavor,

@@ -10,7 +10,8 @@ server decides everything the job gets:
   inside the spec bundle and a fixed set of options; the process is `python -I -m hubpub …` (isolated: no
   PYTHON* variable, nothing of the job's folder on sys.path), no shell. The box's launcher is that
   isolated interpreter and runs the module as `-m` would, from the server's own hubpub (which need not be
-  the one installed). What precedes that word (`uvx --from hubpub==X`) is ignored, like the image;
+  the one installed). What precedes that word (`uvx --from hubpub==X`) is ignored, like the image, and so is
+  `--build-vllm-env` (the job uses the server's HUBPUB_VLLM_PYTHON, or no vLLM);
 - the environment: a fresh one (JOB_ENV_PASSED machine settings at most), HOME and the caches inside the
   job's folder, HF_ENDPOINT this server, HF_TOKEN a token minted for the job's namespace that ends with
   the job; the client may send the spec bundle and the HF_TOKEN secret only (whose value is never used);
@@ -85,11 +86,20 @@ _UNSUPPORTED = ("volumes", "expose", "ssh", "network", "resourceGroupId")
 _HUBPUB_ROOT = Path(__file__).resolve().parents[2]
 """The folder that holds this hubpub package: the job runs the same hubpub as the server."""
 _OPTIONS: dict[str, dict[str, bool]] = {
-    "release": {"--variant": True, "--no-push": False, "--spec-bundle-env": True, "--hub": True},
+    "release": {
+        "--variant": True,
+        "--no-push": False,
+        "--spec-bundle-env": True,
+        "--hub": True,
+        "--build-vllm-env": True,
+    },
     "validate": {"--spec-bundle-env": True},
     "plan": {"--variant": True, "--json": False, "--spec-bundle-env": True},
 }
 """What each command may be given in a job, by option: whether it takes a value."""
+_IGNORED_OPTIONS = {"--build-vllm-env": ("gpu", "cpu")}
+"""Options a job may be given that the stand-in drops, with the values they take: a Hugging Face job builds its
+vLLM environment, a local one uses the server's."""
 
 
 @dataclass(frozen=True)
@@ -595,6 +605,9 @@ def _local_argv(argv: list[str], bundle: dict[str, bytes], endpoint: str) -> lis
         raise HubError(400, f"A job reads its spec from a spec bundle: give --spec-bundle-env {BUNDLE_ENV} and set it")
     if command == "release":
         options["--hub"] = endpoint
+    for name, values in _IGNORED_OPTIONS.items():
+        if name in options and options.pop(name) not in values:
+            raise HubError(400, f"{name} takes {' or '.join(values)}")
     built = [f"{name}={value}" if value is not None else name for name, value in options.items()]
     return [sys.executable, "-I", "-m", "hubpub", *flags, command, specs[0], *built]
 

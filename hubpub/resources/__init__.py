@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hubpub.resources.plan import ResourcePlan, StagePlan, plan_resources, unestimable
 from hubpub.resources.runner import Machine, declared_machine, detect_machine
 from hubpub.resources.shape import ModelShape, UnknownShape, config_from_gguf, shape_from_config
 from hubpub.spec import ReleaseSpec
+
+if TYPE_CHECKING:
+    from hubpub.hubclient import SourceHub
 
 __all__ = [
     "Machine",
@@ -37,9 +40,10 @@ __all__ = [
 Item = TypeVar("Item")
 
 
-def base_config(release: ReleaseSpec) -> dict[str, Any]:
+def base_config(release: ReleaseSpec, hub: SourceHub | None = None) -> dict[str, Any]:
     """The base's config.json as a dict, without any weight: from the local folder, the GGUF header, or
-    config.json alone from the Hub at the pinned revision. Raises UnknownShape when it cannot be read."""
+    config.json alone from the Hub (`hub`, else the environment's) at the pinned revision. Raises UnknownShape
+    when it cannot be read."""
     source = release.source
     try:
         if source is not None and source.gguf_file:
@@ -47,7 +51,7 @@ def base_config(release: ReleaseSpec) -> dict[str, Any]:
         if source is not None:
             path = source.path / "config.json"
         else:
-            path = _hub_config(release.base_model, release.base_revision)
+            path = _hub_config(release.base_model, release.base_revision, hub)
         config = json.loads(path.read_text(encoding="utf-8"))
     except UnknownShape:
         raise
@@ -58,7 +62,7 @@ def base_config(release: ReleaseSpec) -> dict[str, Any]:
     return config
 
 
-def _hub_config(repo_id: str, revision: str | None) -> Path:
+def _hub_config(repo_id: str, revision: str | None, hub: SourceHub | None) -> Path:
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     from hubpub.hubclient import source_hub
@@ -66,7 +70,7 @@ def _hub_config(repo_id: str, revision: str | None) -> Path:
     cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     if isinstance(cached, str):
         return Path(cached)
-    source = source_hub()
+    source = hub or source_hub()
     # One plain HEAD first: hf_hub_download retries an unreachable Hub for about 25 s before giving up.
     url = hf_hub_url(repo_id, "config.json", revision=revision, endpoint=source.endpoint)
     get_hf_file_metadata(url, token=source.token, timeout=10)
@@ -82,25 +86,26 @@ def runner_machine(release: ReleaseSpec, workdir: Path) -> Machine:
     return detect_machine(workdir)
 
 
-def base_shape(release: ReleaseSpec) -> ModelShape | str:
+def base_shape(release: ReleaseSpec, hub: SourceHub | None = None) -> ModelShape | str:
     """The base model's shape from its config, or why the plan cannot size it."""
     try:
-        return shape_from_config(base_config(release))
+        return shape_from_config(base_config(release, hub))
     except UnknownShape as exc:
         return str(exc)
 
 
 def with_base_shapes(
-    items: Iterable[tuple[Item, ReleaseSpec]],
+    items: Iterable[tuple[Item, ReleaseSpec]], hub: SourceHub | None = None
 ) -> Iterator[tuple[Item, ReleaseSpec, ModelShape | str, bool]]:
-    """Each item with its release's base shape (read once per base) and whether it is the first variant of that
-    base in the run (the one that converts it and measures its perplexity)."""
+    """Each item with its release's base shape (read once per base, from `hub` or the environment's Hub) and
+    whether it is the first variant of that base in the run (the one that converts it and measures its
+    perplexity)."""
     shapes: dict[tuple[Any, ...], ModelShape | str] = {}
     for item, release in items:
         key = (release.base_model, release.base_revision, release.source)
         first_of_base = key not in shapes
         if first_of_base:
-            shapes[key] = base_shape(release)
+            shapes[key] = base_shape(release, hub)
         yield item, release, shapes[key], first_of_base
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from hubpub.spec import Runner as DeclaredRunner
 
@@ -41,7 +40,8 @@ class Machine:
     ram_bytes: int | None
     disk_bytes: int | None
     cpu_offload: bool = False
-    origin: Literal["declared", "detected"] = "detected"
+    origin: str = "detected"
+    """declared (the spec's runner), detected (this machine), or `Jobs flavor <name>`."""
 
     def describe(self) -> str:
         gpus = (

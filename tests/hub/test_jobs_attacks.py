@@ -150,6 +150,8 @@ def test_the_job_token_writes_its_namespace_only_and_ends_with_the_job(server: H
         ([*RELEASE, "--hub-dir", "/store"], "do not take '--hub-dir' for release"),
         ([*RELEASE, "--vllm-python", "/bin/sh"], "do not take '--vllm-python' for release"),
         ([*RELEASE, "--on", "hf-jobs"], "do not take '--on' for release"),
+        ([*RELEASE, "--build-vllm-env", "/bin/sh"], "--build-vllm-env takes gpu or cpu"),
+        ([*RELEASE, "--build-vllm-env"], "--build-vllm-env needs a value"),
         ([*RELEASE, "--force", "publish"], "do not take '--force' for release"),
         ([*RELEASE, "--variant", "a", "--variant=b"], "do not take '--variant' twice"),
         ([*VALIDATE, "--variant", "a"], "do not take '--variant' for validate"),
