@@ -222,3 +222,42 @@ def test_the_plan_places_by_the_same_modules_and_says_the_decompressed_size(
     code, out, err = run_cli(["plan", str(_spec(tmp_path, ""))], capsys)
     assert code == 0, err
     assert f"{one.decompressed_bytes / 1e9:.2f} GB decompressed" in " ".join(out.split())
+
+
+def test_lm_eval_over_the_model_loaded_by_the_map_measures_what_its_own_load_does(
+    compressed: Path, sizes: ModelSizes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluate child's GPU path (lm-eval handed the loaded model) run on the CPU: the GPU and CUDA are test
+    doubles, the map is the decompressed one over the CPU; lm-eval's numbers equal its own load's."""
+    import torch
+
+    from hubpub.stages import _evaluate_child
+    from tests.conftest import REPO_ROOT
+
+    request = {
+        "models": {"quantized": str(compressed)},
+        "tasks": ["demo_capitals"],
+        "num_fewshot": 0,
+        "limit": 4,
+        "batch_size": 2,
+        "seed": 1234,
+        "include_path": [str(REPO_ROOT / "model_specs" / "demo" / "tasks")],
+        "bootstrap_iters": 0,
+    }
+    on_cpu = _evaluate_child.main({**request, "placement": None})
+    loaded: list[dict[str, Any]] = []
+
+    def cpu_map(folder: Path, placement: Placement) -> dict[str, Any]:
+        kwargs = model_sizes(folder).load_kwargs(model_sizes(folder).device_map({"cpu": 10 * sizes.loaded_bytes}))
+        loaded.append(kwargs)
+        return kwargs
+
+    monkeypatch.setattr(_evaluate_child, "cuda_problem", lambda: None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(_evaluate_child, "placement_kwargs", cpu_map)
+    on_gpu = _evaluate_child.main({**request, "placement": Placement(gpu_budgets={0: GB}).as_request()})
+    assert [kwargs["quantization_config"].dequantize for kwargs in loaded] == [True]
+    cpu_results = on_cpu["results"]["quantized"]["results"]["demo_capitals"]
+    gpu_results = on_gpu["results"]["quantized"]["results"]["demo_capitals"]
+    assert gpu_results["acc,none"] == cpu_results["acc,none"]
+    assert gpu_results["acc_norm,none"] == cpu_results["acc_norm,none"]
