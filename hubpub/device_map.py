@@ -59,7 +59,7 @@ class ModelSizes:
         when the model does not fit."""
         room: dict[Device, int] = dict(budgets.items())
         placed, left = _fill(self.units, dict(room))
-        if left and spill is not None:
+        if left and spill is not None and room:
             first = next(iter(room))
             reserved = {**room, first: room[first] - max(size for _, size in left)}
             placed, left = _fill(self.units, reserved)
@@ -158,8 +158,8 @@ def model_sizes(folder: Path) -> ModelSizes:
         # Packed weights become the base-dtype weights counted above; scales, zero points and shapes stay.
         if name in held or name.endswith("weight_packed"):
             continue
-        owner = max((unit for unit in units if name.startswith(f"{unit}.")), key=len, default=None)
-        if owner is not None:
+        owner = _owner(units, name)
+        if owner:
             extra[owner] += info.data_length
     tied_units = {
         _owner(units, key): _owner(units, target)
