@@ -244,7 +244,8 @@ def _print_resources(out: Any, resources: Any) -> None:
     gb = 1e9
     out.print(
         f"  {'resources':<12} {resources.parameters / 1e9:.2f} B parameters; base {resources.base_bytes / gb:.2f} GB,"
-        f" checkpoint {resources.checkpoint_bytes / gb:.2f} GB; on {escape(resources.machine)}"
+        f" checkpoint {resources.checkpoint_bytes / gb:.2f} GB, {resources.decompressed_bytes / gb:.2f} GB decompressed"
+        f" (transformers loads place it by this size); on {escape(resources.machine)}"
     )
     table = Table("stage", "host RAM", "GPU", "disk", "placement", "fits", box=None, pad_edge=False, padding=(0, 2))
     for stage in resources.stages:

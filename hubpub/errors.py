@@ -97,6 +97,11 @@ class CudaUnavailableError(ResourceError):
         )
 
 
+class PlacementError(ResourceError):
+    """A model does not fit the devices its placement gives it, sized as it is held once loaded (a compressed
+    checkpoint decompressed); the message names both sizes."""
+
+
 class StageError(HubpubError):
     """A pipeline stage could not complete (a broken checkpoint, a failed load)."""
 

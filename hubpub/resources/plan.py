@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hubpub.device_map import ModelSizes
+from hubpub.errors import PlacementError
 from hubpub.placement import CPU, Placement
 from hubpub.resources.runner import GB, Gpu, Machine
 from hubpub.resources.shape import ModelShape
@@ -324,19 +326,49 @@ class _Estimator:
         need = weights + self._logits_bytes() // 2
         placement, offload = self._spread(need)
         ram = self.tree + min(LOAD_SHARD_BYTES, weights) + offload
-        return StagePlan(stage, ram, need, disk, placement, note=f"{note}, device_map=auto over the GPUs")
+        where = f"a device map from its {self.decompressed / GB:.1f} GB decompressed"
+        return StagePlan(stage, ram, need, disk, placement, note=f"{note}, {where}, over the GPUs")
+
+    def _modules(self, need: int) -> ModelSizes:
+        """The decompressed model's modules as the stages' children place them (hubpub.device_map), in the order
+        the model runs them; the head's logits and activations (`need` beyond the weights) come last."""
+        shape, dtype = self.shape, self.shape.dtype_bytes
+        # The scales and zero points stay beside the decompressed weights.
+        per_layer = (self.size.scales + self.size.zero_points) // shape.num_layers
+        units = [("model.embed_tokens", shape.embedding_parameters * dtype)]
+        units += [
+            (f"model.layers.{index}", shape.layer_parameters * dtype + per_layer) for index in range(shape.num_layers)
+        ]
+        units += [("model.norm", shape.hidden_size * dtype), ("lm_head", shape.lm_head_parameters * dtype)]
+        units.append(("logits", max(need - self.decompressed, 0)))  # on the last device, beside the head
+        tied = {"lm_head": "model.embed_tokens"} if shape.tied_embeddings else {}
+        return ModelSizes(
+            self.release.repo_id,
+            tuple(unit for unit in units if unit[0] not in tied),
+            tied,
+            self.checkpoint,
+            shape.dtype,
+            compressed=True,
+        )
 
     def _spread(self, need: int) -> tuple[Placement, int]:
-        """The fewest GPUs that hold `need` bytes, each within its usable memory; else all of them plus CPU offload
-        when the runner allows it (the placement is the CPU when neither fits)."""
+        """The fewest GPUs whose usable memory holds the decompressed model's modules, filled in order as the
+        children's device map fills them; else all of them plus CPU offload when the runner allows it (the
+        placement is the CPU when neither fits)."""
+        modules = self._modules(need)
         for count in range(1, len(self.gpus) + 1):
-            chosen = self.gpus[:count]
-            if sum(self._usable(gpu) for gpu in chosen) >= need:
-                return Placement(gpu_budgets={gpu.index: self._usable(gpu) for gpu in chosen}), 0
-        spill = need - sum(self._usable(gpu) for gpu in self.gpus)
-        if self.machine.cpu_offload:
-            return Placement({gpu.index: self._usable(gpu) for gpu in self.gpus}, cpu_offload_bytes=spill), spill
-        return CPU, 0
+            budgets = {gpu.index: self._usable(gpu) for gpu in self.gpus[:count]}
+            try:
+                modules.device_map(budgets)
+            except PlacementError:
+                continue
+            return Placement(gpu_budgets=budgets), 0
+        if not self.machine.cpu_offload:
+            return CPU, 0
+        every = {gpu.index: self._usable(gpu) for gpu in self.gpus}
+        placed = modules.device_map(every, ("cpu", modules.loaded_bytes))
+        spill = sum(size for name, size in modules.units if placed[name] == "cpu")
+        return Placement(every, cpu_offload_bytes=spill), spill
 
     def verify(self) -> StagePlan:
         # The base (its perplexity, once per base in a run), then the quantized checkpoint decompressed.

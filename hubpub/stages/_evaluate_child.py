@@ -5,10 +5,13 @@ Usage: python -m hubpub.stages._evaluate_child REQUEST.json RESULT.json (see hub
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
+from hubpub.device_map import placement_kwargs
 from hubpub.errors import CudaUnavailableError, StageError
 from hubpub.placement import Placement, cuda_problem
 from hubpub.stages._child import serve
@@ -18,30 +21,25 @@ logger = logging.getLogger(__name__)
 KEPT = ("results", "higher_is_better", "versions", "n-samples", "n-shot", "config", "task_hashes", "date")
 
 
-def hf_model_args(placement: Placement, model_dir: str, *, device_count: int) -> tuple[dict[str, Any], str]:
-    """lm-eval's `hf` model arguments and device for `placement`, given the GPUs this process sees; a planned GPU
-    never falls back to the CPU."""
-    if not placement.on_gpu:
-        # On a CPU, float32 kernels are several times faster than bfloat16 ones, and more precise.
-        return {"pretrained": model_dir, "dtype": "float32"}, "cpu"
+def cpu_model_args(model_dir: str) -> dict[str, Any]:
+    """lm-eval's `hf` model arguments on the CPU: float32 kernels are several times faster there than bfloat16 ones,
+    and more precise."""
+    return {"pretrained": model_dir, "dtype": "float32"}
+
+
+def gpu_load_kwargs(placement: Placement, model_dir: str, *, device_count: int) -> dict[str, Any]:
+    """`from_pretrained` arguments for the model lm-eval evaluates on the planned GPUs, given the GPUs this process
+    sees: an explicit device map from its size once loaded (hubpub.device_map), as verify loads it; lm-eval's own
+    `parallelize` would size a compressed checkpoint by its packed tensors. A planned GPU never falls back to the
+    CPU."""
     if device_count == 0:
         raise CudaUnavailableError.in_child("evaluate", "torch sees no CUDA device")
-    devices = sorted(placement.gpu_budgets)
-    if len(devices) == 1 and not placement.cpu_offload_bytes:
-        return {"pretrained": model_dir, "dtype": "auto"}, f"cuda:{devices[0]}"
-    if devices != list(range(device_count)):
-        # lm-eval gives every visible GPU the same budget; the plan's other GPUs would be used too.
-        logger.warning("the placement names GPUs %s of %d visible; lm-eval spreads over all", devices, device_count)
-    args: dict[str, Any] = {
-        "pretrained": model_dir,
-        "dtype": "auto",
-        "parallelize": True,
-        # One budget for every GPU: the smallest planned keeps each within its plan.
-        "max_memory_per_gpu": min(placement.gpu_budgets.values()),
-    }
-    if placement.cpu_offload_bytes:
-        args["max_cpu_memory"] = placement.cpu_offload_bytes
-    return args, "cuda"
+    missing = sorted(set(placement.gpu_budgets) - set(range(device_count)))
+    if missing:
+        raise CudaUnavailableError.in_child(
+            "evaluate", f"the placement names GPUs {missing}; torch sees {device_count}"
+        )
+    return {"dtype": "auto", **placement_kwargs(Path(model_dir), placement)}
 
 
 def sandbox_task_templates() -> None:
@@ -57,6 +55,17 @@ def sandbox_task_templates() -> None:
     )
     sandboxed.filters.update(lm_eval.utils.env.filters)
     lm_eval.utils.env = sandboxed
+
+
+def gpu_model(placement: Placement, model_dir: str, device_count: int, batch_size: int | str) -> Any:
+    """lm-eval's `hf` model over a model loaded on the planned GPUs (see `gpu_load_kwargs`)."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(
+        model_dir, **gpu_load_kwargs(placement, model_dir, device_count=device_count)
+    )
+    return HFLM(pretrained=loaded, tokenizer=AutoTokenizer.from_pretrained(model_dir), batch_size=batch_size)
 
 
 def main(request: dict[str, Any]) -> dict[str, Any]:
@@ -75,12 +84,12 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
         device_count = torch.cuda.device_count()
     results: dict[str, Any] = {}
     for name, model_dir in request["models"].items():
-        model_args, device = hf_model_args(placement, model_dir, device_count=device_count)
+        model: dict[str, Any] = {"model": "hf", "model_args": cpu_model_args(model_dir), "device": "cpu"}
+        if placement.on_gpu:
+            model = {"model": gpu_model(placement, model_dir, device_count, request["batch_size"])}
         try:
             evaluated = lm_eval.simple_evaluate(
-                model="hf",
-                model_args=model_args,
-                device=device,
+                **model,
                 tasks=request["tasks"],
                 num_fewshot=request["num_fewshot"],
                 limit=request["limit"],
@@ -98,6 +107,8 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
         if evaluated is None:
             raise StageError(f"lm-eval returned no results for {model_dir}")
         results[name] = json.loads(json.dumps({key: evaluated[key] for key in KEPT if key in evaluated}, default=str))
+        del model, evaluated
+        gc.collect()
     return {"results": results}
 
 

@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from hubpub.device_map import placement_kwargs
 from hubpub.errors import CudaUnavailableError
 from hubpub.placement import Placement, cuda_problem
 from hubpub.stages._child import serve
@@ -56,22 +57,24 @@ def generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> di
     }
 
 
-def load_arguments(placement: Placement, cuda_problem: str | None) -> tuple[str, dict[str, Any]]:
-    """The device label and `from_pretrained` placement arguments: spread over the planned GPUs by
-    from_pretrained itself (no whole-model copy through cuda:0), or nothing on the CPU. `cuda_problem` says why
-    CUDA is unusable here (None: it is usable); a planned GPU never falls back to the CPU."""
+def load_device(placement: Placement, cuda_problem: str | None) -> str:
+    """Where the models load: "cpu" with no placement, else "cuda". `cuda_problem` says why CUDA is unusable here
+    (None: it is usable); a planned GPU never falls back to the CPU."""
     if not placement.on_gpu:
-        return "cpu", {}
+        return "cpu"
     if cuda_problem is not None:
         raise CudaUnavailableError.in_child("verify", cuda_problem)
-    return "cuda", placement.transformers_kwargs()
+    return "cuda"
 
 
-def load(auto_class: Any, folder: str, device: str, where: dict[str, Any]) -> Any:
-    """The model as a user loads it (`dtype="auto"`); on the CPU its arithmetic is float32, which is several
-    times faster there than bfloat16 and more precise, while its weights stay at the checkpoint's dtype."""
-    model = auto_class.from_pretrained(folder, dtype="auto", **where)
-    return model if device == "cuda" else compute_in_float32(model)
+def load(auto_class: Any, folder: str, placement: Placement) -> Any:
+    """The model as a user loads it (`dtype="auto"`). On GPUs, each module goes where an explicit device map from
+    its size once loaded puts it (a compressed checkpoint decompressed: hubpub.device_map), never through cuda:0
+    whole. On the CPU its arithmetic is float32, which is several times faster there than bfloat16 and more
+    precise, while its weights stay at the checkpoint's dtype."""
+    if placement.on_gpu:
+        return auto_class.from_pretrained(folder, dtype="auto", **placement_kwargs(Path(folder), placement))
+    return compute_in_float32(auto_class.from_pretrained(folder, dtype="auto"))
 
 
 def main(request: dict[str, Any]) -> dict[str, Any]:
@@ -81,18 +84,18 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
 
     torch.manual_seed(0)
     placement = Placement.from_request(request.get("placement"))
-    device, where = load_arguments(placement, cuda_problem() if placement.on_gpu else None)
+    device = load_device(placement, cuda_problem() if placement.on_gpu else None)
     text = Path(request["heldout"]).read_text(encoding="utf-8")
     result: dict[str, Any] = {"device": device, "dtype": "auto" if device == "cuda" else "float32"}
     if request.get("base_dir"):
         base_tokenizer = AutoTokenizer.from_pretrained(request["base_dir"])
-        base = load(AutoModelForCausalLM, request["base_dir"], device, where)
+        base = load(AutoModelForCausalLM, request["base_dir"], placement)
         result["base_perplexity"] = perplexity(base, base_tokenizer(text)["input_ids"], request["window"])
         del base
         gc.collect()
     load_started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"])
-    model = load(AutoModelForCausalLM, request["checkpoint"], device, where)
+    model = load(AutoModelForCausalLM, request["checkpoint"], placement)
     result["load_seconds"] = time.perf_counter() - load_started
     result["weights_dtype"] = str(model.dtype).removeprefix("torch.")
     token_ids = tokenizer(text)["input_ids"]

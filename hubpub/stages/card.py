@@ -675,11 +675,24 @@ def snippets(release: ReleaseSpec, manifest: Manifest) -> dict[str, str]:
     tensor_parallel_size = vllm_stage.metrics.get("tensor_parallel_size", 1) if vllm_stage else 1
     # The snippet loads the release the way the vLLM check did: across as many GPUs, when more than one.
     parallel = f", tensor_parallel_size={tensor_parallel_size}" if tensor_parallel_size > 1 else ""
-    transformers = f'''from transformers import AutoModelForCausalLM, AutoTokenizer
+    # device_map="auto" would size the model by its packed files, and compressed-tensors' lazy decompression fails
+    # once a model spans devices (hubpub.device_map): the snippet places it by its decompressed size and
+    # decompresses it as it loads.
+    transformers = f'''from accelerate import infer_auto_device_map, init_empty_weights
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, CompressedTensorsConfig
 
 model_id = "{repo}"
 tokenizer = AutoTokenizer.from_pretrained(model_id)
-model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto", device_map="auto")
+# The weights are decompressed to the model's dtype as it loads: place the model by that size, not the files'.
+config = AutoConfig.from_pretrained(model_id)
+del config.quantization_config
+with init_empty_weights():
+    empty = AutoModelForCausalLM.from_config(config, dtype=config.dtype)
+empty.tie_weights()
+device_map = infer_auto_device_map(empty, no_split_module_classes=empty._no_split_modules)
+model = AutoModelForCausalLM.from_pretrained(
+    model_id, dtype="auto", device_map=device_map, quantization_config=CompressedTensorsConfig(dequantize=True)
+)
 
 messages = [{{"role": "user", "content": {json.dumps(prompt)}}}]
 inputs = tokenizer.apply_chat_template(

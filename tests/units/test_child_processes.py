@@ -21,8 +21,8 @@ from hubpub.manifest import StageResult
 from hubpub.measure import measured, record_child_peaks
 from hubpub.placement import CPU, Placement
 from hubpub.stages import _child
-from hubpub.stages._evaluate_child import hf_model_args
-from hubpub.stages._verify_child import load_arguments
+from hubpub.stages._evaluate_child import cpu_model_args, gpu_load_kwargs
+from hubpub.stages._verify_child import load_device
 from hubpub.stages.card import gpu_peaks
 from tests.conftest import children_module
 
@@ -34,22 +34,20 @@ TWO_GPUS_WITH_OFFLOAD = Placement(gpu_budgets={0: 40 * GIB, 1: 40 * GIB}, cpu_of
 
 
 def test_verify_child_loads_on_the_cpu_without_placement_arguments() -> None:
-    assert load_arguments(CPU, cuda_problem=None) == ("cpu", {})
+    assert load_device(CPU, cuda_problem=None) == "cpu"
 
 
 def test_verify_child_never_falls_back_to_the_cpu_from_a_planned_gpu() -> None:
     with pytest.raises(CudaUnavailableError) as raised:
-        load_arguments(ONE_GPU, cuda_problem="torch 2.13.0+cpu is a CPU-only build")
+        load_device(ONE_GPU, cuda_problem="torch 2.13.0+cpu is a CPU-only build")
     message = str(raised.value)
     assert message.startswith("verify: the resource plan placed the model on GPUs, but CUDA is not usable")
     assert "torch 2.13.0+cpu is a CPU-only build" in message and "runner: {gpus: 0}" in message
 
 
-def test_verify_child_spreads_over_the_planned_gpus() -> None:
-    assert load_arguments(ONE_GPU, cuda_problem=None) == ("cuda", {"device_map": "auto", "max_memory": {0: 70 * GIB}})
-    device, kwargs = load_arguments(TWO_GPUS_WITH_OFFLOAD, cuda_problem=None)
-    assert device == "cuda"
-    assert kwargs == {"device_map": "auto", "max_memory": {0: 40 * GIB, 1: 40 * GIB, "cpu": 200 * GIB}}
+def test_verify_child_loads_on_the_planned_gpus() -> None:
+    # The explicit device map from the decompressed size: tests/resources/test_device_map.py.
+    assert load_device(TWO_GPUS_WITH_OFFLOAD, cuda_problem=None) == "cuda"
 
 
 def test_placement_travels_through_the_request_unchanged() -> None:
@@ -58,27 +56,13 @@ def test_placement_travels_through_the_request_unchanged() -> None:
 
 
 def test_lm_eval_on_the_cpu_keeps_float32() -> None:
-    assert hf_model_args(CPU, "/m", device_count=0) == ({"pretrained": "/m", "dtype": "float32"}, "cpu")
+    assert cpu_model_args("/m") == {"pretrained": "/m", "dtype": "float32"}
 
 
 def test_lm_eval_never_falls_back_to_the_cpu_from_a_planned_gpu() -> None:
+    # On GPUs lm-eval gets a model loaded by the decompressed map: tests/resources/test_device_map.py.
     with pytest.raises(CudaUnavailableError, match=r"^evaluate: the resource plan placed the model on GPUs, but CUDA"):
-        hf_model_args(ONE_GPU, "/m", device_count=0)
-
-
-def test_lm_eval_on_one_gpu_uses_that_device() -> None:
-    assert hf_model_args(Placement(gpu_budgets={1: GIB}), "/m", device_count=2) == (
-        {"pretrained": "/m", "dtype": "auto"},
-        "cuda:1",
-    )
-
-
-def test_lm_eval_over_several_gpus_parallelizes_within_the_smallest_budget() -> None:
-    args, device = hf_model_args(FOUR_GPUS, "/m", device_count=4)
-    assert device == "cuda"
-    assert args == {"pretrained": "/m", "dtype": "auto", "parallelize": True, "max_memory_per_gpu": 60 * GIB}
-    args, _ = hf_model_args(TWO_GPUS_WITH_OFFLOAD, "/m", device_count=2)
-    assert args["parallelize"] is True and args["max_cpu_memory"] == 200 * GIB
+        gpu_load_kwargs(ONE_GPU, "/m", device_count=0)
 
 
 def test_a_stage_peak_is_the_largest_of_the_process_and_its_children() -> None:
