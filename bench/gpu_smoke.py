@@ -21,7 +21,7 @@ Steps:
   peaks           each stage's measured peak per device against `hubpub plan --json`
   placement       the W4A16 checkpoint loaded under a GPU budget between its packed and decompressed size: where
                   its modules land and whether the first forward fits
-  parallelize     lm-eval through hubpub's evaluate child with a placement that spreads the model (parallelize)
+  parallelize     lm-eval through hubpub's evaluate child over a model spread across GPU 0 and host RAM by its map
   release-8b      (--llama-8b, or `--only env release-8b` as a run of its own: its budget alone is 7 minutes)
                   a W4A16 GPTQ release of a Llama-3.1-8B-shaped model
 """
@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -489,12 +490,16 @@ def peaks(options: Options) -> dict[str, Any]:
     return compared
 
 
-def decompressed_device_map(checkpoint: Path, max_memory: dict[int | str, int]) -> dict[str, int | str] | None:
-    """HOOK for issue 24 section 2 (engineer `place`): the explicit device map hubpub builds for a compressed
-    checkpoint from its decompressed sizes. Wire it here once that lands (through the verify stage's public path);
-    until then it returns None and the step loads with transformers' own `device_map="auto"`, sized from the
-    packed tensors, which is what section 2 says runs out of memory at the first forward."""
-    return None
+def decompressed_load(
+    checkpoint: Path, device: int | str, budget: int, spill: tuple[int | str, int], offload: Path
+) -> dict[str, Any]:
+    """`from_pretrained` arguments from hubpub's placement by decompressed size (hubpub.device_map, as verify,
+    evaluate and the round trip load): `device` filled first up to `budget`, the rest spilled."""
+    from hubpub.device_map import model_sizes
+
+    sizes = model_sizes(checkpoint)
+    device_map = sizes.device_map({device: budget}, spill)
+    return sizes.load_kwargs(device_map, offload_folder=offload if spill[0] == "disk" else None)
 
 
 def placement(options: Options) -> dict[str, Any]:
@@ -513,24 +518,21 @@ def placement(options: Options) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     device: int | str = "cpu" if options.dry_run else 0
-    max_memory: dict[int | str, int] = {device: budget} if options.dry_run else {0: budget, "cpu": 64 * 2**30}
-    device_map = decompressed_device_map(checkpoint, max_memory)
-    source = (
-        "hubpub (decompressed sizes)" if device_map is not None else "transformers device_map=auto (hook not wired)"
-    )
+    spill: tuple[int | str, int] = ("disk", 64 * 2**30) if options.dry_run else ("cpu", 64 * 2**30)
+    source = "hubpub.device_map (decompressed sizes)"
     measured: dict[str, Any] = {
         "packed_bytes": packed,
         "decompressed_bytes": decompressed,
         "budget_bytes": budget,
         "device_map_from": source,
     }
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint, dtype="auto", device_map=device_map or "auto", max_memory=max_memory
-    )
+    load = decompressed_load(checkpoint, device, budget, spill, options.work / "offload")
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype="auto", **load)
     landed: dict[str, int] = {}
-    for where in (getattr(model, "hf_device_map", None) or {"": device}).values():
+    for where in load["device_map"].values():
         landed[str(where)] = landed.get(str(where), 0) + 1
     measured["modules_per_device"] = landed
+    measured["parameters_per_device"] = dict(Counter(str(parameter.device) for parameter in model.parameters()))
     if not options.dry_run:
         measured["allocated_after_load"] = torch.cuda.memory_allocated(0)
     first = model.get_input_embeddings().weight.device
@@ -554,19 +556,26 @@ def placement(options: Options) -> dict[str, Any]:
 
 
 def parallelize(options: Options) -> dict[str, Any]:
-    """lm-eval through hubpub's evaluate child, with a placement that lets the model spill to host RAM: the
-    arguments hubpub gives lm-eval then ask for `parallelize`. Dry run: the same child on the CPU placement, and
-    the arguments it would give for the GPU placement."""
+    """lm-eval through hubpub's evaluate child over a model spread across GPU 0 and host RAM. hubpub does not use
+    lm-eval's own `parallelize` (it sizes a compressed checkpoint by its packed tensors): it hands lm-eval the model
+    loaded with its decompressed-size device map. Here GPU 0 may take all of the decompressed model but one byte, so
+    the map must spill to the CPU. Dry run: the same child on the CPU placement, and the map it would load with."""
     from hubpub.placement import CPU, Placement
     from hubpub.stages._child import run_child
-    from hubpub.stages._evaluate_child import hf_model_args
+    from hubpub.stages._evaluate_child import gpu_load_kwargs
 
     facts = earlier(options, "release-w4a16")
     os.environ.update(step_environment(options))
-    spread = Placement(gpu_budgets={0: 8 * 10**9}, cpu_offload_bytes=16 * 10**9)
-    arguments, device = hf_model_args(spread, facts["staged_dir"], device_count=1)
-    if not arguments.get("parallelize"):
-        raise SmokeFailure(f"hubpub did not ask lm-eval for parallelize: {arguments}")
+    from hubpub.device_map import model_sizes
+
+    loaded = model_sizes(Path(facts["staged_dir"])).loaded_bytes
+    # All of the model but one byte: the map must spill, keeping room on GPU 0 for the largest spilled module.
+    budget = loaded - 1
+    spread = Placement(gpu_budgets={0: budget}, cpu_offload_bytes=loaded)
+    arguments = gpu_load_kwargs(spread, facts["staged_dir"], device_count=1)
+    devices = sorted({str(where) for where in arguments["device_map"].values()})
+    if devices != ["0", "cpu"]:
+        raise SmokeFailure(f"the evaluate child's device map does not spread over GPU 0 and the CPU: {devices}")
     used = CPU if options.dry_run else spread
     folder = options.work / "parallelize"
     shutil.rmtree(folder, ignore_errors=True)
@@ -592,8 +601,8 @@ def parallelize(options: Options) -> dict[str, Any]:
     )
     scores = result["results"]["quantized"]["results"]
     return {
-        "lm_eval_model_args": {key: value for key, value in arguments.items() if key != "pretrained"},
-        "lm_eval_device": device,
+        "devices_in_map": devices,
+        "gpu_budget_bytes": budget,
         "placement": used.as_request(),
         "scores": scores,
         "peak_gpu_mb": result.get("peak_gpu_mb"),

@@ -41,15 +41,6 @@ class Placement:
             tensor_parallel_size=int(value.get("tensor_parallel_size", 1)),
         )
 
-    def transformers_kwargs(self) -> dict[str, Any]:
-        """Arguments for `from_pretrained`: spread over the planned GPUs, or nothing (the CPU)."""
-        if not self.on_gpu:
-            return {}
-        max_memory: dict[int | str, int] = {index: budget for index, budget in self.gpu_budgets.items()}
-        if self.cpu_offload_bytes:
-            max_memory["cpu"] = self.cpu_offload_bytes
-        return {"device_map": "auto", "max_memory": max_memory}
-
 
 CPU = Placement()
 

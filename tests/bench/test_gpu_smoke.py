@@ -79,10 +79,11 @@ def test_the_dry_run_passes_every_step_and_writes_one_json_each(demo_model: Path
     placement = reports["placement"]["measurements"]
     assert placement["packed_bytes"] < placement["budget_bytes"] < placement["decompressed_bytes"]
     assert placement["first_forward"] == "ok"
+    assert placement["device_map_from"] == "hubpub.device_map (decompressed sizes)"
+    assert set(placement["modules_per_device"]) == {"cpu", "disk"}  # the budget holds part of the model only
 
     parallelize = reports["parallelize"]["measurements"]
-    assert parallelize["lm_eval_model_args"]["parallelize"] is True
-    assert parallelize["lm_eval_device"] == "cuda"
+    assert parallelize["devices_in_map"] == ["0", "cpu"]
     assert parallelize["scores"]["demo_capitals"]["sample_len"] == 8
 
 
