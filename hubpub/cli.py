@@ -33,6 +33,7 @@ from hubpub.output import (
     key_figure,
     report_spec_problems,
 )
+from hubpub.quality import recovery_text
 from hubpub.stages import STAGE_ORDER
 from hubpub.version import __version__
 
@@ -624,7 +625,8 @@ def eval_command(
         for row in metrics["rows"]:
             out.print(
                 f"  {escape(row['task']):<20} {escape(row['metric']):<18} base {row['base']:.4f}"
-                f"  quantized {row['quantized']:.4f}  recovery {100 * row['recovery']:.1f}%"
+                f"  quantized {row['quantized']:.4f}  {'recovery' if row['higher_is_better'] else 'ratio'}"
+                f" {escape(recovery_text(row))}"
             )
 
 
