@@ -386,6 +386,11 @@ def _print_release_summary(outcomes: list[Any], hub_dir: Path) -> None:
         out.print(escape("  ".join(row)) if not interactive() else f"[bold]{escape(outcome.variant)}[/bold]")
         out.print(f"  staged {escape(str(outcome.staged_dir))}")
         out.print(f"  stage logs {escape(str(outcome.logs))}")
+        vllm = outcome.stages.get("vllm")
+        if outcome.vllm_environment is not None:
+            out.print(f"  vLLM environment {escape(outcome.vllm_environment)}")
+        elif vllm is not None and vllm.reason:
+            out.print(f"  vLLM environment none: {escape(vllm.reason)}")
         if outcome.published is not None:
             out.print(f"  {escape(_published_line(outcome.published.as_dict(), hub_dir))}")
             local = local or outcome.published.target == "local"
