@@ -275,11 +275,13 @@ class Evaluation(SpecModel):
                 raise ValueError(f"{info.field_name} {number} is outside (0, 1.5]; 0.95 means 95% of the base score")
         return value
 
-    @model_validator(mode="after")
-    def _primary_is_a_task(self) -> Evaluation:
-        if self.primary is not None and self.primary not in self.tasks:
-            raise ValueError(f"primary {self.primary!r} is not one of tasks: {', '.join(self.tasks)}")
-        return self
+    @field_validator("primary")
+    @classmethod
+    def _primary_is_a_task(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tasks = info.data.get("tasks")
+        if value is not None and tasks is not None and value not in tasks:
+            raise ValueError(f"{value!r} is not one of evaluation.tasks: {', '.join(tasks)}")
+        return value
 
 
 class ExtraSection(SpecModel):
