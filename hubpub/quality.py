@@ -119,7 +119,7 @@ def compare_results(base: dict[str, Any], quantized: dict[str, Any]) -> list[Met
 
 def recovery_text(row: dict[str, Any]) -> str:
     """A row's recovery as the card and the summary print it: `98.6% (95.1–102.0%)` with its 95% interval, or
-    for a lower-is-better metric (perplexity) the ratio quantized ÷ base, `×1.460 (×1.382–×1.551)`; an
+    for a lower-is-better metric (perplexity) the ratio quantized ÷ base, `×1.460 (×1.421–×1.500)`; an
     interval that includes no change is worded as no measurable loss. An unbounded end (a resample where the
     base scored 0 and the quantized model did not; JSON keeps it as null) prints as ∞."""
     interval = row.get("ratio_interval")
