@@ -609,7 +609,7 @@ def verify(
 
     Each repo's files are downloaded from the Hub; the static preflight runs with this hubpub's
     rules, and the real vLLM load runs when `vllm_python` (or $HUBPUB_VLLM_PYTHON, or a `.venv-vllm`
-    made by `hubpub vllm-env` beside the specs) names a Python with vLLM. The new vLLM record goes
+    made by `hubpub vllm-env`, found as `release` finds it) names a Python with vLLM. The new vLLM record goes
     into the repo's manifest and card in one commit, made only when they changed; weights are never
     uploaded.
     """

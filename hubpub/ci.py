@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hubpub.manifest import StageResult
+from hubpub.quality import recovery_text
 
 
 def under_github_actions() -> bool:
@@ -81,8 +82,8 @@ def key_metrics(stages: Mapping[str, StageResult]) -> list[str]:
     if evaluate is not None and evaluate.status in ("done", "cached"):
         for row in evaluate.metrics.get("rows", []):
             lines.append(
-                f"{row['task']} {row['metric']}: {row['quantized']:.4f} vs base {row['base']:.4f}"
-                f" ({100 * row['recovery']:.1f}% recovered)"
+                f"{row['task']} {row['metric']}: {row['quantized']:.4f} vs base {row['base']:.4f},"
+                f" {'recovery' if row['higher_is_better'] else 'ratio'} {recovery_text(row)}"
             )
     return lines
 

@@ -33,6 +33,7 @@ from hubpub.output import (
     key_figure,
     report_spec_problems,
 )
+from hubpub.quality import recovery_text
 from hubpub.stages import STAGE_ORDER
 from hubpub.version import __version__
 
@@ -432,6 +433,11 @@ def _print_release_summary(outcomes: list[Any], hub_dir: Path) -> None:
         out.print(escape("  ".join(row)) if not interactive() else f"[bold]{escape(outcome.variant)}[/bold]")
         out.print(f"  staged {escape(str(outcome.staged_dir))}")
         out.print(f"  stage logs {escape(str(outcome.logs))}")
+        vllm = outcome.stages.get("vllm")
+        if outcome.vllm_environment is not None:
+            out.print(f"  vLLM environment {escape(outcome.vllm_environment)}")
+        elif vllm is not None and vllm.reason:
+            out.print(f"  vLLM environment none: {escape(vllm.reason)}")
         if outcome.published is not None:
             out.print(f"  {escape(_published_line(outcome.published.as_dict(), hub_dir))}")
             local = local or outcome.published.target == "local"
@@ -671,7 +677,8 @@ def eval_command(
         for row in metrics["rows"]:
             out.print(
                 f"  {escape(row['task']):<20} {escape(row['metric']):<18} base {row['base']:.4f}"
-                f"  quantized {row['quantized']:.4f}  recovery {100 * row['recovery']:.1f}%"
+                f"  quantized {row['quantized']:.4f}  {'recovery' if row['higher_is_better'] else 'ratio'}"
+                f" {escape(recovery_text(row))}"
             )
 
 

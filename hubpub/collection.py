@@ -255,7 +255,13 @@ def _note(manifest: Manifest) -> str:
     parts = [label, f"{human_bytes(manifest.stages['quantize'].metrics['checkpoint_bytes'])} checkpoint"]
     evaluated = manifest.stages.get("evaluate")
     if evaluated is not None and evaluated.status == "done":
-        rows = [f"{row['task']} {row['metric']} {100 * row['recovery']:.1f}%" for row in evaluated.metrics["rows"]]
+        # A perplexity's figure is its ratio quantized ÷ base, as on the card.
+        rows = [
+            f"{row['task']} {row['metric']} {100 * row['recovery']:.1f}%"
+            if row["higher_is_better"]
+            else f"{row['task']} {row['metric']} ×{row['quantized'] / row['base']:.3f}"
+            for row in evaluated.metrics["rows"]
+        ]
         parts.append("recovery " + _bounded(rows, NOTE_MAX - len(" · ".join(parts)) - 12))
     else:
         parts.append("not evaluated")

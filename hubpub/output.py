@@ -19,6 +19,7 @@ from hubpub import stagelog
 from hubpub.ci import append_summary, end_group, escape_data, escape_property, start_group, under_github_actions
 from hubpub.errors import SpecProblem
 from hubpub.manifest import StageResult
+from hubpub.quality import recovery_text
 
 if TYPE_CHECKING:
     from hubpub.pipeline import StageEvent
@@ -194,12 +195,22 @@ def key_figure(stage: str, result: StageResult) -> str:
         preflight = metrics.get("preflight") or {}
         return "vLLM not run" if preflight.get("loads_somewhere", True) else "vLLM refuses"
     if stage == "evaluate" and metrics.get("rows"):
-        return f"recovery {100 * min(row['recovery'] for row in metrics['rows']):.1f}%"
+        return headline(metrics)
     if stage == "publish" and metrics.get("commit"):
         return f"{metrics['status']} {metrics['commit'][:8]}"
     if stage == "publish" and result.status == "skipped":
         return "not pushed"
     return ""
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The evaluation's headline: the primary task and metric (the spec's `evaluation.primary`, else its first
+    task; lm-eval's first metric of it) with its recovery and 95% interval, or its ratio for a perplexity."""
+    rows = metrics["rows"]
+    primary = metrics.get("primary") or {"task": rows[0]["task"], "metric": rows[0]["metric"]}
+    row = next((row for row in rows if (row["task"], row["metric"]) == (primary["task"], primary["metric"])), rows[0])
+    what = "recovery" if row["higher_is_better"] else "ratio"
+    return f"{row['task']} {row['metric']} {what} {recovery_text(row)}"
 
 
 class _Cell:

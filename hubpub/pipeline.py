@@ -98,6 +98,9 @@ class ReleaseOutcome:
     """What syncing the family's Hub collection did after publishing (hubpub.collection.CollectionSync)."""
     logs: Path | None = None
     """The folder of the stage logs: what other libraries printed and the children's output, one file per stage."""
+    vllm_environment: str | None = None
+    """The vLLM Python the vllm stage used and where it came from (`… (found from the current folder upwards)`),
+    None when there was none."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,7 @@ class ReleaseOutcome:
             "stages": {name: result.status for name, result in self.stages.items()},
             "published": self.published.as_dict() if self.published else None,
             "collection": self.collection,
+            "vllm_environment": self.vllm_environment,
         }
 
 
@@ -152,7 +156,9 @@ class ReleaseRun:
         self.spec_path = spec_path
         self.capture = capture
         self.resources = resources
-        self.vllm_python = _vllm_python(vllm_python, release, spec_path, find=find_vllm)
+        chosen = _vllm_python(vllm_python, release, spec_path, find=find_vllm)
+        self.vllm_python = chosen[0] if chosen is not None else None
+        self.vllm_environment = f"{chosen[0]} ({chosen[1]})" if chosen is not None else None
         self.release = release
         self.root = release_dir(workdir, release)
         self.cache_dir = shared_cache_dir(workdir, cache_dir)
@@ -172,6 +178,7 @@ class ReleaseRun:
             self.results,
             published,
             logs=self.logs,
+            vllm_environment=self.vllm_environment,
         )
 
     def manifest(self) -> Manifest:
@@ -434,19 +441,22 @@ def _run_releases(
     return [run.finish([member for member in runs if member.spec_path == run.spec_path], publishing) for run in runs]
 
 
-def _vllm_python(explicit: str | None, release: ReleaseSpec, spec_path: Path, *, find: bool = True) -> Path | None:
+def _vllm_python(
+    explicit: str | None, release: ReleaseSpec, spec_path: Path, *, find: bool = True
+) -> tuple[Path, str] | None:
     """--vllm-python, else $HUBPUB_VLLM_PYTHON, else the spec's verify.vllm_python (relative to the spec), else
-    the nearest `.venv-vllm` from the spec's folder upwards. Without `find`, $HUBPUB_VLLM_PYTHON alone."""
-    from hubpub.vllm import VLLM_PYTHON_ENV, configured_python
+    the nearest `.venv-vllm` from the spec's folder or the current folder upwards, or beside hubpub's own
+    environment; with where it came from, in words. Without `find`, $HUBPUB_VLLM_PYTHON alone."""
+    from hubpub.vllm import VLLM_PYTHON_ENV, chosen_python
 
     if release.verify.vllm == "off":
         return None
     if not find:
-        return configured_python(None)
+        return chosen_python(None)
     if explicit is None and not os.environ.get(VLLM_PYTHON_ENV) and release.verify.vllm_python:
         interpreter = spec_path.parent / Path(release.verify.vllm_python).expanduser()
-        return configured_python(interpreter, origin=f"verify.vllm_python in {spec_path}")
-    return configured_python(explicit, search_from=[spec_path.parent])
+        return chosen_python(interpreter, origin=f"verify.vllm_python in {spec_path}")
+    return chosen_python(explicit, search_from=[spec_path.parent])
 
 
 def _base_license(base_dir: Path) -> str | None:

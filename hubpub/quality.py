@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,29 @@ class MetricComparison:
     quantized_stderr: float | None = None
     filter: str = "none"
     """lm-eval's filter of the metric (`strict-match` for gsm8k's exact match, `none` for most)."""
+    ratio_interval: tuple[float, float] | None = None
+    """The 95% interval of quantized ÷ base by the paired bootstrap (hubpub.recovery), when there is one."""
+    examples: int | None = None
+    """How many examples both models scored, the ones the bootstrap resampled."""
+    interval_note: str | None = None
+    """Why there is no interval, when there is none."""
 
     @property
     def delta(self) -> float:
         return self.quantized - self.base
+
+    @property
+    def ratio(self) -> float:
+        """quantized ÷ base, whichever way is better: the perplexity ratio of a perplexity."""
+        return self.quantized / self.base if self.base else math.inf if self.quantized else 1.0
+
+    @property
+    def recovery_interval(self) -> tuple[float, float] | None:
+        """The interval of `recovery`: the ratio's, inverted for lower-is-better metrics."""
+        if self.ratio_interval is None or self.higher_is_better:
+            return self.ratio_interval
+        low, high = self.ratio_interval
+        return (1 / high if high else math.inf, 1 / low if low else math.inf)
 
     @property
     def recovery(self) -> float:
@@ -58,7 +78,15 @@ class MetricComparison:
         return self.base / self.quantized if self.quantized else float("inf") if self.base else 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "delta": self.delta, "recovery": self.recovery}
+        interval = self.recovery_interval
+        return {
+            **asdict(self),
+            "ratio_interval": list(self.ratio_interval) if self.ratio_interval else None,
+            "delta": self.delta,
+            "ratio": self.ratio,
+            "recovery": self.recovery,
+            "recovery_interval": list(interval) if interval else None,
+        }
 
 
 def compare_results(base: dict[str, Any], quantized: dict[str, Any]) -> list[MetricComparison]:
@@ -89,6 +117,73 @@ def compare_results(base: dict[str, Any], quantized: dict[str, Any]) -> list[Met
     return rows
 
 
+def recovery_text(row: dict[str, Any]) -> str:
+    """A row's recovery as the card and the summary print it: `98.6% (95.1–102.0%)` with its 95% interval, or
+    for a lower-is-better metric (perplexity) the ratio quantized ÷ base, `×1.460 (×1.421–×1.500)`; an
+    interval that includes no change is worded as no measurable loss. An unbounded end (a resample where the
+    base scored 0 and the quantized model did not; JSON keeps it as null) prints as ∞."""
+    interval = row.get("ratio_interval")
+    low, high = (math.inf if bound is None else bound for bound in interval) if interval else (None, None)
+    if row["higher_is_better"]:
+        value, unit, scale, sign = row["recovery"], "%", 100, ""
+    else:
+        value = row.get("ratio", row["quantized"] / row["base"] if row["base"] else math.inf)
+        unit, scale, sign = "", 1, "×"
+    digits = 1 if unit else 3
+
+    def shown(number: float) -> str:
+        return f"{sign}{scale * number:.{digits}f}" if math.isfinite(number) else f"{sign}∞"
+
+    if low is None or high is None:
+        return shown(value) + unit
+    text = f"{shown(value)}{unit} ({shown(low)}–{shown(high)}{unit})"
+    if low <= 1 <= high:
+        return f"{text}, no measurable loss"
+    worse = high < 1 if row["higher_is_better"] else low > 1
+    return f"{text}, {'a measurable loss' if worse else 'measurably better than the base'}"
+
+
+def with_intervals(
+    rows: list[MetricComparison],
+    base_scores: dict[str, Any],
+    quantized_scores: dict[str, Any],
+    *,
+    seed: int,
+    resamples: int,
+) -> list[MetricComparison]:
+    """`rows` with each metric's 95% interval by a paired bootstrap over the examples both models scored.
+
+    The scores are `hubpub.stages._evaluate_child.per_example_scores` of each run. A row keeps no interval,
+    and says why in `interval_note`, when lm-eval logged no per-example scores for it (a group of tasks), the
+    two runs scored different examples, its aggregation cannot be recomputed, the recomputed value is not the
+    one lm-eval reported, or the base scored 0.
+    """
+    return [_with_interval(row, base_scores, quantized_scores, seed=seed, resamples=resamples) for row in rows]
+
+
+def _with_interval(
+    row: MetricComparison, base_scores: dict[str, Any], quantized_scores: dict[str, Any], *, seed: int, resamples: int
+) -> MetricComparison:
+    from hubpub.recovery import AGGREGATIONS, paired_ratio  # numpy: not for the commands that only print
+
+    key = f"{row.metric},{row.filter}"
+    base = base_scores.get(row.task, {}).get(key)
+    quantized = quantized_scores.get(row.task, {}).get(key)
+    if base is None or quantized is None:
+        return replace(row, interval_note="lm-eval logged no per-example scores for it")
+    if base["doc_ids"] != quantized["doc_ids"]:
+        return replace(row, interval_note="base and quantized scored different examples")
+    aggregation = base["aggregation"]
+    if aggregation not in AGGREGATIONS:
+        return replace(row, interval_note=f"lm-eval's {aggregation or 'custom'} aggregation is not resampled")
+    ratio = paired_ratio(base["values"], quantized["values"], aggregation, seed=seed, resamples=resamples)
+    if ratio is None:
+        return replace(row, examples=len(base["doc_ids"]), interval_note="the base scored 0")
+    if not math.isclose(ratio.ratio, row.quantized / row.base, rel_tol=1e-6):
+        return replace(row, interval_note="the per-example scores do not give lm-eval's reported values")
+    return replace(row, ratio_interval=(ratio.low, ratio.high), examples=ratio.examples)
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -104,5 +199,26 @@ def recovery_failures(rows: list[MetricComparison], min_recovery: float | dict[s
             failures.append(
                 f"{row.task} {row.metric}: base {row.base:.4f}, quantized {row.quantized:.4f},"
                 f" recovery {row.recovery:.3f} < min_recovery {threshold}"
+            )
+    return failures
+
+
+def lower_bound_failures(rows: list[MetricComparison], min_lower: float | dict[str, float] | None) -> list[str]:
+    """The metrics whose recovery interval's lower bound falls short of the gate (global, or per task), or that
+    have no interval to gate, as messages."""
+    if min_lower is None:
+        return []
+    failures = []
+    for row in rows:
+        threshold = min_lower.get(row.task) if isinstance(min_lower, dict) else min_lower
+        if threshold is None:
+            continue
+        interval = row.recovery_interval
+        if interval is None:
+            failures.append(f"{row.task} {row.metric}: no interval to hold to min_recovery_lower ({row.interval_note})")
+        elif interval[0] < threshold:
+            failures.append(
+                f"{row.task} {row.metric}: recovery {row.recovery:.3f}, 95% interval"
+                f" {interval[0]:.3f}–{interval[1]:.3f}, lower bound < min_recovery_lower {threshold}"
             )
     return failures

@@ -239,6 +239,14 @@ class Evaluation(SpecModel):
     min_recovery: float | dict[str, float] | None = Field(
         default=None, description="Quantized / base score must reach this, globally or per task (e.g. 0.95)."
     )
+    min_recovery_lower: float | dict[str, float] | None = Field(
+        default=None,
+        description="The lower bound of recovery's 95% interval must reach this, globally or per task (e.g. 0.9).",
+    )
+    primary: NonEmptyStr | None = Field(
+        default=None,
+        description="The task whose first metric heads the release summary (default: the first of `tasks`).",
+    )
 
     @field_validator("batch_size")
     @classmethod
@@ -256,13 +264,23 @@ class Evaluation(SpecModel):
                 raise ValueError(f"folder not found: {folder}")
         return resolved
 
-    @field_validator("min_recovery")
+    @field_validator("min_recovery", "min_recovery_lower")
     @classmethod
-    def _recovery_range(cls, value: float | dict[str, float] | None) -> float | dict[str, float] | None:
+    def _recovery_range(
+        cls, value: float | dict[str, float] | None, info: ValidationInfo
+    ) -> float | dict[str, float] | None:
         values = value.values() if isinstance(value, dict) else [] if value is None else [value]
         for number in values:
             if not 0 < number <= 1.5:
-                raise ValueError(f"min_recovery {number} is outside (0, 1.5]; 0.95 means 95% of the base score")
+                raise ValueError(f"{info.field_name} {number} is outside (0, 1.5]; 0.95 means 95% of the base score")
+        return value
+
+    @field_validator("primary")
+    @classmethod
+    def _primary_is_a_task(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tasks = info.data.get("tasks")
+        if value is not None and tasks is not None and value not in tasks:
+            raise ValueError(f"{value!r} is not one of evaluation.tasks: {', '.join(tasks)}")
         return value
 
 

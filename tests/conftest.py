@@ -23,6 +23,9 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_TOKEN", None)
 # A developer's shared cache folder (hubpub.sharedcache) must not leak into, or be filled by, the tests.
 os.environ.pop("HUBPUB_CACHE_DIR", None)
+# hubpub finds the checkout's .venv-vllm from anywhere (the current folder, beside .venv): a test's release
+# runs vLLM only when it names the environment (the `vllm_python` fixture) or clears this on purpose.
+os.environ["HUBPUB_VLLM_PYTHON"] = "none"
 
 import pytest
 

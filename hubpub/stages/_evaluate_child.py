@@ -19,6 +19,8 @@ from hubpub.stages._child import serve
 logger = logging.getLogger(__name__)
 
 KEPT = ("results", "higher_is_better", "versions", "n-samples", "n-shot", "config", "task_hashes", "date")
+SCORES_KEY = "per_example"
+"""Where a model's results keep its per-example scores (see `per_example_scores`)."""
 
 
 def cpu_model_args(model_dir: str) -> dict[str, Any]:
@@ -68,6 +70,46 @@ def gpu_model(placement: Placement, model_dir: str, device_count: int, batch_siz
     return HFLM(pretrained=loaded, tokenizer=AutoTokenizer.from_pretrained(model_dir), batch_size=batch_size)
 
 
+def per_example_scores(evaluated: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each task's per-example metric values from lm-eval's logged samples, without the documents and responses:
+    task → `metric,filter` → {aggregation, doc_ids, values}, in doc_id order, so that two models' scores pair
+    by doc_id. A value is a number, or a (value, weight) pair for weighted aggregations (perplexities)."""
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, samples in (evaluated.get("samples") or {}).items():
+        by_key: dict[str, dict[int, Any]] = {}
+        for sample in samples:
+            for metric in sample["metrics"]:
+                by_key.setdefault(f"{metric},{sample['filter']}", {})[int(sample["doc_id"])] = sample[metric]
+        configured = {
+            entry["metric"]: entry.get("aggregation")
+            for entry in evaluated.get("configs", {}).get(task, {}).get("metric_list") or []
+            if isinstance(entry, dict) and isinstance(entry.get("metric"), str)
+        }
+        scores[task] = {
+            key: {
+                "aggregation": _aggregation(key.partition(",")[0], configured),
+                "doc_ids": sorted(values),
+                "values": [values[doc_id] for doc_id in sorted(values)],
+            }
+            for key, values in by_key.items()
+        }
+    return scores
+
+
+def _aggregation(metric: str, configured: dict[str, Any]) -> str | None:
+    """The name of lm-eval's aggregation of `metric`: the task config's own when it names one, else lm-eval's
+    default for the metric; None for a custom aggregation function."""
+    import lm_eval.api.metrics  # noqa: F401  (registers the aggregations)
+    from lm_eval.api.registry import AGGREGATION_REGISTRY, get_metric_aggregation
+
+    registered = dict(AGGREGATION_REGISTRY.items())
+    named = configured.get(metric)
+    if named is not None:
+        return named if isinstance(named, str) and named in registered else None
+    default = get_metric_aggregation(metric)
+    return next((name for name, function in registered.items() if function is default), None)
+
+
 def main(request: dict[str, Any]) -> dict[str, Any]:
     import lm_eval
     import torch
@@ -100,13 +142,15 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
                 torch_random_seed=request["seed"],
                 fewshot_random_seed=request["seed"],
                 bootstrap_iters=request["bootstrap_iters"],
-                log_samples=False,
+                log_samples=True,
             )
         except Exception as exc:
             raise StageError(f"lm-eval failed on {model_dir}: {exc}") from exc
         if evaluated is None:
             raise StageError(f"lm-eval returned no results for {model_dir}")
-        results[name] = json.loads(json.dumps({key: evaluated[key] for key in KEPT if key in evaluated}, default=str))
+        kept = {key: evaluated[key] for key in KEPT if key in evaluated}
+        kept[SCORES_KEY] = per_example_scores(evaluated)
+        results[name] = json.loads(json.dumps(kept, default=str))
         del model, evaluated
         gc.collect()
     return {"results": results}

@@ -27,6 +27,7 @@ from hubpub.evalresults import FOLDER, benchmark_results
 from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
 from hubpub.measure import record_child_peaks
+from hubpub.quality import recovery_text
 from hubpub.schemes import SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
 from hubpub.stages._child import failure
@@ -569,7 +570,7 @@ def _evaluation(stage: Any) -> dict[str, Any]:
             "base": _with_stderr(row["base"], row["base_stderr"]),
             "quantized": _with_stderr(row["quantized"], row["quantized_stderr"]),
             "delta": f"{row['delta']:+.4f}",
-            "recovery": f"{100 * row['recovery']:.1f}%",
+            "recovery": recovery_text(row),
         }
         for row in stage.metrics["rows"]
     ]
@@ -582,7 +583,14 @@ def _evaluation(stage: Any) -> dict[str, Any]:
         if limit
         else ""
     )
-    return {"results": rows, "reason": "", "how": how}
+    bootstrap = stage.metrics.get("bootstrap")
+    intervals = (
+        f"a paired bootstrap over the examples both models answered ({bootstrap['resamples']} resamples,"
+        f" seed {bootstrap['seed']})"
+        if bootstrap
+        else None
+    )
+    return {"results": rows, "reason": "", "how": how, "intervals": intervals}
 
 
 def _with_stderr(value: float, stderr: float | None) -> str:

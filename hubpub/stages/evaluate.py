@@ -1,7 +1,9 @@
 """Evaluate stage: lm-evaluation-harness on the base and the quantized checkpoint, and the recovery gate.
 
-Both runs use the same tasks, few-shot count, limit, batch size and seeds. The base's results are
-cached by the base's files and the task configuration, so a family evaluates its base once.
+Both runs use the same tasks, few-shot count, limit, batch size and seeds. The base's results, with its
+per-example scores, are cached by the base's files and the task configuration, so a family evaluates its
+base once. Each metric's recovery gets its 95% interval by a paired bootstrap over the examples both
+models scored (hubpub.recovery).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 from hubpub.errors import GateError, StageError
 from hubpub.hashing import fingerprint
-from hubpub.quality import compare_results, recovery_failures
+from hubpub.quality import compare_results, lower_bound_failures, recovery_failures, with_intervals
+from hubpub.recovery import CONFIDENCE, RESAMPLES, SEED
 from hubpub.sharedcache import write_atomic
 from hubpub.stages._child import run_child
+from hubpub.stages._evaluate_child import SCORES_KEY
 from hubpub.stages.context import StageContext, StageOutput
 
 logger = logging.getLogger(__name__)
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 BOOTSTRAP_ITERS = 1000
 CHILD_TIMEOUT_SECONDS = 24 * 3600
 _CHILD = "hubpub.stages._evaluate_child"
+# Bumped when what the child keeps of a run changes, so that older cached base results are not reused.
+_RESULTS_FORMAT = 2
 
 
 def run(ctx: StageContext) -> StageOutput:
@@ -41,7 +47,9 @@ def run(ctx: StageContext) -> StageOutput:
         "task_files": {str(folder): ctx.hashes.tree(folder) for folder in evaluation.include_path},
         "versions": {name: version(name) for name in ("lm-eval", "torch", "transformers")},
     }
-    base_key = fingerprint({"source": ctx.previous["resolve"].metrics["source_sha256"], **settings})
+    base_key = fingerprint(
+        {"source": ctx.previous["resolve"].metrics["source_sha256"], "format": _RESULTS_FORMAT, **settings}
+    )
     base_cache = ctx.cache_dir / "base-evaluation" / f"{base_key}.json"
     base_cached = base_cache.is_file()
     models = {"quantized": ctx.output_of("quantize", "checkpoint")}
@@ -61,11 +69,20 @@ def run(ctx: StageContext) -> StageOutput:
     rows = compare_results(base, quantized)
     if not rows:
         raise StageError(f"lm-eval reported no comparable metrics for {', '.join(evaluation.tasks)}")
+    rows = with_intervals(rows, base.get(SCORES_KEY, {}), quantized.get(SCORES_KEY, {}), seed=SEED, resamples=RESAMPLES)
     failures = recovery_failures(rows, evaluation.min_recovery)
     if failures:
         raise GateError(
             f"{ctx.release.variant}: accuracy recovery below evaluation.min_recovery: " + "; ".join(failures)
         )
+    failures = lower_bound_failures(rows, evaluation.min_recovery_lower)
+    if failures:
+        raise GateError(
+            f"{ctx.release.variant}: recovery's 95% interval reaches below evaluation.min_recovery_lower: "
+            + "; ".join(failures)
+        )
+    primary_task = evaluation.primary or evaluation.tasks[0]
+    primary = next((row for row in rows if row.task == primary_task), None)
     return StageOutput(
         metrics={
             "rows": [row.as_dict() for row in rows],
@@ -75,6 +92,14 @@ def run(ctx: StageContext) -> StageOutput:
             "n_samples": quantized.get("n-samples", {}),
             "task_hashes": quantized.get("task_hashes", {}),
             "min_recovery": evaluation.min_recovery,
+            "min_recovery_lower": evaluation.min_recovery_lower,
+            "primary": {"task": primary.task, "metric": primary.metric} if primary else None,
+            "bootstrap": {
+                "method": "paired percentile",
+                "resamples": RESAMPLES,
+                "seed": SEED,
+                "confidence": CONFIDENCE,
+            },
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )

@@ -21,9 +21,18 @@ each section has its module:
 from hubpub.vllm.kernels import KernelChoice, KernelRequest, choose_mixed_precision_kernel
 from hubpub.vllm.predict import GenerationVerdict, VllmPrediction, predict, predict_folder
 from hubpub.vllm.rules import VLLM_VERSION
-from hubpub.vllm.smoke import VLLM_PYTHON_ENV, SmokeResult, compare_first_tokens, configured_python, run_smoke
+from hubpub.vllm.smoke import (
+    NO_VLLM,
+    VLLM_PYTHON_ENV,
+    SmokeResult,
+    chosen_python,
+    compare_first_tokens,
+    configured_python,
+    run_smoke,
+)
 
 __all__ = [
+    "NO_VLLM",
     "VLLM_PYTHON_ENV",
     "VLLM_VERSION",
     "GenerationVerdict",
@@ -32,6 +41,7 @@ __all__ = [
     "SmokeResult",
     "VllmPrediction",
     "choose_mixed_precision_kernel",
+    "chosen_python",
     "compare_first_tokens",
     "configured_python",
     "predict",

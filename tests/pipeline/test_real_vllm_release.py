@@ -38,7 +38,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    # No vLLM unless a test names it: otherwise the checkout's own .venv-vllm is found (beside hubpub's).
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", "none")
 
 
 def test_required_vllm_refusing_the_checkpoint_exits_4_and_publishes_nothing(
@@ -92,7 +93,7 @@ def test_hubpub_verify_loads_a_published_release_in_vllm_and_updates_its_card(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Published without vLLM: the spec's folder has no .venv-vllm, and none is named.
+    # Published without vLLM: none is named, and HUBPUB_VLLM_PYTHON=none turns the search off.
     spec = write_spec(tmp_path, tiny_llama_for_vllm, "  vllm: optional\n", scheme="W8A8")
     (published,) = api.release([spec], workdir=workdir, hub=hub.url, roundtrip=False)
     assert published.stages["vllm"].status == "skipped"

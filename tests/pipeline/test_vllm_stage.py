@@ -6,6 +6,8 @@ vLLM cannot be installed here; `tests/vllm_standin.py` provides an interpreter t
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,10 @@ from hubpub import api
 from hubpub.errors import GateError, StageError
 from hubpub.hub import HubServer, Identity
 from hubpub.manifest import MANIFEST_NAME, Manifest
-from tests.conftest import write_spec
+from hubpub.pipeline import ReleaseRun
+from hubpub.spec import load_spec
+from hubpub.vllm import chosen_python
+from tests.conftest import run_cli, write_spec
 from tests.vllm_standin import build_stand_in
 
 TOKEN = "hf_vllm_stage"
@@ -41,7 +46,7 @@ def release(folder: Path, model: Path, workdir: Path, mode: str, force: tuple[st
 def test_without_vllm_the_prediction_is_recorded_and_the_load_skipped(
     tiny_llama: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", "none")
     outcome = release(tmp_path, tiny_llama, workdir, "optional")
     stage = outcome.stages["vllm"]
     assert stage.status == "skipped"
@@ -73,7 +78,7 @@ def test_without_vllm_the_prediction_is_recorded_and_the_load_skipped(
 def test_required_without_vllm_fails_before_any_card(
     tiny_llama: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", "none")
     with pytest.raises(StageError, match=r"verify\.vllm is 'required', but no vLLM environment was configured"):
         release(tmp_path, tiny_llama, workdir, "required")
 
@@ -145,7 +150,7 @@ def test_off_skips_every_vllm_check(tiny_llama: Path, workdir: Path, tmp_path: P
 def test_hubpub_verify_reverifies_a_published_release_and_updates_its_card(
     tiny_llama: Path, workdir: Path, tmp_path: Path, stand_in_python: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("HUBPUB_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", "none")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     spec = write_spec(tmp_path, tiny_llama, "  vllm: optional\n")
     with HubServer(tmp_path / "hub", tokens={TOKEN: Identity(name="test", orgs=("test",))}) as hub:
@@ -171,3 +176,82 @@ def test_hubpub_verify_reverifies_a_published_release_and_updates_its_card(
         assert "| vLLM | yes: vLLM 0.33.0" in card
         files = {sibling.rfilename for sibling in client.model_info(repo).siblings or []}
         assert "model.safetensors" in files
+
+
+# Finding the vLLM environment for a spec anywhere ------------------------------------------------------
+
+
+def made_environment(folder: Path) -> Path:
+    """A `.venv-vllm` as `hubpub vllm-env` leaves it (its marker written last), with the STAND-IN as its Python."""
+    environment = folder / ".venv-vllm"
+    python = build_stand_in(environment)
+    marker = {
+        "flavour": "cpu",
+        "vllm_version": "0.33.0+stand-in",
+        "distribution": "vllm",
+        "torch_version": "2.14.0+stand-in",
+        "device_type": "cuda",
+        "python_version": "3.11",
+        "requirements_sha256": "0" * 64,
+        "install_seconds": 1.0,
+    }
+    (environment / "hubpub-vllm-env.json").write_text(json.dumps(marker), encoding="utf-8")
+    return python
+
+
+def test_a_spec_outside_the_checkout_finds_the_environment_from_the_current_folder(
+    tiny_llama: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    python = made_environment(tmp_path / "checkout")
+    (tmp_path / "checkout" / "model_specs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    spec = write_spec(tmp_path / "elsewhere", tiny_llama, "  vllm: optional\n")
+    monkeypatch.chdir(tmp_path / "checkout" / "model_specs")
+    monkeypatch.delenv("HUBPUB_VLLM_PYTHON")
+
+    code, out, err = run_cli(["release", str(spec), "--no-push", "--workdir", str(workdir)], capsys)
+
+    assert code == 0, err
+    assert f"vLLM environment {python} (found from the current folder upwards)" in " ".join(out.split())
+    manifest = Manifest.read(workdir / "releases" / "test__tiny-w4a16" / "staged")
+    assert (manifest.stages["vllm"].status, manifest.stages["vllm"].metrics["smoke"]["ok"]) == ("done", True)
+
+
+def test_the_environment_beside_hubpubs_own_is_found_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hubpub runs from <checkout>/.venv; `make` builds <checkout>/.venv-vllm beside it.
+    python = made_environment(tmp_path / "checkout")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "checkout" / ".venv"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.delenv("HUBPUB_VLLM_PYTHON")
+    beside = f"found beside hubpub's environment {tmp_path / 'checkout' / '.venv'}"
+    assert chosen_python(search_from=[tmp_path / "elsewhere"]) == (python, beside)
+    # The spec's folder upwards comes first, then the current folder's.
+    near_spec = made_environment(tmp_path / "elsewhere" / "specs")
+    assert chosen_python(search_from=[tmp_path / "elsewhere" / "specs"]) == (
+        near_spec,
+        "found from the spec's folder upwards",
+    )
+    # `none` turns the search off; an explicit interpreter or $HUBPUB_VLLM_PYTHON needs none.
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", "none")
+    assert chosen_python(search_from=[tmp_path / "elsewhere"]) is None
+    monkeypatch.setenv("HUBPUB_VLLM_PYTHON", str(python))
+    assert chosen_python(search_from=[tmp_path]) == (python, "from $HUBPUB_VLLM_PYTHON")
+
+
+def test_a_confined_job_never_takes_an_environment_it_finds_on_the_machine(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made_environment(tmp_path)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUBPUB_VLLM_PYTHON")
+    spec = write_spec(tmp_path, tiny_llama, "  vllm: optional\n")
+    run = ReleaseRun(spec, load_spec(spec).select(None)[0], workdir=tmp_path / "w", find_vllm=False)
+    assert (run.vllm_python, run.vllm_environment) == (None, None)
+    found = ReleaseRun(spec, load_spec(spec).select(None)[0], workdir=tmp_path / "w")
+    assert (
+        found.vllm_environment == f"{tmp_path / '.venv-vllm' / 'bin' / 'python'} (found from the spec's folder upwards)"
+    )

@@ -125,6 +125,10 @@ def test_a_family_release_makes_its_collection_and_a_second_release_changes_noth
         assert f"{human_bytes(manifest.stages['quantize'].metrics['checkpoint_bytes'])} checkpoint" in item.note
         first_row = manifest.stages["evaluate"].metrics["rows"][0]
         assert f"recovery {first_row['task']} {first_row['metric']} {100 * first_row['recovery']:.1f}%" in item.note
+        perplexity = next(row for row in manifest.stages["evaluate"].metrics["rows"] if not row["higher_is_better"])
+        assert f"{perplexity['task']} {perplexity['metric']} ×{perplexity['quantized'] / perplexity['base']:.3f}" in (
+            item.note
+        )
     assert "(group size 64)" in (collection.items[1].note or "")
 
     writes = len(collection_writes(hub))

@@ -287,10 +287,17 @@ def test_a_confined_release_finds_no_vllm_environment_beside_or_above_its_spec(
     spec.parent.mkdir()
     spec.write_text(HEAD)
     (release,) = load_spec(spec).releases
-    assert _vllm_python(None, release, spec) == planted.absolute() / "bin" / "python"
+    python = planted.absolute() / "bin" / "python"
+    assert _vllm_python(None, release, spec) == (python, "found from the spec's folder upwards")
+    assert _vllm_python(None, release, spec, find=False) is None
+    # Nor from the folder it runs in.
+    monkeypatch.chdir(tmp_path)
     assert _vllm_python(None, release, spec, find=False) is None
     monkeypatch.setenv(VLLM_PYTHON_ENV, sys.executable)
-    assert _vllm_python(None, release, spec, find=False) == Path(sys.executable).absolute()
+    assert _vllm_python(None, release, spec, find=False) == (
+        Path(sys.executable).absolute(),
+        "from $HUBPUB_VLLM_PYTHON",
+    )
 
 
 def test_lm_eval_tasks_cannot_read_datasets_from_this_machines_files(tmp_path: Path) -> None:

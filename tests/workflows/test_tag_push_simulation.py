@@ -6,7 +6,8 @@ small evaluator computes. Only the `uses:` steps are simulated: checkout copies 
 setup-python puts this virtual environment on PATH, the artifact actions copy folders, the project's own Action
 (`uses: ./`, action.yml) runs its composite steps the same way, with its inputs and outputs, and the steps with
 id `install` (pip installs from the network) are skipped because this environment already holds hubpub. So is
-the step with id `vllm-env` (it installs vLLM from the network): the simulated release verifies without vLLM.
+the step with id `vllm-env` (it installs vLLM from the network): its output is `none`, so the simulated release
+verifies without vLLM.
 The Hub is hubpub's embedded Hub server, reached through HF_ENDPOINT.
 """
 
@@ -394,6 +395,9 @@ class SimulatedRunner:
             elif step.get("id") in INSTALL_STEPS:
                 assert VENV_BIN.as_posix() in path_entries, "hubpub is installed after setup-python"
                 assert_only_installs(step["run"], INSTALL_STEPS[step["id"]])
+                if step["id"] == "vllm-env":
+                    # No vLLM here: the release must not find this checkout's .venv-vllm beside hubpub's own.
+                    record.outputs = {"python": "none"}
             else:
                 shell = self.workflow["defaults"]["run"]["shell"]
                 self.run_step(record, step["run"], shell, job_id, base_env, workspace, temp, path_entries, f"{number}")
