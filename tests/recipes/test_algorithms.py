@@ -124,3 +124,28 @@ def test_llm_compressor_reads_the_recipes_modifiers_in_order_with_their_argument
     # The arguments written out are the library's own defaults.
     for name, value in AWQ_ARGUMENTS.items():
         assert AWQModifier.model_fields[name].default == value, name
+
+
+def test_llm_compressors_saved_recipe_is_rewritten_so_llm_compressor_can_read_it(tmp_path: Path) -> None:
+    """The recipe.yaml llm-compressor 0.14 saved beside a SmoothQuant+GPTQ checkpoint (a real one, kept as a
+    fixture) holds Python tags that its own yaml.safe_load refuses; the quantize stage rewrites it in plain YAML."""
+    from llmcompressor.recipe import Recipe
+
+    from hubpub.stages.quantize import plain_recipe
+
+    saved = tmp_path / "recipe.yaml"
+    saved.write_text((Path(__file__).parent / "fixtures" / "llmcompressor-smoothquant-gptq-recipe.yaml").read_text())
+    with pytest.raises(yaml.constructor.ConstructorError, match="python/tuple"):
+        Recipe.create_instance(str(saved))
+
+    plain_recipe(saved)
+
+    assert "!!python" not in saved.read_text(encoding="utf-8")
+    smoothquant, gptq = Recipe.create_instance(str(saved)).modifiers
+    assert smoothquant.smoothing_strength == 0.8
+    assert [list(mapping) for mapping in smoothquant.mappings] == [
+        [["re:.*q_proj", "re:.*k_proj", "re:.*v_proj"], "re:.*input_layernorm"],
+        [["re:.*gate_proj", "re:.*up_proj"], "re:.*post_attention_layernorm"],
+    ]
+    assert gptq.actorder == "static"
+    assert gptq.config_groups["group_0"].weights.actorder == "static"
