@@ -196,7 +196,7 @@ def matrix(specs: tuple[Path, ...], tag: str | None) -> None:
 
 
 def _print_plan(out: Any, item: api.ReleasePlan) -> None:
-    (modifier,) = item.recipe["quant_stage"]["quant_modifiers"]
+    modifiers = " then ".join(item.recipe["quant_stage"]["quant_modifiers"])
     group = f", group size {item.group_size}" if item.group_size else ""
     source = (
         f" from {item.source['path']}" + (f"/{item.source['gguf_file']}" if "gguf_file" in item.source else "")
@@ -215,7 +215,7 @@ def _print_plan(out: Any, item: api.ReleasePlan) -> None:
     rows = [
         ("base", f"{item.base_model} @ {item.base_revision}{source}"),
         ("scheme", f"{item.scheme} ({item.algorithm}{group}): {item.scheme_summary}"),
-        ("recipe", f"{modifier} targets={item.targets} ignore={item.ignore}"),
+        ("recipe", f"{modifiers} targets={item.targets} ignore={item.ignore}"),
         ("calibration", calibration_text),
         ("stages", " → ".join(item.stages)),
         ("downloads", "; ".join(item.downloads) if item.downloads else "nothing"),

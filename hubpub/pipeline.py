@@ -522,6 +522,7 @@ def _inputs(
         return {
             "source": source_hashes,
             "scheme": release.scheme,
+            "algorithm": release.algorithm,
             "group_size": release.effective_group_size,
             "targets": release.targets,
             "ignore": release.ignore,

@@ -10,9 +10,35 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Algorithm = Literal["rtn", "gptq"]
+Algorithm = Literal["rtn", "gptq", "smoothquant+gptq", "awq"]
 
-MODIFIER_FOR_ALGORITHM: dict[str, str] = {"rtn": "QuantizationModifier", "gptq": "GPTQModifier"}
+MODIFIER_FOR_ALGORITHM: dict[str, str] = {
+    "rtn": "QuantizationModifier",
+    "gptq": "GPTQModifier",
+    "smoothquant+gptq": "GPTQModifier",
+    "awq": "QuantizationModifier",
+}
+"""The modifier that quantizes; smoothquant+gptq and awq run a transform before it (TRANSFORM_FOR_ALGORITHM)."""
+TRANSFORM_FOR_ALGORITHM: dict[str, str] = {"smoothquant+gptq": "SmoothQuantModifier", "awq": "AWQModifier"}
+"""llm-compressor 0.14's SmoothQuant and AWQ only rescale weights (modifiers/transform/): a quantizing modifier
+after them makes the compressed checkpoint, as RedHatAI's W8A8 recipes and llm-compressor's AWQ examples do."""
+ALGORITHM_LABELS: dict[str, str] = {
+    "rtn": "round-to-nearest",
+    "gptq": "GPTQ",
+    "smoothquant+gptq": "SmoothQuant + GPTQ",
+    "awq": "AWQ",
+}
+ALGORITHM_FIT: dict[str, str] = {
+    "smoothquant+gptq": "SmoothQuant moves activation outliers into the weights, for schemes that quantize"
+    " activations to integers",
+    "awq": "AWQ rescales salient weight channels for weight-only integer schemes",
+}
+"""Why an algorithm fits only some schemes: the refusal's reason."""
+DEFAULT_SMOOTHING_STRENGTH = 0.8
+"""SmoothQuant's alpha as RedHatAI's W8A8 checkpoints and llm-compressor's W8A8 example use it (the library's
+own default is 0.5)."""
+AWQ_ARGUMENTS: dict[str, Any] = {"duo_scaling": True, "n_grid": 20}
+"""AWQModifier's grid search, written out: llm-compressor 0.14's defaults."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +98,22 @@ class Scheme:
     def default_group_size(self) -> int | None:
         return self.weights.group_size if self.uses_groups else None
 
+    def algorithm_refusal(self, algorithm: Algorithm) -> str | None:
+        """Why this scheme cannot be quantized with `algorithm`; None when it can."""
+        if algorithm in self.algorithms:
+            return None
+        fit = ALGORITHM_FIT.get(algorithm)
+        fitting = [scheme.name for scheme in SCHEMES.values() if algorithm in scheme.algorithms]
+        why = f": {fit} ({', '.join(fitting)})" if fit else ""
+        *others, last = self.algorithms
+        known = f"{', '.join(others)} or {last}" if others else last
+        return f"{self.name} supports algorithm {known}, not '{algorithm}'{why}"
+
     def needs_calibration(self, algorithm: Algorithm) -> bool:
-        """GPTQ always reads data; round-to-nearest only needs it for static activation scales."""
+        """GPTQ, SmoothQuant and AWQ always read data; round-to-nearest only needs it for static activation
+        scales."""
         static_activations = self.activations is not None and not self.activations.dynamic
-        return algorithm == "gptq" or static_activations
+        return algorithm != "rtn" or static_activations
 
     def recipe(
         self,
@@ -84,8 +122,10 @@ class Scheme:
         targets: list[str],
         ignore: list[str],
         group_size: int | None = None,
+        smoothing_strength: float | None = None,
     ) -> dict[str, Any]:
-        """The llm-compressor recipe (as its YAML structure) for this scheme and these choices."""
+        """The llm-compressor recipe (as its YAML structure) for this scheme and these choices: the transform
+        of smoothquant+gptq or awq first, with its arguments written out, then the quantizing modifier."""
         group: dict[str, Any] = {"targets": list(targets), "weights": self.weights.as_args(group_size)}
         if self.activations is not None:
             group["input_activations"] = self.activations.as_args()
@@ -94,7 +134,14 @@ class Scheme:
             "ignore": list(ignore),
             "config_groups": {"group_0": group},
         }
-        return {"quant_stage": {"quant_modifiers": {MODIFIER_FOR_ALGORITHM[algorithm]: modifier}}}
+        modifiers: dict[str, Any] = {}
+        if algorithm == "smoothquant+gptq":
+            strength = DEFAULT_SMOOTHING_STRENGTH if smoothing_strength is None else smoothing_strength
+            modifiers["SmoothQuantModifier"] = {"smoothing_strength": strength}
+        elif algorithm == "awq":
+            modifiers["AWQModifier"] = dict(AWQ_ARGUMENTS)
+        modifiers[MODIFIER_FOR_ALGORITHM[algorithm]] = modifier
+        return {"quant_stage": {"quant_modifiers": modifiers}}
 
 
 _INT4_GROUP = TensorQuant(num_bits=4, type="int", strategy="group", group_size=128)
@@ -115,6 +162,7 @@ SCHEMES: dict[str, Scheme] = {
             memory_saving="~4x",
             compute="BF16 (memory-bound gains only)",
             best_for="Small GPUs, low-latency single user",
+            algorithms=("rtn", "gptq", "awq"),
         ),
         Scheme(
             name="W4A16_ASYM",
@@ -124,6 +172,7 @@ SCHEMES: dict[str, Scheme] = {
             memory_saving="~4x",
             compute="BF16 (memory-bound gains only)",
             best_for="Small GPUs when symmetric INT4 loses too much accuracy",
+            algorithms=("rtn", "gptq", "awq"),
         ),
         Scheme(
             name="W8A16",
@@ -133,6 +182,7 @@ SCHEMES: dict[str, Scheme] = {
             memory_saving="~2x",
             compute="BF16 (memory-bound gains only)",
             best_for="Mild memory pressure, near-lossless accuracy",
+            algorithms=("rtn", "gptq", "awq"),
         ),
         Scheme(
             name="W8A8",
@@ -142,6 +192,7 @@ SCHEMES: dict[str, Scheme] = {
             memory_saving="~2x",
             compute="INT8 tensor cores",
             best_for="High-throughput batched serving",
+            algorithms=("rtn", "gptq", "smoothquant+gptq"),
         ),
         Scheme(
             name="FP8_DYNAMIC",

@@ -29,7 +29,7 @@ from pydantic import (
 
 from hubpub.errors import SpecError, SpecProblem
 from hubpub.licenses import HUB_LICENSES
-from hubpub.schemes import SCHEMES, Algorithm, Scheme, unknown_scheme_message
+from hubpub.schemes import DEFAULT_SMOOTHING_STRENGTH, SCHEMES, Algorithm, Scheme, unknown_scheme_message
 from hubpub.yamlsource import Located, PathKey, load_yaml
 
 _HUB_NAME = r"(?!.*--)(?!.*\.\.)[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9_])?"
@@ -506,7 +506,18 @@ class ReleaseSpec(SpecModel):
     source: Source | None = None
     repo_id: RepoId
     scheme: Annotated[str, AfterValidator(_check_scheme)]
-    algorithm: Algorithm = "rtn"
+    algorithm: Algorithm = Field(
+        default="rtn",
+        description="rtn (QuantizationModifier), gptq (GPTQModifier), smoothquant+gptq (SmoothQuantModifier, then"
+        " GPTQModifier; integer-activation schemes) or awq (AWQModifier, then QuantizationModifier; weight-only"
+        " integer schemes).",
+    )
+    smoothing_strength: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description=f"SmoothQuant's alpha, with algorithm smoothquant+gptq (default {DEFAULT_SMOOTHING_STRENGTH}).",
+    )
     group_size: int | None = Field(default=None, gt=0)
     ignore: tuple[NonEmptyStr, ...] = ("lm_head",)
     targets: tuple[NonEmptyStr, ...] = Field(default=("Linear",), min_length=1)
@@ -563,8 +574,20 @@ class ReleaseSpec(SpecModel):
     @classmethod
     def _algorithm_fits_scheme(cls, value: Algorithm, info: ValidationInfo) -> Algorithm:
         scheme = SCHEMES.get(info.data.get("scheme", ""))
-        if scheme is not None and value not in scheme.algorithms:
-            raise ValueError(f"{scheme.name} supports algorithm {' or '.join(scheme.algorithms)}, not '{value}'")
+        refusal = scheme.algorithm_refusal(value) if scheme is not None else None
+        if refusal is not None:
+            raise ValueError(refusal)
+        return value
+
+    @field_validator("smoothing_strength")
+    @classmethod
+    def _smoothing_with_smoothquant(cls, value: float | None, info: ValidationInfo) -> float | None:
+        algorithm = info.data.get("algorithm")
+        if value is not None and algorithm is not None and algorithm != "smoothquant+gptq":
+            raise ValueError(
+                f"SmoothQuant's alpha applies to algorithm smoothquant+gptq only, not '{algorithm}':"
+                " remove it or set algorithm: smoothquant+gptq"
+            )
         return value
 
     @field_validator("group_size")
@@ -614,6 +637,7 @@ class ReleaseSpec(SpecModel):
             targets=list(self.targets),
             ignore=list(self.ignore),
             group_size=self.group_size,
+            smoothing_strength=self.smoothing_strength,
         )
 
 

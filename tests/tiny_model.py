@@ -81,3 +81,23 @@ def build_tiny_llama(folder: Path, steps: int = 300, *, heads: int = 4, kv_heads
     tokenizer.save_pretrained(folder)
     (folder / "tiny-model.json").write_text(json.dumps({"final_loss": float(loss.detach())}), encoding="utf-8")
     return folder
+
+
+def build_tiny_opt(folder: Path) -> Path:
+    """A random two-layer OPT: an architecture llm-compressor has no SmoothQuant or AWQ mappings for, whose layer
+    names (self_attn_layer_norm, fc1, final_layer_norm) match none of the default ones either."""
+    import torch
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(0)
+    config = OPTConfig(
+        vocab_size=128,
+        hidden_size=64,
+        ffn_dim=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        word_embed_proj_dim=64,
+    )
+    OPTForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -16,6 +16,7 @@ from hubpub.placement import CPU, Placement
 from hubpub.resources.runner import GB, Gpu, Machine
 from hubpub.resources.shape import ModelShape
 from hubpub.resources.size import CheckpointSize, checkpoint_size
+from hubpub.schemes import MODIFIER_FOR_ALGORITHM
 from hubpub.spec import ReleaseSpec
 
 MB = 10**6
@@ -281,20 +282,36 @@ class _Estimator:
         # The sequential pipeline keeps every sample's hidden states between layers on the CPU: inputs and outputs.
         cached_activations = 2 * samples * tokens * shape.hidden_size * shape.dtype_bytes
         work = QUANTIZE_WORK + int(self.base * QUANTIZE_WORK_SHARE)
+        awq = self._awq_cache(tokens, samples)
         ram = self.tree + self.base + self.checkpoint + work + cached_activations
         disk = self.base_disk + self.checkpoint
         if not self.gpus:
-            return StagePlan("quantize", ram, 0, disk, note="on the CPU, in the base dtype")
+            return StagePlan("quantize", ram + awq, 0, disk, note="on the CPU, in the base dtype")
         layer = shape.layer_parameters * shape.dtype_bytes
         working = max(tokens, 1) * (4 * shape.hidden_size + 3 * shape.intermediate_size) * shape.dtype_bytes
-        hessians = 0
-        if self.release.algorithm == "gptq":
-            hessians = sum(linear.in_features**2 * 4 for linear in shape.layer_linears(0))
+        held = awq
+        if MODIFIER_FOR_ALGORITHM[self.release.algorithm] == "GPTQModifier":
+            held = sum(linear.in_features**2 * 4 for linear in shape.layer_linears(0))  # the Hessians
             largest = max(linear.out_features * linear.in_features for linear in shape.layer_linears(0))
-            hessians += largest * 4  # the weight being solved, in float32
-        need = CUDA_CONTEXT_BYTES + layer + working + hessians
+            held += largest * 4  # the weight being solved, in float32
+        need = CUDA_CONTEXT_BYTES + layer + working + held
         note = "the model on the CPU; one decoder layer at a time on GPU 0"
         return StagePlan("quantize", ram, need, disk, self._one_gpu(need), note=note)
+
+    def _awq_cache(self, tokens: int, samples: int) -> int:
+        """What AWQModifier holds for the decoder layer it smooths, on the device that runs the layer (it offloads
+        nothing unless told to): every sample's inputs to each mapping's parent module (the attention block,
+        o_proj, the MLP, down_proj), the parent's outputs before and during the grid search, and a copy of the
+        balanced weights. SmoothQuant keeps only two per-channel vectors per mapping, so it adds nothing here."""
+        if self.release.algorithm != "awq":
+            return 0
+        shape = self.shape
+        attention = shape.num_heads * shape.head_dim
+        rotary = 2 * shape.head_dim  # the position embeddings (cos, sin) passed to the attention block
+        inputs = 2 * shape.hidden_size + rotary + attention + shape.intermediate_size
+        outputs = 2 * shape.hidden_size
+        balanced = 2 * shape.intermediate_size * shape.hidden_size  # gate_proj and up_proj, the largest mapping
+        return (samples * tokens * (inputs + outputs) + balanced) * shape.dtype_bytes
 
     def _one_gpu(self, need: int) -> Placement:
         gpu = self.gpus[0]

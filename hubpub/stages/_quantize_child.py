@@ -38,6 +38,8 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     from llmcompressor.core import active_session
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not torch.accelerator.is_available():
+        _skip_pinning()
     tokenizer = AutoTokenizer.from_pretrained(request["base_dir"])
     # Loaded on the CPU: with CUDA present, llm-compressor onloads one layer at a time to the GPU,
     # so models larger than GPU memory still quantize.
@@ -65,6 +67,18 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     active_session().reset()
     device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
     return {"device": device, "calibration": calibration_facts}
+
+
+def _skip_pinning() -> None:
+    """llm-compressor 0.14's AWQ pins its cached activations in host memory before each grid search, to copy them
+    to the GPU faster; pinning needs an accelerator (torch raises "Cannot access accelerator device when none is
+    available"), so on a machine without one the cache stays in ordinary memory, where the CPU reads it anyway."""
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    def unpinned(self: IntermediatesCache, batch_index: int, input_names: list[str] | None = None) -> None:
+        return None
+
+    IntermediatesCache.pin_memory = unpinned
 
 
 if __name__ == "__main__":

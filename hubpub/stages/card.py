@@ -28,7 +28,7 @@ from hubpub.licenses import HUB_LICENSES
 from hubpub.manifest import Manifest
 from hubpub.measure import record_child_peaks
 from hubpub.quality import recovery_text
-from hubpub.schemes import SCHEMES
+from hubpub.schemes import ALGORITHM_LABELS, SCHEMES
 from hubpub.spec import ReleaseSpec, is_local_dataset
 from hubpub.stages._child import failure
 from hubpub.vllm import VllmPrediction
@@ -286,7 +286,7 @@ def card_facts(
         "base_url": f"https://huggingface.co/{release.base_model}",
         "base_origin": f"revision `{manifest.base_revision}`" if manifest.base_revision else _local_origin(release),
         "hubpub_version": manifest.hubpub_version,
-        "algorithm_label": "GPTQ" if release.algorithm == "gptq" else "round-to-nearest",
+        "algorithm_label": ALGORITHM_LABELS[release.algorithm],
         "scheme": {
             "name": scheme.name,
             "summary": scheme.summary,

@@ -1,4 +1,4 @@
-"""Preflight stage: check the scheme against the base's shapes before any expensive work.
+"""Preflight stage: check the scheme and algorithm against the base's shapes before any expensive work.
 
 Everything comes from config.json and the safetensors headers; no weight is loaded, and it
 runs before the calibration data is read.
@@ -17,6 +17,7 @@ from hubpub.checkpoint import (
     ties_embeddings,
 )
 from hubpub.errors import PreflightError
+from hubpub.mappings import mapping_problem
 from hubpub.stages.context import StageContext, StageOutput
 
 FUSED_SHARDS: tuple[tuple[str, ...], ...] = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
@@ -25,7 +26,8 @@ _LISTED = 6
 
 
 def run(ctx: StageContext) -> StageOutput:
-    """Check group size, tied embeddings and fused-layer ignores; report the layers that will be quantized."""
+    """Check group size, tied embeddings, fused-layer ignores and the layer mappings SmoothQuant and AWQ need;
+    report the layers that will be quantized."""
     base_dir = ctx.output_of("resolve", "base_dir")
     config = read_config(base_dir)
     tensors = read_tensors(base_dir)
@@ -33,7 +35,12 @@ def run(ctx: StageContext) -> StageOutput:
     release = ctx.release
     quantized = [layer for layer in layers if selected_for_quantization(layer.name, release.targets, release.ignore)]
     ignored = sorted(layer.name for layer in layers if layer not in quantized)
+    architecture = (config.get("architectures") or ["unknown"])[0]
     problems = _fused_problems(layers, quantized) + _tied_problems(config, quantized)
+    modules = {name.rpartition(".")[0] for name in tensors}
+    mapping = mapping_problem(release.algorithm, architecture, modules)
+    if mapping is not None:
+        problems.append(mapping)
     group_size = release.effective_group_size if release.scheme_info.uses_groups else None
     if group_size:
         problems += _group_problems(quantized, group_size)
@@ -43,7 +50,7 @@ def run(ctx: StageContext) -> StageOutput:
         )
     return StageOutput(
         metrics={
-            "architecture": (config.get("architectures") or ["unknown"])[0],
+            "architecture": architecture,
             "hidden_size": text_config(config).get("hidden_size"),
             "tie_word_embeddings": ties_embeddings(config),
             "parameters": sum(tensor.numel for tensor in tensors.values()),

@@ -46,8 +46,11 @@ def run(ctx: StageContext) -> StageOutput:
     )
     logger.debug("quantized on %s", child["device"])
     copied = _copy_base_artifacts(base_dir, checkpoint)
-    if not (checkpoint / "recipe.yaml").is_file():
-        (checkpoint / "recipe.yaml").write_text(yaml.safe_dump(release.recipe(), sort_keys=False), encoding="utf-8")
+    recipe_file = checkpoint / "recipe.yaml"
+    if recipe_file.is_file():
+        plain_recipe(recipe_file)
+    else:
+        recipe_file.write_text(yaml.safe_dump(release.recipe(), sort_keys=False), encoding="utf-8")
     return StageOutput(
         metrics={
             "device": child["device"],
@@ -57,6 +60,36 @@ def run(ctx: StageContext) -> StageOutput:
         },
         outputs={"checkpoint": str(checkpoint)},
     )
+
+
+class _PythonTagLoader(yaml.SafeLoader):
+    """Reads the two Python tags llm-compressor 0.14 writes into a saved recipe: SmoothQuant's mappings as
+    `!!python/tuple` and GPTQ's `actorder` as `!!python/object/apply:...ActivationOrdering [static]`."""
+
+
+def _tuple(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> list[Any]:
+    return loader.construct_sequence(node, deep=True)
+
+
+def _enum(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    arguments = loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode) else []
+    if len(arguments) != 1:
+        problem = f"cannot read python/object/apply:{suffix}"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+    return arguments[0]
+
+
+_PythonTagLoader.add_constructor("tag:yaml.org,2002:python/tuple", _tuple)
+_PythonTagLoader.add_multi_constructor("tag:yaml.org,2002:python/object/apply:", _enum)
+
+
+def plain_recipe(path: Path) -> None:
+    """Rewrite llm-compressor's saved recipe in plain YAML: its own loader (yaml.safe_load) refuses the Python
+    tags it writes, so the published recipe.yaml could not be applied again as the card says."""
+    text = path.read_text(encoding="utf-8")
+    if "!!python/" in text:
+        recipe = yaml.load(text, Loader=_PythonTagLoader)
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
 
 
 def _copy_base_artifacts(base_dir: Path, checkpoint: Path) -> list[str]:

@@ -13,6 +13,7 @@ from hubpub.manifest import Manifest
 from hubpub.spec import load_spec
 from hubpub.stages import card
 from tests.conftest import DEMO_SPEC, demo_spec_copy
+from tests.recipes.example import example_copy
 
 HERE = Path(__file__).parent
 FIXTURES = {
@@ -55,6 +56,26 @@ def render(variant: str, spec: Path = DEMO_SPEC) -> card.RenderedCard:
 def test_demo_cards_match_their_golden_files(variant: str, demo_model: Path) -> None:
     golden = HERE / "golden" / f"demo-{variant}.md"
     text = render(variant).text
+    if UPDATE:
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8"), "run with HUBPUB_UPDATE_GOLDEN=1 to accept the new card"
+
+
+RECIPES = {
+    variant: Manifest.model_validate_json((HERE / "fixtures" / f"recipes-{variant}.json").read_text())
+    for variant in ("W4A16-AWQ", "W8A8-SmoothQuant")
+}
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_recipe_example_cards_match_their_golden_files(variant: str, demo_model: Path, tmp_path: Path) -> None:
+    """The example of the publishers' recipes: the algorithm's label, both modifiers in the recipe section and
+    the reproduction snippet (manifests from a real CPU release of the example, as tests/recipes releases it)."""
+    release = load_spec(example_copy(tmp_path, demo_model)).select(variant)[0]
+    manifest = RECIPES[variant]
+    base_bytes = manifest.stages["preflight"].metrics["checkpoint_bytes"]
+    text = card.run(release, manifest, list(RECIPES.values()), base_bytes=base_bytes, base_license=None).text
+    golden = HERE / "golden" / f"recipes-{variant}.md"
     if UPDATE:
         golden.write_text(text, encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8"), "run with HUBPUB_UPDATE_GOLDEN=1 to accept the new card"

@@ -72,11 +72,13 @@ def test_a_folder_expands_to_its_specs_and_skips_lm_eval_task_files(
 ) -> None:
     assert list((MODEL_SPECS / "demo" / "tasks").glob("*.yaml")), "the demo's task YAMLs are what this skips"
     entries = matrix_of([str(MODEL_SPECS)], capsys)
+    recipes = MODEL_SPECS / "demo" / "smollm2-135m-recipes.yaml"
     assert sorted({str(entry["spec"]) for entry in entries}) == sorted(
-        [str(MODEL_SPECS / "demo" / DEMO_SPEC.name), str(MODEL_SPECS / PRODUCTION_SPEC.name)]
+        [str(MODEL_SPECS / "demo" / DEMO_SPEC.name), str(recipes), str(MODEL_SPECS / PRODUCTION_SPEC.name)]
     )
-    assert len(entries) == 4
-    demo = [entry for entry in entries if entry["family"] == "smollm2-135m-demo"]
+    assert len(entries) == 6
+    demo = [entry for entry in entries if str(entry["family"]).startswith("smollm2-135m-")]
+    assert len(demo) == 4
     assert {tuple(entry["runs_on"]) for entry in demo} == {("ubuntu-latest",)}  # type: ignore[arg-type]
 
 
