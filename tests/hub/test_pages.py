@@ -109,7 +109,7 @@ def test_a_model_page_renders_the_card_the_metadata_files_commits_and_tags(hub: 
     golden = (CARDS / "golden" / "demo-W4A16.md").read_text(encoding="utf-8")
     assert card.count("<table>") == len(re.findall(r"^\|(?:-+\|)+$", golden, re.MULTILINE)) > 5
     assert "<th>Property</th>" in card and "style=" not in card
-    assert '<pre><code class="language-python">from transformers import' in card
+    assert '<pre><code class="language-python">from accelerate import infer_auto_device_map' in card
     assert "<h2>Evaluation</h2>" in card
     assert "base_model:" not in card, "the metadata block is not part of the rendered card"
     panel = page.text[page.text.index('<section id="evaluation">') :]

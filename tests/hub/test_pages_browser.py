@@ -99,7 +99,7 @@ def test_a_model_page_renders_the_card_tables_and_the_evaluation_panel(browser: 
     assert len(tables) > 5
     assert [cell.text for cell in tables[0].find_elements(By.TAG_NAME, "th")] == ["Property", "Value"]
     assert tables[0].value_of_css_property("border-collapse") == "collapse", "the stylesheet applies under the CSP"
-    assert card.find_element(By.CSS_SELECTOR, "pre code.language-python").text.startswith("from transformers import")
+    assert card.find_element(By.CSS_SELECTOR, "pre code.language-python").text.startswith("from accelerate import")
     rows = [
         [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
         for row in browser.find_elements(By.CSS_SELECTOR, "#evaluation table tbody tr")
