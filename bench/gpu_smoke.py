@@ -560,13 +560,13 @@ def parallelize(options: Options) -> dict[str, Any]:
     lm-eval's own `parallelize` (it sizes a compressed checkpoint by its packed tensors): it hands lm-eval the model
     loaded with its decompressed-size device map. Here GPU 0 may take all of the decompressed model but one byte, so
     the map must spill to the CPU. Dry run: the same child on the CPU placement, and the map it would load with."""
+    from hubpub.device_map import model_sizes
     from hubpub.placement import CPU, Placement
     from hubpub.stages._child import run_child
     from hubpub.stages._evaluate_child import gpu_load_kwargs
 
     facts = earlier(options, "release-w4a16")
     os.environ.update(step_environment(options))
-    from hubpub.device_map import model_sizes
 
     loaded = model_sizes(Path(facts["staged_dir"])).loaded_bytes
     # All of the model but one byte: the map must spill, keeping room on GPU 0 for the largest spilled module.

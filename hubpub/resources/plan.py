@@ -315,10 +315,8 @@ class _Estimator:
 
     def _one_gpu(self, need: int) -> Placement:
         gpu = self.gpus[0]
-        return Placement(gpu_budgets={gpu.index: self._usable(gpu)}) if need <= self._usable(gpu) else CPU
-
-    def _usable(self, gpu: Gpu) -> int:
-        return _usable_gpu_bytes(gpu)
+        usable = _usable_gpu_bytes(gpu)
+        return Placement(gpu_budgets={gpu.index: usable}) if need <= usable else CPU
 
     def _transformers_load(
         self, stage: str, weights: int, note: str, *, base_too: bool = False, float32_copy: bool = False
@@ -374,7 +372,7 @@ class _Estimator:
         placement is the CPU when neither fits)."""
         modules = self._modules(need)
         for count in range(1, len(self.gpus) + 1):
-            budgets = {gpu.index: self._usable(gpu) for gpu in self.gpus[:count]}
+            budgets = {gpu.index: _usable_gpu_bytes(gpu) for gpu in self.gpus[:count]}
             try:
                 modules.device_map(budgets)
             except PlacementError:
@@ -382,7 +380,7 @@ class _Estimator:
             return Placement(gpu_budgets=budgets), 0
         if not self.machine.cpu_offload:
             return CPU, 0
-        every = {gpu.index: self._usable(gpu) for gpu in self.gpus}
+        every = {gpu.index: _usable_gpu_bytes(gpu) for gpu in self.gpus}
         placed = modules.device_map(every, ("cpu", modules.loaded_bytes))
         spill = sum(size for name, size in modules.units if placed[name] == "cpu")
         return Placement(every, cpu_offload_bytes=spill), spill
@@ -487,7 +485,7 @@ class _Estimator:
         elif stage.stage == "vllm":
             fits = f"GPUs holding {_gb(int(need / VLLM_GPU_MEMORY_UTILIZATION))} in all, a power of two of them"
         else:
-            per_gpu = min(self._usable(gpu) for gpu in gpus)
+            per_gpu = min(_usable_gpu_bytes(gpu) for gpu in gpus)
             count = -(-need // per_gpu) if per_gpu > 0 else 0
             fits = f"{count} such GPUs, bigger GPUs, or `runner.cpu_offload: true`"
         return f"{_gb(need)} of GPU memory, the runner has {have} (would fit: {fits})"
